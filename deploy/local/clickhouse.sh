@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# ClickHouse server (Debian's clickhouse-server package) as a plain background process with
+# a project-local config and data folder: 127.0.0.1, native 9000, HTTP 8123.
+# Usage: deploy/local/clickhouse.sh {install|start|stop|status|restart|reset}
+# Users: `default` (no password, local only; used by tests and the pipeline) and `grafana`
+# (readonly=2: may read and change max_execution_time, never write), password from
+# HANGWATCH_GRAFANA_CH_PASSWORD (default `grafana` for the local stack only).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+CH_TCP_PORT="${CH_TCP_PORT:-9000}"
+CH_HTTP_PORT="${CH_HTTP_PORT:-8123}"
+DIR="$STATE_DIR/clickhouse"
+PIDFILE="$DIR/clickhouse.pid"
+
+install() {
+  if command -v clickhouse-server >/dev/null || [ -x /usr/bin/clickhouse ]; then return 0; fi
+  [ "$(id -u)" = 0 ] || { log "clickhouse-server is missing; run as root or: sudo apt-get install clickhouse-server"; exit 1; }
+  log "installing Debian's clickhouse-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+}
+
+write_config() {
+  mkdir -p "$DIR/data/tmp" "$DIR/data/user_files" "$DIR/data/format_schemas" "$DIR/log"
+  # Start from the packaged config; point every path into $DIR, drop TLS ports and the
+  # interserver port (single node), pin our ports.
+  sed -e "s#/var/lib/clickhouse/#$DIR/data/#g" \
+      -e "s#/var/log/clickhouse-server/#$DIR/log/#g" \
+      -e "/<tcp_port_secure>/d" -e "/<https_port>/d" -e "/<interserver_http_port>/d" \
+      -e "s#<tcp_port>9000</tcp_port>#<tcp_port>$CH_TCP_PORT</tcp_port>#" \
+      -e "s#<http_port>8123</http_port>#<http_port>$CH_HTTP_PORT</http_port>#" \
+      -e "s#<listen_host>::1</listen_host>##" \
+      -e "s#<level>trace</level>#<level>warning</level>#" \
+      /etc/clickhouse-server/config.xml > "$DIR/config.xml"
+  local gpw="${HANGWATCH_GRAFANA_CH_PASSWORD:-grafana}"
+  cat > "$DIR/users.xml" <<USERS
+<?xml version="1.0"?>
+<yandex>
+  <profiles>
+    <default><max_memory_usage>4000000000</max_memory_usage><load_balancing>random</load_balancing></default>
+    <!-- readonly=2: SELECT only, but SET of settings such as max_execution_time is allowed. -->
+    <grafana_ro><readonly>2</readonly><max_execution_time>60</max_execution_time></grafana_ro>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile><quota>default</quota>
+    </default>
+    <grafana>
+      <password_sha256_hex>$(printf '%s' "$gpw" | sha256sum | cut -d' ' -f1)</password_sha256_hex>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>grafana_ro</profile><quota>default</quota>
+    </grafana>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+USERS
+  sed -i "s#<users_config>users.xml</users_config>#<users_config>$DIR/users.xml</users_config>#" "$DIR/config.xml"
+}
+
+server_bin() {
+  if command -v clickhouse-server >/dev/null; then echo clickhouse-server; else echo "/usr/bin/clickhouse server"; fi
+}
+
+start() {
+  if pid_alive "$PIDFILE"; then log "already running (pid $(cat "$PIDFILE"))"; return 0; fi
+  install
+  write_config
+  log "starting ClickHouse on 127.0.0.1:$CH_TCP_PORT (native) / :$CH_HTTP_PORT (http); logs in $DIR/log"
+  # shellcheck disable=SC2046
+  nohup $(server_bin) --config-file="$DIR/config.xml" >"$DIR/server.out" 2>&1 &
+  echo $! >"$PIDFILE"
+  if ! wait_port 127.0.0.1 "$CH_TCP_PORT" 60; then
+    log "ClickHouse did not open port $CH_TCP_PORT in 60 s; last log lines:"
+    tail -n 30 "$DIR/server.out" "$DIR/log/clickhouse-server.err.log" >&2 || true; exit 1
+  fi
+  log "ClickHouse is up (pid $(cat "$PIDFILE"))"
+}
+
+status() {
+  if pid_alive "$PIDFILE" && wait_port 127.0.0.1 "$CH_TCP_PORT" 1; then
+    echo "clickhouse: running (pid $(cat "$PIDFILE"), native 127.0.0.1:$CH_TCP_PORT, http :$CH_HTTP_PORT)"
+  else
+    echo "clickhouse: stopped"; return 3
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop_pid "$PIDFILE" clickhouse ;;
+  restart) stop_pid "$PIDFILE" clickhouse; start ;;
+  status) status ;;
+  reset) stop_pid "$PIDFILE" clickhouse; rm -rf "$DIR"; log "data removed" ;;
+  *) echo "usage: $0 {install|start|stop|restart|status|reset}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Single-node Apache Kafka (KRaft) on 127.0.0.1:9092 without Docker.
+# Usage: deploy/local/kafka.sh {install|start|stop|status|restart|reset}
+# The broker jars come from Maven Central (deploy/local/kafka/pom.xml) and are cached in
+# ~/.cache/hangwatch/kafka-<version>/lib. Topics are NOT auto-created: `hangwatch topics create`
+# creates them from schemas/topics/*.yaml.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+LIB="$CACHE_DIR/kafka-$KAFKA_VERSION/lib"
+DIR="$STATE_DIR/kafka"
+PIDFILE="$DIR/kafka.pid"
+
+install() {
+  if [ -f "$LIB/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || { log "Maven (mvn) is required to fetch Kafka: apt-get install maven"; exit 1; }
+  command -v java >/dev/null || { log "Java 17+ is required: apt-get install openjdk-17-jre-headless"; exit 1; }
+  log "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIB"
+  rm -rf "$LIB"; mkdir -p "$LIB"
+  mvn -q -B -f "$HERE/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DoutputDirectory="$LIB"
+  touch "$LIB/.complete"
+}
+
+write_config() {
+  mkdir -p "$DIR/data"
+  cat > "$DIR/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DIR/data
+num.partitions=1
+# Topics come from the project's registry, never from a typo in a producer.
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# Test/dev setting: production keeps the default 3000 ms (see README, Production settings).
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+log.segment.bytes=67108864
+PROPS
+  cat > "$DIR/log4j.properties" <<'L4J'
+log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=${kafka.logs.dir}/server.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+L4J
+}
+
+start() {
+  if pid_alive "$PIDFILE"; then log "already running (pid $(cat "$PIDFILE"))"; return 0; fi
+  install
+  write_config
+  if [ ! -f "$DIR/data/meta.properties" ]; then
+    log "formatting KRaft storage in $DIR/data"
+    java -cp "$LIB/*" kafka.tools.StorageTool format -t "hangwatch-local-cluster-01" \
+      -c "$DIR/server.properties" --ignore-formatted >"$DIR/format.log" 2>&1 \
+      || { cat "$DIR/format.log" >&2; exit 1; }
+  fi
+  log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
+  mkdir -p "$DIR/logs"
+  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$DIR/logs" -Dlog4j.configuration="file:$DIR/log4j.properties" \
+    -cp "$LIB/*" kafka.Kafka "$DIR/server.properties" >"$DIR/server.out" 2>&1 &
+  echo $! >"$PIDFILE"
+  if ! wait_port 127.0.0.1 "$KAFKA_PORT" 90; then
+    log "Kafka did not open port $KAFKA_PORT in 90 s; last output:"; tail -n 30 "$DIR/server.out" >&2; exit 1
+  fi
+  log "Kafka is up (pid $(cat "$PIDFILE"))"
+}
+
+status() {
+  if pid_alive "$PIDFILE" && wait_port 127.0.0.1 "$KAFKA_PORT" 1; then
+    echo "kafka: running (pid $(cat "$PIDFILE"), 127.0.0.1:$KAFKA_PORT)"
+  else
+    echo "kafka: stopped"; return 3
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop_pid "$PIDFILE" kafka ;;
+  restart) stop_pid "$PIDFILE" kafka; start ;;
+  status) status ;;
+  reset) stop_pid "$PIDFILE" kafka; rm -rf "$DIR"; log "data removed" ;;
+  *) echo "usage: $0 {install|start|stop|restart|status|reset}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,178 @@
+"""One typed, validated settings object for every process of the pipeline.
+
+Sources, highest priority first: keyword arguments, environment variables with the prefix
+`HANGWATCH_` (nested with `__`, e.g. `HANGWATCH_KAFKA__BOOTSTRAP_SERVERS`), a YAML file named
+by `HANGWATCH_CONFIG` (or `--config` on the CLI), then the defaults below. Secrets are
+SecretStr and come from the environment; they are never written to files or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection options in the form aiokafka's clients take."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                              "security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        if self.security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return kw
+
+    def kafka_python_kwargs(self) -> dict[str, Any]:
+        """Connection options in the form kafka-python's clients take."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(","),
+                              "security_protocol": self.security_protocol}
+        if self.ssl_cafile:
+            kw["ssl_cafile"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            kw["ssl_certfile"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            kw["ssl_keyfile"] = str(self.ssl_keyfile)
+        if self.security_protocol.startswith("SASL"):
+            kw["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return kw
+
+
+class ClickHouseSettings(BaseModel):
+    # clickhouse://user:password@host:9000/db (native protocol; add ?secure=1 for TLS).
+    # Unset: the embedded store (chdb) in `embedded_path` is used.
+    url: SecretStr | None = None
+    embedded_path: Path = ROOT / ".local" / "chdb"
+    database: str = "hangwatch"
+    # Keep data this many days; older partitions are dropped (TTL where the server has it).
+    retention_days: dict[str, int] = Field(default_factory=lambda: {
+        "call_events": 400, "hangup_rates": 400, "borrower_flags": 730, "hangup_alerts": 730, "dead_letters": 90,
+    })
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = "hangwatch"
+    window_sizes_s: list[int] = Field(default_factory=lambda: [60, 300, 3600])
+    grace_s: int = 600
+    # A partition that receives no events for this long advances its watermark by the wall
+    # clock, so windows close even when no more events arrive for them.
+    idle_close_s: float = 10.0
+    # Events are processed in batches (Faust stream.take): up to this many, or this long.
+    batch_max: int = 2000
+    batch_within_s: float = 0.2
+    # Borrower evidence kept this long (event time) beyond the longest rule span.
+    borrower_retention_s: int = 8 * 24 * 3600
+    # Closed windows kept in state this long after they become final (for late recompute
+    # of the spike baseline and idempotent replays), then deleted with tombstones.
+    window_retention_s: int = 2 * 3600
+    web_port: int = 6066
+    web_enabled: bool = False
+    broker_session_timeout_s: float = 60.0
+    broker_heartbeat_interval_s: float = 3.0
+    rules_file: Path = ROOT / "streams" / "rules.yaml"
+    timezone: str = "Asia/Shanghai"
+    data_dir: Path = ROOT / ".local" / "faust"
+
+    @field_validator("window_sizes_s")
+    @classmethod
+    def _sizes_positive(cls, v: list[int]) -> list[int]:
+        if not v or any(s <= 0 for s in v):
+            raise ValueError("window sizes must be positive seconds")
+        return sorted(set(v))
+
+
+class AlertSettings(BaseModel):
+    window_size_s: int = 300
+    baseline_s: int = 24 * 3600
+    min_connected: int = 30
+    min_baseline_connected: int = 100
+    # z of the Wilson score interval (1.96 = 95 %).
+    z: float = 1.96
+    # Fire when the window's Wilson lower bound exceeds baseline * (1 + min_relative_increase).
+    min_relative_increase: float = 0.0
+
+
+class SinkSettings(BaseModel):
+    group_id: str = "hangwatch-sink"
+    batch_rows: int = 50_000
+    flush_interval_s: float = 1.0
+    max_retry_backoff_s: float = 30.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HANGWATCH_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
+    metrics_port: int | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Settings from the YAML file named by HANGWATCH_CONFIG, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        raise NotImplementedError  # __call__ is used instead
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("HANGWATCH_CONFIG")
+        if not path:
+            return {}
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"HANGWATCH_CONFIG points to {p}, which does not exist")
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: expected a mapping of settings at the top level")
+        return data
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; `config` (a YAML file) takes the place of HANGWATCH_CONFIG."""
+    if config is not None:
+        os.environ["HANGWATCH_CONFIG"] = str(config)
+    return Settings(**overrides)

@@ -1,0 +1,308 @@
+"""CallOutcome v1: the event contract of topic `call-outcomes` (see docs/domain.md).
+
+Decoding is the hot path of the whole pipeline, so it is hand-written over orjson instead of a
+generic schema validator: one `orjson.loads`, then one pass over the known fields. Every
+problem is reported precisely (field and what was wrong) through `ContractError`, which the
+worker turns into a dead-letter record. The JSON Schema in schemas/json/call_outcome.v1.json
+states the same contract for other languages; tests check the two agree on every example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+SCHEMA_VERSION: Final = 1
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+# An event may claim to have happened at most this far in the future (clock skew allowance).
+MAX_FUTURE_SKEW_MS: Final = 24 * 3600 * 1000
+
+OUTCOMES: Final = (
+    "completed",
+    "hung_up",
+    "refused",
+    "wrong_party",
+    "declined",
+    "no_answer",
+    "busy",
+    "voicemail",
+    "invalid_number",
+)
+CONNECTED_OUTCOMES: Final = frozenset({"completed", "hung_up", "refused", "wrong_party"})
+NEGATIVE_OUTCOMES: Final = frozenset({"hung_up", "refused", "declined"})
+UNANSWERED_OUTCOMES: Final = frozenset({"no_answer", "busy", "voicemail", "declined"})
+CHANNELS: Final = ("human", "robot")
+HANGUP_STAGES: Final = ("greeting", "identity_check", "income_check", "collateral_check", "closing")
+CREDIT_GRADES: Final = ("AAA", "AA", "A", "B", "C", "unrated")
+
+_OUTCOME_SET = frozenset(OUTCOMES)
+_CHANNEL_SET = frozenset(CHANNELS)
+_STAGE_SET = frozenset(HANGUP_STAGES)
+_GRADE_SET = frozenset(CREDIT_GRADES)
+
+
+class ContractError(ValueError):
+    """A message that does not satisfy the contract. `kind` is a stable machine-readable code
+    (used as a metric label and stored in the dead-letter table); `field` is the JSON field at
+    fault, if any; the message says what was wrong in words."""
+
+    def __init__(self, kind: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.field = field
+
+    def __str__(self) -> str:
+        msg = self.args[0]
+        return f"{self.field}: {msg}" if self.field else str(msg)
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class CallOutcome:
+    event_id: str
+    call_id: str
+    borrower_id: str
+    loan_id: str
+    occurred_at_ms: int  # event time, Unix epoch milliseconds (UTC)
+    campaign: str
+    channel: str
+    agent_id: str | None
+    branch: str
+    outcome: str
+    hangup_stage: str | None
+    duration_s: float
+    attempt_no: int | None
+    pre_notified: bool
+    credit_grade: str | None
+    first_time_borrower: bool | None
+    script_version: str | None
+    schema_version: int = SCHEMA_VERSION
+    # Unknown fields are kept (additive evolution within v1), never rejected.
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def connected(self) -> bool:
+        return self.outcome in CONNECTED_OUTCOMES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (JSON object) of this event; inverse of `from_dict`."""
+        d: dict[str, Any] = {
+            "event_id": self.event_id,
+            "schema_version": self.schema_version,
+            "call_id": self.call_id,
+            "borrower_id": self.borrower_id,
+            "loan_id": self.loan_id,
+            "occurred_at": format_ts(self.occurred_at_ms),
+            "campaign": self.campaign,
+            "channel": self.channel,
+            "agent_id": self.agent_id,
+            "branch": self.branch,
+            "outcome": self.outcome,
+            "hangup_stage": self.hangup_stage,
+            "duration_s": self.duration_s,
+            "attempt_no": self.attempt_no,
+            "pre_notified": self.pre_notified,
+            "credit_grade": self.credit_grade,
+            "first_time_borrower": self.first_time_borrower,
+            "script_version": self.script_version,
+        }
+        d.update(self.extra)
+        return d
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+KNOWN_FIELDS: Final = frozenset(
+    {
+        "event_id",
+        "schema_version",
+        "call_id",
+        "borrower_id",
+        "loan_id",
+        "occurred_at",
+        "campaign",
+        "channel",
+        "agent_id",
+        "branch",
+        "outcome",
+        "hangup_stage",
+        "duration_s",
+        "attempt_no",
+        "pre_notified",
+        "credit_grade",
+        "first_time_borrower",
+        "script_version",
+    }
+)
+
+
+def format_ts(ms: int) -> str:
+    """RFC 3339 in UTC with millisecond precision, e.g. 2026-11-27T13:40:00.000Z."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_ts(value: str, field: str = "occurred_at") -> int:
+    """Parse an RFC 3339 timestamp that carries an offset; return epoch milliseconds."""
+    if not isinstance(value, str):
+        raise ContractError("wrong_type", f"expected an RFC 3339 string, got {_tname(value)}", field)
+    if len(value) < 20 or value[10] not in "Tt ":
+        raise ContractError("bad_timestamp", f"not an RFC 3339 timestamp: {value[:40]!r}", field)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ContractError("bad_timestamp", f"not an RFC 3339 timestamp: {value[:40]!r}", field) from None
+    if dt.tzinfo is None:
+        raise ContractError("bad_timestamp", f"timestamp has no UTC offset: {value[:40]!r}", field)
+    return int(round(dt.timestamp() * 1000))
+
+
+def _tname(v: Any) -> str:
+    return "null" if v is None else {bool: "boolean", int: "integer", float: "number", str: "string",
+                                     list: "array", dict: "object"}.get(type(v), type(v).__name__)
+
+
+def _req_str(d: dict[str, Any], name: str) -> str:
+    v = d.get(name, _MISSING)
+    if v is _MISSING:
+        raise ContractError("missing_field", "required field is missing", name)
+    if not isinstance(v, str):
+        raise ContractError("wrong_type", f"expected a string, got {_tname(v)}", name)
+    if not v:
+        raise ContractError("empty_value", "must not be empty", name)
+    return v
+
+
+def _opt_str(d: dict[str, Any], name: str) -> str | None:
+    v = d.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ContractError("wrong_type", f"expected a string or null, got {_tname(v)}", name)
+    return v
+
+
+def _enum(d: dict[str, Any], name: str, allowed: frozenset[str], *, required: bool) -> str | None:
+    v = d.get(name, _MISSING)
+    if v is _MISSING or v is None:
+        if required:
+            raise ContractError("missing_field", "required field is missing", name)
+        return None
+    if not isinstance(v, str):
+        raise ContractError("wrong_type", f"expected a string, got {_tname(v)}", name)
+    if v not in allowed:
+        raise ContractError("bad_enum", f"unknown value {v[:40]!r}; expected one of {sorted(allowed)}", name)
+    return v
+
+
+def _bool(d: dict[str, Any], name: str, *, required: bool) -> bool | None:
+    v = d.get(name, _MISSING)
+    if v is _MISSING or v is None:
+        if required:
+            raise ContractError("missing_field", "required field is missing", name)
+        return None
+    if not isinstance(v, bool):
+        raise ContractError("wrong_type", f"expected a boolean, got {_tname(v)}", name)
+    return v
+
+
+_MISSING: Final = object()
+
+
+def from_dict(d: Any, *, now_ms: int | None = None) -> CallOutcome:
+    """Validate a decoded JSON value against CallOutcome v1."""
+    if not isinstance(d, dict):
+        raise ContractError("not_object", f"expected a JSON object, got {_tname(d)}")
+    sv = d.get("schema_version", _MISSING)
+    if sv is _MISSING:
+        raise ContractError("missing_field", "required field is missing", "schema_version")
+    if type(sv) is not int:
+        raise ContractError("wrong_type", f"expected an integer, got {_tname(sv)}", "schema_version")
+    if sv != SCHEMA_VERSION:
+        raise ContractError("unsupported_version", f"unsupported schema_version {sv}; this consumer reads 1",
+                            "schema_version")
+    event_id = _req_str(d, "event_id")
+    call_id = _req_str(d, "call_id")
+    borrower_id = _req_str(d, "borrower_id")
+    loan_id = _req_str(d, "loan_id")
+    if "occurred_at" not in d:
+        raise ContractError("missing_field", "required field is missing", "occurred_at")
+    occurred_at_ms = parse_ts(d["occurred_at"])
+    now = now_ms if now_ms is not None else int(datetime.now(tz=UTC).timestamp() * 1000)
+    if occurred_at_ms > now + MAX_FUTURE_SKEW_MS:
+        raise ContractError("future_timestamp", f"{d['occurred_at']} is more than 1 day in the future",
+                            "occurred_at")
+    campaign = _req_str(d, "campaign")
+    channel = _enum(d, "channel", _CHANNEL_SET, required=True)
+    agent_id = _opt_str(d, "agent_id")
+    branch = _req_str(d, "branch")
+    outcome = _enum(d, "outcome", _OUTCOME_SET, required=True)
+    hangup_stage = _enum(d, "hangup_stage", _STAGE_SET, required=False)
+    dur = d.get("duration_s", _MISSING)
+    if dur is _MISSING:
+        raise ContractError("missing_field", "required field is missing", "duration_s")
+    if type(dur) not in (int, float):
+        raise ContractError("wrong_type", f"expected a number, got {_tname(dur)}", "duration_s")
+    if not math.isfinite(dur) or dur < 0:
+        raise ContractError("out_of_range", f"must be a finite number >= 0, got {dur}", "duration_s")
+    attempt = d.get("attempt_no")
+    if attempt is not None:
+        if type(attempt) is not int:
+            raise ContractError("wrong_type", f"expected an integer, got {_tname(attempt)}", "attempt_no")
+        if attempt < 1:
+            raise ContractError("out_of_range", f"must be >= 1, got {attempt}", "attempt_no")
+    pre_notified = _bool(d, "pre_notified", required=True)
+    credit_grade = _enum(d, "credit_grade", _GRADE_SET, required=False)
+    first_time = _bool(d, "first_time_borrower", required=False)
+    script_version = _opt_str(d, "script_version")
+    extra = {} if d.keys() <= KNOWN_FIELDS else {k: v for k, v in d.items() if k not in KNOWN_FIELDS}
+    return CallOutcome(
+        event_id=event_id,
+        call_id=call_id,
+        borrower_id=borrower_id,
+        loan_id=loan_id,
+        occurred_at_ms=occurred_at_ms,
+        campaign=campaign,
+        channel=channel,  # type: ignore[arg-type]  # required=True never returns None
+        agent_id=agent_id,
+        branch=branch,
+        outcome=outcome,  # type: ignore[arg-type]
+        hangup_stage=hangup_stage,
+        duration_s=float(dur),
+        attempt_no=attempt,
+        pre_notified=pre_notified,  # type: ignore[arg-type]
+        credit_grade=credit_grade,
+        first_time_borrower=first_time,
+        script_version=script_version,
+        schema_version=sv,
+        extra=extra,
+    )
+
+
+def decode(value: bytes | None, key: bytes | None = None, *, now_ms: int | None = None) -> CallOutcome:
+    """Decode one Kafka record of `call-outcomes` (value bytes, key bytes) into a CallOutcome.
+
+    Raises ContractError for anything that breaks the contract, including an empty key or a
+    key that differs from borrower_id (the topic is partitioned by borrower)."""
+    if value is None:
+        raise ContractError("empty_value", "message has no value (tombstone)")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise ContractError("oversized", f"message is {len(value)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    if not key:
+        raise ContractError("empty_key", "message key is empty; it must be the borrower_id")
+    try:
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as ue:
+            raise ContractError("not_utf8", f"value is not valid UTF-8 ({ue.reason} at byte {ue.start})") from None
+        raise ContractError("not_json", f"value is not JSON: {e}") from None
+    event = from_dict(raw, now_ms=now_ms)
+    if key.decode("utf-8", "replace") != event.borrower_id:
+        raise ContractError("key_mismatch", "message key must equal borrower_id", "borrower_id")
+    return event

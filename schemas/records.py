@@ -1,0 +1,140 @@
+"""Wire shapes of the records the stream emits and the sink stores (JSON objects on Kafka).
+
+These TypedDicts are the contract between streams/ and sinks/: the two packages never import
+each other, only this module. Field names are the column names of the ClickHouse tables.
+Timestamps on the wire are RFC 3339 UTC strings with milliseconds (schemas.call_outcome.format_ts).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypedDict
+
+# Dimensions of the rolling rates (docs/domain.md). "all" has the single value "all".
+DIMENSIONS: Final = (
+    "all",
+    "branch",
+    "agent_id",
+    "campaign",
+    "channel",
+    "script_version",
+    "credit_grade",
+    "pre_notified",
+    "first_time_borrower",
+    "hangup_stage",
+)
+# Value used for a dimension whose field is null in the event (robot calls have no agent_id,
+# connected-and-completed calls have no hangup_stage).
+NONE_VALUE: Final = "(none)"
+ALERT_DIMENSIONS: Final = ("branch", "campaign", "script_version")
+
+OUTCOME_COUNT_FIELDS: Final = (
+    "completed",
+    "hung_up",
+    "refused",
+    "wrong_party",
+    "declined",
+    "no_answer",
+    "busy",
+    "voicemail",
+    "invalid_number",
+)
+
+
+class RateUpdate(TypedDict):
+    """topic hangup-rates, key = `key` below. One record per change of a window cell."""
+
+    key: str  # "<window_size_s>|<window_start epoch s>|<dimension>|<value>"
+    window_size_s: int
+    window_start: str
+    window_end: str
+    dimension: str
+    value: str
+    attempts: int
+    connected: int
+    completed: int
+    hung_up: int
+    refused: int
+    wrong_party: int
+    declined: int
+    no_answer: int
+    busy: int
+    voicemail: int
+    invalid_number: int
+    hangup_rate: float | None  # hung_up / connected, null when connected == 0
+    decline_rate: float | None  # declined / attempts
+    refusal_rate: float | None  # refused / connected
+    contact_rate: float | None  # connected / attempts
+    version: int  # strictly increasing per key; the highest version is the truth
+    final: bool  # the window is closed (event-time watermark or wall-clock timer)
+    source: Literal["stream", "reconcile"]
+    emitted_at: str
+
+
+class EvidenceItem(TypedDict):
+    event_id: str
+    call_id: str
+    occurred_at: str
+    outcome: str
+    hangup_stage: str | None
+    agent_id: str | None
+    channel: str
+    script_version: str | None
+
+
+class BorrowerFlag(TypedDict):
+    """topic borrower-flags, key = borrower_id. One record per flag transition."""
+
+    flag_id: str  # deterministic: same rule + borrower + episode -> same id
+    borrower_id: str
+    loan_id: str
+    rule_id: str
+    rule_version: int
+    severity: Literal["low", "medium", "high"]
+    status: Literal["raised", "escalated", "resolved"]
+    evidence: list[EvidenceItem]
+    first_event_at: str
+    last_event_at: str
+    explanation: str
+    emitted_at: str
+
+
+class HangupAlert(TypedDict):
+    """topic hangup-alerts, key = alert_id. A firing record, later a resolved one."""
+
+    alert_id: str  # dedupe key: "<dimension>|<value>|<first window start epoch s>"
+    status: Literal["firing", "resolved"]
+    dimension: str
+    value: str
+    window_size_s: int
+    window_start: str
+    window_end: str
+    connected: int
+    hung_up: int
+    hangup_rate: float
+    wilson_low: float
+    wilson_high: float
+    baseline_rate: float
+    baseline_connected: int
+    explanation: str
+    version: int  # 1 = firing, 2 = resolved
+    emitted_at: str
+
+
+class DeadLetter(TypedDict):
+    """topic call-outcomes.dlq, key = the original key (or null). Original bytes in base64."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_timestamp_ms: int | None
+    key_b64: str | None
+    value_b64: str | None
+    error_kind: str  # stable code, e.g. not_json, missing_field, bad_enum (schemas.call_outcome)
+    error_field: str | None
+    error: str  # human-readable, says what was wrong
+    received_at: str
+    worker: str
+
+
+def rate_key(window_size_s: int, window_start_s: int, dimension: str, value: str) -> str:
+    return f"{window_size_s}|{window_start_s}|{dimension}|{value}"
