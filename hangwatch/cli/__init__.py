@@ -1,0 +1,25 @@
+"""The `hangwatch` command: every process and tool of the pipeline is a subcommand.
+
+Each subcommand lives in its own module and registers itself on the app below (explicitly,
+no plugin discovery). `--help` works on every command."""
+
+from __future__ import annotations
+
+import typer
+
+from hangwatch.cli import topics as _topics
+from hangwatch.cli.common import configure
+
+app = typer.Typer(
+    name="hangwatch",
+    help="Streaming analytics for mortgage follow-up calls: hang-up rates, borrower flags, spike alerts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.callback()(configure)
+_topics.register(app)
+
+
+def main() -> None:
+    app()

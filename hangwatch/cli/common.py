@@ -1,0 +1,61 @@
+"""Options and helpers shared by the subcommands: global --config/--log-level, settings
+access, logging and error reporting."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from hangwatch.settings import Settings, load_settings
+
+console = Console(stderr=True)
+_state: dict[str, Settings] = {}
+
+
+def configure(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="HANGWATCH_CONFIG", help="YAML settings file (see README, Configuration).",
+                     exists=True, dir_okay=False),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = None,
+) -> None:
+    """Streaming analytics for mortgage follow-up calls: hang-up rates, borrower flags, spike alerts."""
+    overrides = {"log_level": log_level.upper()} if log_level else {}
+    try:
+        settings = load_settings(config, **overrides)
+    except Exception as e:  # a bad setting must say which and how to fix it, then stop
+        console.print(f"[red]Invalid configuration:[/red] {e}")
+        raise typer.Exit(2) from e
+    _state["settings"] = settings
+    setup_logging(settings.log_level)
+
+
+def settings() -> Settings:
+    if "settings" not in _state:
+        _state["settings"] = load_settings()
+    return _state["settings"]
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(name)s: %(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+    # aiokafka and kafka-python are chatty at INFO about every connection.
+    for noisy in ("aiokafka", "kafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error that says what to do, and return the Exit to raise."""
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)

@@ -1,0 +1,90 @@
+"""Create and inspect the project's topics from the registry (kafka-python admin client)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
+
+from hangwatch.settings import KafkaSettings
+from schemas.topics import TopicSpec, registry
+
+log = logging.getLogger(__name__)
+
+
+def admin_client(kafka: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return KafkaAdminClient(client_id="hangwatch-admin", **kafka.kafka_python_kwargs())
+        except (KafkaConnectionError, KafkaTimeoutError):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"no Kafka broker answers at {kafka.bootstrap_servers}; start one with "
+                    "`deploy/local/kafka.sh start` or set HANGWATCH_KAFKA__BOOTSTRAP_SERVERS") from None
+            time.sleep(0.5)
+
+
+def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None,
+                  partitions_override: int | None = None) -> list[str]:
+    """Create missing topics (idempotent); grow partitions that are below the registry's count.
+    Returns the names of the topics created."""
+    specs = list(specs if specs is not None else registry().values())
+    admin = admin_client(kafka)
+    try:
+        existing = set(admin.list_topics())
+        created: list[str] = []
+        new = [NewTopic(s.name, partitions_override or s.partitions, 1, topic_configs=s.config())
+               for s in specs if s.name not in existing]
+        for t in new:
+            try:
+                admin.create_topics([t])
+                created.append(t.name)
+            except TopicAlreadyExistsError:  # another process created it meanwhile
+                pass
+        if existing:
+            described = {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(
+                [s.name for s in specs if s.name in existing])}
+            grow = {s.name: NewPartitions(partitions_override or s.partitions) for s in specs
+                    if s.name in described and described[s.name] < (partitions_override or s.partitions)}
+            if grow:
+                admin.create_partitions(grow)
+                log.info("grew partitions of %s", sorted(grow))
+        _wait_for_metadata(admin, [s.name for s in specs])
+        return created
+    finally:
+        admin.close()
+
+
+def _wait_for_metadata(admin: KafkaAdminClient, names: list[str], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        described = admin.describe_topics(names)
+        if all(d["error_code"] == 0 and d["partitions"] and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in d["partitions"])
+               for d in described):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"topics {names} have no partition leaders after {timeout_s} s")
+
+
+def describe(kafka: KafkaSettings) -> dict[str, int]:
+    admin = admin_client(kafka)
+    try:
+        names = [n for n in admin.list_topics() if not n.startswith("__")]
+        return {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(names)}
+    finally:
+        admin.close()
+
+
+def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:
+    admin = admin_client(kafka)
+    try:
+        existing = set(admin.list_topics())
+        todo = [n for n in names if n in existing]
+        if todo:
+            admin.delete_topics(todo)
+    finally:
+        admin.close()
