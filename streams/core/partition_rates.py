@@ -1,0 +1,171 @@
+"""Window counts of ONE source partition of call-outcomes: the first stage of the rates.
+
+Why per partition: call-outcomes is keyed by borrower, so a branch's calls are spread over all
+partitions. Each partition keeps exact counts of the events it owns and sends a *snapshot* of
+every changed cell to the merge stage (streams.core.merge_rates), which sums the partitions.
+Snapshots, not deltas, so that re-sending after a crash is harmless.
+
+Exactly-once effects on at-least-once input, without Kafka transactions:
+- `seen` remembers event_id -> (event time, source offset) while the event is inside the grace
+  period. The same event_id at a *different* offset is a duplicate delivery and is skipped.
+- Every cell stores the highest source offset applied to it, in the same record as its counts,
+  so after a crash the replay of an event whose effect on that cell was already persisted is
+  not applied twice (it only re-marks the cell dirty so its snapshot is sent again).
+- The watermark record is persisted last (the shell writes it after the cells and seen ids).
+
+Lateness: an event is late when its time is before the partition's watermark
+(max event time seen - grace). Late events are not counted here (the raw store keeps them and
+`hangwatch reconcile` corrects closed windows). The watermark also moves with the wall clock
+when the partition is idle (`advance_idle`), so windows close without further events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Final, Literal
+
+import orjson
+
+from schemas.call_outcome import CallOutcome
+from streams.core.windows import N_COUNTS, add_outcome, dimension_values, parse_cell_key, window_start_s
+
+MIN_TIME: Final = -(2**62)
+Status = Literal["counted", "duplicate", "late", "replayed"]
+# Keys of the persisted records (the shell prefixes them with the partition number).
+CELL_PREFIX: Final = "c|"
+SEEN_PREFIX: Final = "s|"
+WATERMARK_KEY: Final = "w"
+
+
+class PartitionRates:
+    def __init__(self, partition: int, window_sizes_s: Iterable[int], grace_ms: int) -> None:
+        self.partition = partition
+        self.sizes = tuple(sorted(window_sizes_s))
+        self.grace_ms = grace_ms
+        self.max_event_ms = MIN_TIME
+        self.watermark_ms = MIN_TIME
+        # cell key -> counts (N_COUNTS ints) + [applied source offset]
+        self.cells: dict[str, list[int]] = {}
+        self.seen: dict[str, tuple[int, int]] = {}
+        self._dirty_cells: set[str] = set()
+        self._dirty_seen: set[str] = set()
+        self._deleted: set[str] = set()
+        self._watermark_dirty = False
+        self.last_event_wall_ms = MIN_TIME
+
+    # ---- processing -------------------------------------------------------------------
+    def process(self, e: CallOutcome, offset: int) -> Status:
+        seen = self.seen.get(e.event_id)
+        if seen is not None and seen[1] != offset:
+            return "duplicate"
+        t = e.occurred_at_ms
+        if t < self.watermark_ms:
+            return "late"
+        if seen is None:
+            self.seen[e.event_id] = (t, offset)
+            self._dirty_seen.add(e.event_id)
+        status: Status = "replayed" if seen is not None else "counted"
+        cells = self.cells
+        dirty = self._dirty_cells
+        outcome = e.outcome
+        for size in self.sizes:
+            prefix = f"{size}|{window_start_s(t, size)}|"
+            for dim, value in dimension_values(e):
+                key = prefix + dim + "|" + value
+                c = cells.get(key)
+                if c is None:
+                    c = [0] * (N_COUNTS + 1)
+                    c[-1] = -1
+                    cells[key] = c
+                if offset > c[-1]:
+                    add_outcome(c, outcome)
+                    c[-1] = offset
+                    status = "counted"
+                dirty.add(key)
+        if t > self.max_event_ms:
+            self.max_event_ms = t
+            wm = t - self.grace_ms
+            if wm > self.watermark_ms:
+                self.watermark_ms = wm
+                self._watermark_dirty = True
+        return status
+
+    def advance_idle(self, now_ms: int) -> bool:
+        """Move the watermark with the wall clock (the partition had no events for a while).
+        Returns True when it moved."""
+        wm = now_ms - self.grace_ms
+        if wm > self.watermark_ms:
+            self.watermark_ms = wm
+            self._watermark_dirty = True
+            return True
+        return False
+
+    # ---- expiry -----------------------------------------------------------------------
+    def expire(self, retention_ms: int) -> int:
+        """Forget seen ids older than the watermark (a re-delivery is late anyway) and cells of
+        windows that closed more than `retention_ms` ago. Returns how many records went."""
+        wm = self.watermark_ms
+        if wm == MIN_TIME:
+            return 0
+        gone = [eid for eid, (t, _) in self.seen.items() if t < wm]
+        for eid in gone:
+            del self.seen[eid]
+            self._dirty_seen.discard(eid)
+            self._deleted.add(SEEN_PREFIX + eid)
+        limit_s = (wm - retention_ms) // 1000
+        old = []
+        for key in self.cells:
+            size, start, _, _ = parse_cell_key(key)
+            if start + size <= limit_s:
+                old.append(key)
+        for key in old:
+            del self.cells[key]
+            self._dirty_cells.discard(key)
+            self._deleted.add(CELL_PREFIX + key)
+        return len(gone) + len(old)
+
+    # ---- snapshots and persistence ----------------------------------------------------
+    def drain_dirty_cells(self) -> dict[str, list[int]]:
+        """Changed cells since the last drain: key -> counts (without the offset)."""
+        out = {k: self.cells[k][:N_COUNTS] for k in self._dirty_cells}
+        return out
+
+    def state_changes(self) -> Iterator[tuple[str, bytes | None]]:
+        """Records to persist (key, value or None for delete), cells and seen ids first.
+        The watermark comes from `watermark_change` and must be written after these."""
+        for k in self._dirty_cells:
+            yield CELL_PREFIX + k, orjson.dumps(self.cells[k])
+        for eid in self._dirty_seen:
+            yield SEEN_PREFIX + eid, orjson.dumps(self.seen[eid])
+        for k in self._deleted:
+            yield k, None
+
+    def watermark_change(self) -> tuple[str, bytes] | None:
+        if not self._watermark_dirty:
+            return None
+        return WATERMARK_KEY, orjson.dumps([self.max_event_ms, self.watermark_ms])
+
+    def mark_persisted(self) -> None:
+        self._dirty_cells.clear()
+        self._dirty_seen.clear()
+        self._deleted.clear()
+        self._watermark_dirty = False
+
+    @classmethod
+    def restore(cls, partition: int, window_sizes_s: Iterable[int], grace_ms: int,
+                records: Iterable[tuple[str, bytes]]) -> PartitionRates:
+        """Rebuild from persisted records (keys without the partition prefix)."""
+        st = cls(partition, window_sizes_s, grace_ms)
+        for key, value in records:
+            if value is None:
+                continue
+            if key.startswith(CELL_PREFIX):
+                c = orjson.loads(value)
+                if len(c) == N_COUNTS + 1:
+                    st.cells[key[len(CELL_PREFIX):]] = c
+            elif key.startswith(SEEN_PREFIX):
+                t, off = orjson.loads(value)
+                st.seen[key[len(SEEN_PREFIX):]] = (t, off)
+            elif key == WATERMARK_KEY:
+                st.max_event_ms, st.watermark_ms = orjson.loads(value)
+        return st
