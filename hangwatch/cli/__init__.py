@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from hangwatch.cli import topics as _topics
+from hangwatch.cli import worker as _worker
 from hangwatch.cli.common import configure
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.callback()(configure)
 _topics.register(app)
+_worker.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,40 @@
+"""`hangwatch worker`: run one stream worker (Faust) of the consumer group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from hangwatch.cli.common import fail, settings
+
+
+def worker(
+    web_port: Annotated[int | None, typer.Option(help="Faust web server port (enables it); two workers need two ports.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
+    faust_log_level: Annotated[str, typer.Option(help="Faust's own log level: debug, info, warn, error.")] = "warn",
+) -> None:
+    """Consume call-outcomes; emit hangup-rates, borrower-flags, hangup-alerts and DLQ records.
+
+    Scale out by starting more workers with the same settings: they form one consumer group
+    and share the partitions; state moves with the partitions through the table changelogs."""
+    from hangwatch.kafka_admin import ensure_topics
+    from streams.worker import run_worker
+
+    s = settings()
+    if web_port is not None:
+        s.worker.web_enabled = True
+        s.worker.web_port = web_port
+    if metrics_port is not None:
+        s.metrics_port = metrics_port
+    if not s.worker.rules_file.is_file():
+        raise fail(f"rules file {s.worker.rules_file} not found; set HANGWATCH_WORKER__RULES_FILE")
+    try:
+        ensure_topics(s.kafka)
+    except RuntimeError as e:
+        raise fail(str(e)) from e
+    run_worker(s, loglevel=faust_log_level)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)

@@ -1,0 +1,111 @@
+"""The Faust application: broker connection, topics and state tables.
+
+Tables hold raw bytes (orjson records built by streams.core) and are written in batches
+through their changelog topics by the stages (streams.partition_stage, streams.merge_stage),
+not with `table[key] = value` per event: one changelog record per changed key per batch
+instead of one per event, and no windowed tables (faust-streaming #193, #385). Keys in every
+table start with the source partition number ("3|...") so a stage can find its partition's
+records after recovery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import faust
+from faust.auth import SASLCredentials, SSLCredentials
+
+from hangwatch.settings import Settings
+from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """Everything the stages need from Faust, created once per process."""
+
+    settings: Settings
+    app: faust.App
+    source: faust.TopicT
+    partials: faust.TopicT
+    rates_out: faust.TopicT
+    flags_out: faust.TopicT
+    alerts_out: faust.TopicT
+    dlq_out: faust.TopicT
+    rates_table: faust.Table  # per source partition: window cells, seen ids, watermark
+    borrowers_table: faust.Table  # per borrower: recent events, flag episodes
+    merge_table: faust.Table  # per partials partition: merged cells, source watermarks, spike state
+
+
+def _credentials(s: Settings) -> Any:
+    k = s.kafka
+    if k.security_protocol.startswith("SASL"):
+        ctx = k.aiokafka_kwargs().get("ssl_context")
+        return SASLCredentials(
+            username=k.sasl_username,
+            password=k.sasl_password.get_secret_value() if k.sasl_password else None,
+            mechanism=k.sasl_mechanism or "PLAIN",
+            ssl_context=ctx,
+        )
+    if k.security_protocol == "SSL":
+        return SSLCredentials(k.aiokafka_kwargs()["ssl_context"])
+    return None
+
+
+def create_pipeline(s: Settings) -> Pipeline:
+    w = s.worker
+    brokers = ";".join(f"kafka://{h.strip()}" for h in s.kafka.bootstrap_servers.split(","))
+    n_source = topic(CALL_OUTCOMES).partitions
+    app = faust.App(
+        w.app_id,
+        broker=brokers,
+        broker_credentials=_credentials(s),
+        store="memory://",
+        datadir=str(w.data_dir),
+        topic_partitions=n_source,
+        # Topics come from the registry (`hangwatch topics create`); only changelogs are
+        # created by Faust.
+        topic_allow_declare=True,
+        web_enabled=w.web_enabled,
+        web_port=w.web_port,
+        web_host="127.0.0.1",
+        broker_session_timeout=w.broker_session_timeout_s,
+        broker_heartbeat_interval=w.broker_heartbeat_interval_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        broker_max_poll_records=w.batch_max,
+        stream_buffer_maxsize=max(4096, w.batch_max * 2),
+        table_standby_replicas=0,
+        # Offsets are committed by Faust's commit loop only for acked events; the stages
+        # ack a batch after its outputs and state are written.
+        broker_commit_interval=1.0,
+        worker_redirect_stdouts=False,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    source = app.topic(CALL_OUTCOMES, **raw)  # type: ignore[arg-type]
+    partials = app.topic(RATE_PARTIALS, partitions=topic(RATE_PARTIALS).partitions, **raw)  # type: ignore[arg-type]
+    out = {name: app.topic(name, **raw) for name in (HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DLQ)}  # type: ignore[arg-type]
+    day_ms = 86_400_000
+
+    def table(name: str, retention_ms: int | None, help_: str) -> faust.Table:
+        configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)} if retention_ms else {}
+        return app.Table(name, partitions=n_source, key_serializer="raw", value_serializer="raw",
+                         extra_topic_configs=configs, help=help_)
+
+    return Pipeline(
+        settings=s,
+        app=app,
+        source=source,
+        partials=partials,
+        rates_out=out[HANGUP_RATES],
+        flags_out=out[BORROWER_FLAGS],
+        alerts_out=out[HANGUP_ALERTS],
+        dlq_out=out[DLQ],
+        # Compacted + 1 day: records of closed windows and old seen ids age out even if a
+        # tombstone was lost; live records are rewritten far more often than that.
+        rates_table=table("rates-state", day_ms, "window cells, seen event ids and watermark per partition"),
+        borrowers_table=table("borrower-state", None, "recent calls and flag episodes per borrower"),
+        merge_table=table("merge-state", 2 * day_ms, "merged window cells and spike state"),
+    )

@@ -1,0 +1,111 @@
+"""Stage 2, per partition of hangwatch-rate-partials: exact global counts, finals, spike alerts.
+
+Partials are keyed by dimension|value, so one merge partition owns every window of a
+dimension value: its counts across all source partitions and its spike baseline. Per batch:
+apply partials and watermarks, finalize closed cells, run the spike detector on newly final
+5-minute cells of branch/campaign/script_version in window order, send RateUpdates and
+alerts and await delivery, then write the state changelog; Faust acks the batch after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from schemas.topics import CALL_OUTCOMES, topic
+from streams import metrics
+from streams.app import Pipeline
+from streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
+from streams.core.spikes import AlertConfig, SpikeState, on_final_window
+from streams.core.windows import parse_cell_key
+from streams.outbox import Outbox
+from streams.table_io import TableWriter, partition_records
+
+log = logging.getLogger(__name__)
+SPIKE_PREFIX = "s|"
+
+
+class MergeStage:
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        a = pipe.settings.alerts
+        self.alert_cfg = AlertConfig(
+            window_size_s=a.window_size_s, baseline_s=a.baseline_s, min_connected=a.min_connected,
+            min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase)
+        self.n_sources = topic(CALL_OUTCOMES).partitions
+        self.states: dict[int, MergeRates] = {}
+        self.spikes: dict[int, dict[str, SpikeState]] = {}
+        self.lock = asyncio.Lock()
+        self.io = TableWriter(pipe.merge_table)
+
+    def state_for(self, p: int) -> MergeRates:
+        st = self.states.get(p)
+        if st is None:
+            records = list(partition_records(self.pipe.merge_table, p))
+            st = MergeRates.restore(self.n_sources, records)
+            self.states[p] = st
+            self.spikes[p] = {k[len(SPIKE_PREFIX):]: SpikeState.from_bytes(v) for k, v in records
+                              if k.startswith(SPIKE_PREFIX)}
+            log.info("merge partition %d: restored %d cells, %d spike states", p, len(st.cells), len(self.spikes[p]))
+        return st
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self.states.pop(p, None)
+            self.spikes.pop(p, None)
+
+    async def process(self, events: Sequence[Any]) -> None:
+        async with self.lock:
+            t0 = time.perf_counter()
+            touched: set[int] = set()
+            for event in events:
+                p = event.message.partition
+                apply_message(self.state_for(p), event.message.value)
+                touched.add(p)
+            await self._emit(touched)
+            metrics.BATCH_SECONDS.labels("merge").observe(time.perf_counter() - t0)
+
+    async def _emit(self, partitions: Iterable[int]) -> None:
+        now = int(time.time() * 1000)
+        out = Outbox()
+        spike_changes: list[tuple[int, str, SpikeState]] = []
+        for p in partitions:
+            st = self.states[p]
+            for key, cell in st.finalize():
+                if not is_alert_cell(key, self.alert_cfg.window_size_s):
+                    continue
+                _, start, dim, value = parse_cell_key(key)
+                dv = f"{dim}|{value}"
+                prev = self.spikes[p].get(dv)
+                new_state, alerts = on_final_window(prev, dim, value, start, cell.total[1], cell.total[3],
+                                                    self.alert_cfg, now)
+                self.spikes[p][dv] = new_state
+                spike_changes.append((p, dv, new_state))
+                for a in alerts:
+                    out.add(self.pipe.alerts_out, a["alert_id"].encode(), orjson.dumps(a))
+                    metrics.ALERTS.labels(a["status"]).inc()
+            for u in st.drain_updates(now):
+                out.add(self.pipe.rates_out, u["key"].encode(), orjson.dumps(u))
+                metrics.RATE_UPDATES.labels(str(u["final"]).lower()).inc()
+        await out.flush()
+        for p in partitions:
+            st = self.states[p]
+            for k, v in st.state_changes():
+                self.io.put(p, f"{p}|{k}".encode(), v)
+            st.mark_persisted()
+        for p, dv, s in spike_changes:
+            self.io.put(p, f"{p}|{SPIKE_PREFIX}{dv}".encode(), s.to_bytes())
+        await self.io.flush()
+
+    async def tick(self, assigned: set[int]) -> None:
+        """Expire old final cells."""
+        async with self.lock:
+            retention_ms = self.pipe.settings.worker.window_retention_s * 1000
+            for p in assigned:
+                self.state_for(p).expire(retention_ms)
+            await self._emit([p for p in assigned if p in self.states])

@@ -1,0 +1,174 @@
+"""Stage 1, per source partition of call-outcomes: decode, dead-letter, count, flag.
+
+The agent takes batches of events (Faust `take_events`), which Faust acknowledges only after
+this module's `process` returned, so the batch's outputs and state are on the broker before
+its offsets can be committed. Order inside a batch:
+1. DLQ records, borrower flags and rate partial snapshots are sent and their delivery awaited;
+2. state (window cells, seen ids, borrower states) is written to the tables' changelogs;
+3. the watermark is written last, and broadcast to the merge stage.
+A crash anywhere in between replays the batch; the offsets and ids in the state make the
+replay harmless (streams.core.partition_rates, streams.core.flags).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from schemas.call_outcome import ContractError, decode
+from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
+from streams import dead_letters, metrics
+from streams.app import Pipeline
+from streams.core.flags import BorrowerState, apply_events
+from streams.core.merge_rates import encode_partials, encode_watermark
+from streams.core.partition_rates import MIN_TIME, PartitionRates
+from streams.core.rules_config import RuleSet, load_rules
+from streams.outbox import Outbox
+from streams.table_io import TableWriter, partition_records
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PartitionStage:
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        w = pipe.settings.worker
+        self.sizes = w.window_sizes_s
+        self.grace_ms = w.grace_s * 1000
+        self.rules: RuleSet = load_rules(w.rules_file, w.timezone)
+        self.n_partials = topic(RATE_PARTIALS).partitions
+        self.states: dict[int, PartitionRates] = {}
+        self.lock = asyncio.Lock()
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.rates_io = TableWriter(pipe.rates_table)
+        self.borrowers_io = TableWriter(pipe.borrowers_table)
+
+    # ---- state per partition -------------------------------------------------------------
+    def state_for(self, p: int) -> PartitionRates:
+        st = self.states.get(p)
+        if st is None:
+            st = PartitionRates.restore(p, self.sizes, self.grace_ms, partition_records(self.pipe.rates_table, p))
+            self.states[p] = st
+            log.info("partition %d: restored %d window cells, %d seen ids, watermark %s", p, len(st.cells),
+                     len(st.seen), st.watermark_ms)
+        return st
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self.states.pop(p, None)
+
+    # ---- one batch -------------------------------------------------------------------------
+    async def process(self, events: Sequence[Any]) -> None:
+        async with self.lock:
+            t0 = time.perf_counter()
+            now = now_ms()
+            out = Outbox()
+            by_borrower: dict[tuple[int, str], list[tuple[Any, int]]] = defaultdict(list)
+            touched: set[int] = set()
+            results: dict[str, int] = defaultdict(int)
+            for event in events:
+                msg = event.message
+                p, off = msg.partition, msg.offset
+                try:
+                    co = decode(msg.value, msg.key, now_ms=now)
+                except ContractError as err:
+                    dl = dead_letters.dead_letter(
+                        topic=msg.topic, partition=p, offset=off, timestamp_ms=_ts_ms(msg.timestamp), key=msg.key,
+                        value=msg.value, error=err, now_ms=now, worker=self.worker_name)
+                    out.add(self.pipe.dlq_out, msg.key or b"", dead_letters.encode(dl))
+                    metrics.DEAD_LETTERS.labels(err.kind).inc()
+                    results["invalid"] += 1
+                    continue
+                st = self.state_for(p)
+                st.last_event_wall_ms = now
+                results[st.process(co, off)] += 1
+                touched.add(p)
+                by_borrower[(p, co.borrower_id)].append((co, off))
+            for r, n in results.items():
+                metrics.EVENTS.labels(r).inc(n)
+
+            # Borrower flags (every valid event, late ones too: the rules look back 7 days).
+            for (p, borrower_id), items in by_borrower.items():
+                key = f"{p}|{borrower_id}".encode()
+                raw = self.pipe.borrowers_table.data.get(key)
+                state = BorrowerState.from_bytes(raw) if raw else None
+                new_state, flags = apply_events(state, borrower_id, items, self.rules, now_ms=now)
+                for f in flags:
+                    out.add(self.pipe.flags_out, borrower_id.encode(), orjson.dumps(f))
+                    metrics.FLAGS.labels(f["rule_id"], f["status"]).inc()
+                self.borrowers_io.put(p, key, new_state.to_bytes())
+
+            # Partial snapshots for the merge stage, one record per dimension value.
+            for p in touched:
+                self._add_partials(out, p, self.states[p])
+            await out.flush()
+            await self._persist(touched)
+            metrics.BATCH_SECONDS.labels("partition").observe(time.perf_counter() - t0)
+
+    def _add_partials(self, out: Outbox, p: int, st: PartitionRates) -> None:
+        groups: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
+        for key, counts in st.drain_dirty_cells().items():
+            _, _, dim_value = key.split("|", 2)
+            groups[dim_value].append((key, counts))
+        for dim_value, cells in groups.items():
+            out.add(self.pipe.partials, dim_value.encode(), encode_partials(p, cells))
+
+    async def _persist(self, partitions: Iterable[int]) -> None:
+        """Cells, seen ids and borrower states first; then the watermark (table + broadcast)."""
+        partitions = list(partitions)
+        for p in partitions:
+            st = self.states[p]
+            for k, v in st.state_changes():
+                self.rates_io.put(p, f"{p}|{k}".encode(), v)
+        await self.rates_io.flush()
+        await self.borrowers_io.flush()
+        wm_out = Outbox()
+        for p in partitions:
+            st = self.states[p]
+            wm = st.watermark_change()
+            if wm is not None:
+                self.rates_io.put(p, f"{p}|{wm[0]}".encode(), wm[1])
+                for q in range(self.n_partials):
+                    wm_out.add(self.pipe.partials, b"", encode_watermark(p, st.watermark_ms), partition=q)
+                metrics.WATERMARK_LAG.labels(str(p)).set(max(0.0, (now_ms() - st.watermark_ms) / 1000))
+            st.mark_persisted()
+        await self.rates_io.flush()
+        await wm_out.flush()
+
+    # ---- timers ----------------------------------------------------------------------------
+    async def tick(self, assigned: set[int]) -> list[int]:
+        """Wall-clock work: close windows of idle partitions, expire old state. Returns the
+        partitions whose watermark moved."""
+        async with self.lock:
+            now = now_ms()
+            idle_ms = self.pipe.settings.worker.idle_close_s * 1000
+            moved = []
+            for p in assigned:
+                st = self.state_for(p)
+                if now - st.last_event_wall_ms >= idle_ms and st.advance_idle(now):
+                    moved.append(p)
+                st.expire(self.pipe.settings.worker.window_retention_s * 1000)
+            await self._persist([p for p in assigned if p in self.states])
+            return moved
+
+    def partition_watermarks(self) -> dict[int, int]:
+        return {p: st.watermark_ms for p, st in self.states.items() if st.watermark_ms != MIN_TIME}
+
+
+def _ts_ms(ts: float | None) -> int | None:
+    return int(ts * 1000) if ts else None
+
+
+SOURCE_TOPIC = CALL_OUTCOMES
