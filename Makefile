@@ -1,0 +1,50 @@
+# Common commands. `make test` and `make demo` set themselves up (venv, packages, services).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?= -q
+
+.PHONY: help install services-start services-stop services-status test test-unit lint typecheck demo bench \
+        dashboards clean-local
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+install:  ## create .venv and install hangwatch with dev extras
+	deploy/local/bootstrap.sh
+
+services-start: install  ## start local Kafka and ClickHouse server
+	deploy/local/kafka.sh start
+	deploy/local/clickhouse.sh start
+	$(BIN)/hangwatch topics create
+
+services-stop:  ## stop local Kafka and ClickHouse server
+	-deploy/local/kafka.sh stop
+	-deploy/local/clickhouse.sh stop
+
+services-status:  ## show local service status
+	-deploy/local/kafka.sh status
+	-deploy/local/clickhouse.sh status
+
+test:  ## install, start Kafka + ClickHouse, run the whole suite, stop them
+	deploy/local/test.sh $(PYTEST_ARGS)
+
+test-unit: install  ## pure tests only (no services)
+	$(BIN)/pytest $(PYTEST_ARGS) -m "not kafka and not clickhouse and not slow"
+
+lint: install  ## ruff
+	$(BIN)/ruff check .
+
+typecheck: install  ## mypy
+	$(BIN)/mypy schemas streams sinks hangwatch simulator
+
+demo:  ## run the pipeline on embedded ClickHouse (chdb) with a live summary
+	deploy/local/demo.sh
+
+bench:  ## benchmarks (bench/README.md)
+	deploy/local/bench.sh
+
+clean-local:  ## remove local service data (Kafka, ClickHouse, chdb)
+	-deploy/local/kafka.sh reset
+	-deploy/local/clickhouse.sh reset
+	rm -rf .local/chdb .local/faust

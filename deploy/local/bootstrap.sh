@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with its dev extras; fast no-op when up to date.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PY="${PYTHON:-python3}"
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { log "Python >= 3.11 is required (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11"; exit 1; }
+VENV="$ROOT/.venv"
+STAMP="$VENV/.hangwatch-installed"
+want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/hangwatch" ]; then exit 0; fi
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+log "installing hangwatch and its dependencies into $VENV (chdb is ~550 MB; first run takes a few minutes)"
+"$VENV/bin/pip" install -q --upgrade pip
+"$VENV/bin/pip" install -q -e "$ROOT[dev]"
+echo "$want" > "$STAMP"
