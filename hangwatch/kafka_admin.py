@@ -37,8 +37,9 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
     try:
         existing = set(admin.list_topics())
         created: list[str] = []
-        new = [NewTopic(s.name, partitions_override or s.partitions, 1, topic_configs=s.config())
-               for s in specs if s.name not in existing]
+        names = {s.name: kafka.topic(s.name) for s in specs}
+        new = [NewTopic(names[s.name], partitions_override or s.partitions, 1, topic_configs=s.config())
+               for s in specs if names[s.name] not in existing]
         for t in new:
             try:
                 admin.create_topics([t])
@@ -47,13 +48,14 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
                 pass
         if existing:
             described = {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(
-                [s.name for s in specs if s.name in existing])}
-            grow = {s.name: NewPartitions(partitions_override or s.partitions) for s in specs
-                    if s.name in described and described[s.name] < (partitions_override or s.partitions)}
+                [n for n in names.values() if n in existing])}
+            grow = {names[s.name]: NewPartitions(partitions_override or s.partitions) for s in specs
+                    if names[s.name] in described
+                    and described[names[s.name]] < (partitions_override or s.partitions)}
             if grow:
                 admin.create_partitions(grow)
                 log.info("grew partitions of %s", sorted(grow))
-        _wait_for_metadata(admin, [s.name for s in specs])
+        _wait_for_metadata(admin, list(names.values()))
         return created
     finally:
         admin.close()

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,6 +30,13 @@ class KafkaSettings(BaseModel):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    # Prepended to every registry topic name: lets several environments (or test runs) share
+    # one cluster without seeing each other's data.
+    topic_prefix: str = ""
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a registry topic."""
+        return self.topic_prefix + name
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Connection options in the form aiokafka's clients take."""
@@ -73,7 +82,12 @@ class ClickHouseSettings(BaseModel):
     # Keep data this many days; older partitions are dropped (TTL where the server has it).
     retention_days: dict[str, int] = Field(default_factory=lambda: {
         "call_events": 400, "hangup_rates": 400, "borrower_flags": 730, "hangup_alerts": 730, "dead_letters": 90,
+        "sink_batches": 30,
     })
+    # Native protocol timeouts. Short enough that an unreachable server is noticed (and the
+    # sink pauses) within seconds, long enough for a large INSERT to a busy server.
+    connect_timeout_s: float = 5.0
+    send_receive_timeout_s: float = 60.0
 
     @property
     def embedded(self) -> bool:
@@ -122,11 +136,42 @@ class AlertSettings(BaseModel):
     min_relative_increase: float = 0.0
 
 
+def _default_sink_topics() -> dict[str, str]:
+    return {"call_events": CALL_OUTCOMES, "dead_letters": DLQ, "hangup_rates": HANGUP_RATES,
+            "borrower_flags": BORROWER_FLAGS, "hangup_alerts": HANGUP_ALERTS}
+
+
 class SinkSettings(BaseModel):
     group_id: str = "hangwatch-sink"
-    batch_rows: int = 50_000
-    flush_interval_s: float = 1.0
-    max_retry_backoff_s: float = 30.0
+    # A flush (one INSERT per table that has rows) happens when any table has batch_rows rows
+    # buffered or flush_interval_s after the oldest buffered row arrived: about one INSERT per
+    # table per second under load, fewer and larger parts than ClickHouse's ~1/s guidance.
+    batch_rows: int = Field(50_000, ge=1)
+    flush_interval_s: float = Field(1.0, gt=0)
+    # ClickHouse unreachable: retry the same batch after 0.5 s, 1 s, 2 s, ... up to this.
+    initial_retry_backoff_s: float = Field(0.5, gt=0)
+    max_retry_backoff_s: float = Field(30.0, gt=0)
+    # Table -> topic it is filled from (tests and side-by-side deployments rename topics).
+    topics: dict[str, str] = Field(default_factory=_default_sink_topics)
+    # A new consumer group starts at the beginning of each topic so nothing retained is missed.
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Progress line in the log every this many seconds (0 disables it).
+    log_interval_s: float = Field(10.0, ge=0)
+    # Before giving up partitions in a rebalance the sink tries to flush for this long; after
+    # that the buffered rows are dropped and re-read by the new owner from the committed offsets.
+    revoke_flush_timeout_s: float = Field(10.0, gt=0)
+    # Consumer group session timeout; the broker moves a dead sink's partitions after this.
+    session_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("topics")
+    @classmethod
+    def _known_tables(cls, v: dict[str, str]) -> dict[str, str]:
+        expected = set(_default_sink_topics())
+        if set(v) != expected:
+            raise ValueError(f"sink.topics must map exactly these tables to topics: {sorted(expected)}")
+        if len(set(v.values())) != len(v):
+            raise ValueError("sink.topics: each table needs its own topic")
+        return v
 
 
 class Settings(BaseSettings):

@@ -84,9 +84,11 @@ def create_pipeline(s: Settings) -> Pipeline:
         worker_redirect_stdouts=False,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    source = app.topic(CALL_OUTCOMES, **raw)  # type: ignore[arg-type]
-    partials = app.topic(RATE_PARTIALS, partitions=topic(RATE_PARTIALS).partitions, **raw)  # type: ignore[arg-type]
-    out = {name: app.topic(name, **raw) for name in (HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DLQ)}  # type: ignore[arg-type]
+    name = s.kafka.topic
+    source = app.topic(name(CALL_OUTCOMES), **raw)  # type: ignore[arg-type]
+    partials = app.topic(name(RATE_PARTIALS), partitions=topic(RATE_PARTIALS).partitions, **raw)  # type: ignore[arg-type]
+    out = {t: app.topic(name(t), **raw)  # type: ignore[arg-type]
+           for t in (HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DLQ)}
     day_ms = 86_400_000
 
     def table(name: str, retention_ms: int | None, help_: str) -> faust.Table:

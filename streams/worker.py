@@ -54,7 +54,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
             except Exception as e:
                 _fail_stop("merge", e)
 
-    def assigned(topic_name: str) -> set[int]:
+    def assigned(registry_name: str) -> set[int]:
+        topic_name = settings.kafka.topic(registry_name)
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic_name}
 
     @app.timer(interval=1.0)
@@ -80,8 +81,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def on_revoked(app_: faust.App, revoked: set[Any], **_: Any) -> None:
         # Drop cached state of partitions that move away; it is rebuilt from the table
         # (recovered from the changelog) if they come back.
-        stage1.forget(tp.partition for tp in revoked if tp.topic == CALL_OUTCOMES)
-        stage2.forget(tp.partition for tp in revoked if tp.topic == RATE_PARTIALS)
+        stage1.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(CALL_OUTCOMES))
+        stage2.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(RATE_PARTIALS))
 
     return pipe, stage1, stage2
 

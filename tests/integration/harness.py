@@ -1,0 +1,147 @@
+"""Helpers for tests against the real broker: isolated topic sets, worker processes,
+producing and reading topics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from hangwatch.kafka_admin import admin_client, ensure_topics
+from hangwatch.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class KafkaEnv:
+    """A private copy of every registry topic (unique prefix) and a unique app id."""
+
+    def __init__(self, **worker_overrides: Any) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.prefix = f"t{tag}."
+        self.app_id = f"hw-test-{tag}"
+        self.worker = {"app_id": self.app_id, "grace_s": 600, "idle_close_s": 2.0, "batch_within_s": 0.1,
+                       "broker_session_timeout_s": 6.0, "broker_heartbeat_interval_s": 0.5, **worker_overrides}
+        self.settings = Settings(kafka={"topic_prefix": self.prefix}, worker=self.worker)
+        ensure_topics(self.settings.kafka)
+
+    def env(self) -> dict[str, str]:
+        e = dict(os.environ)
+        e["HANGWATCH_KAFKA__TOPIC_PREFIX"] = self.prefix
+        for k, v in self.worker.items():
+            e[f"HANGWATCH_WORKER__{k.upper()}"] = str(v)
+        e["HANGWATCH_WORKER__DATA_DIR"] = str(ROOT / ".local" / "faust-test" / self.app_id)
+        return e
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def cleanup(self) -> None:
+        admin = admin_client(self.settings.kafka)
+        try:
+            mine = [t for t in admin.list_topics() if t.startswith(self.prefix) or t.startswith(self.app_id)]
+            if mine:
+                admin.delete_topics(mine)
+        finally:
+            admin.close()
+
+
+class WorkerProcess:
+    def __init__(self, env: KafkaEnv, name: str = "w1") -> None:
+        self.log_path = ROOT / ".local" / "test-logs" / f"{env.app_id}-{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen([sys.executable, "-m", "hangwatch", "worker"], env=env.env(), cwd=ROOT,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no final commit."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+    def assert_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}; log:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def produce(env: KafkaEnv, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+    p = KafkaProducer(bootstrap_servers=env.settings.kafka.bootstrap_servers, linger_ms=5, acks="all")
+    n = 0
+    for key, value in records:
+        p.send(env.topic(topic), key=key, value=value)
+        n += 1
+    p.flush()
+    p.close()
+    return n
+
+
+def read_topic(env: KafkaEnv, topic: str, timeout_s: float = 2.0) -> list[Any]:
+    """Every record currently in the topic (all partitions), as consumer records."""
+    name = env.topic(topic)
+    c = KafkaConsumer(bootstrap_servers=env.settings.kafka.bootstrap_servers, enable_auto_commit=False,
+                      auto_offset_reset="earliest", consumer_timeout_ms=int(timeout_s * 1000))
+    parts = c.partitions_for_topic(name) or set()
+    tps = [TopicPartition(name, p) for p in parts]
+    c.assign(tps)
+    end = c.end_offsets(tps)
+    c.seek_to_beginning(*tps)
+    out = []
+    if any(end.values()):
+        for rec in c:
+            out.append(rec)
+            if all(c.position(tp) >= end[tp] for tp in tps):
+                break
+    c.close()
+    return out
+
+
+def read_json(env: KafkaEnv, topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in read_topic(env, topic)]
+
+
+def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, workers: Iterable[WorkerProcess] = (),
+             every_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        for w in workers:
+            w.assert_alive()
+        last = cond()
+        if last:
+            return last
+        time.sleep(every_s)
+    tails = "\n".join(w.log_tail() for w in workers)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{tails}")
+
+
+def latest_rates(env: KafkaEnv) -> dict[str, dict[str, Any]]:
+    """Highest version per key of hangup-rates."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in read_json(env, "hangup-rates"):
+        cur = best.get(r["key"])
+        if cur is None or r["version"] > cur["version"]:
+            best[r["key"]] = r
+    return best
