@@ -1,0 +1,133 @@
+"""Time: local hours, the event-time arrival process, fast timestamp formatting, and parsing
+of the CLI's time expressions. Pure functions of their inputs; the wall clock is passed in."""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import UTC, datetime
+from typing import Final
+
+from schemas.call_outcome import format_ts
+
+# Asia/Shanghai has had no daylight saving time since 1991, so a fixed offset is exact and
+# far cheaper on the hot path than zoneinfo.
+LOCAL_OFFSET_S: Final = 8 * 3600
+QUIET_START_H: Final = 22  # compliance quiet hours are [22:00, 08:00) local time
+QUIET_END_H: Final = 8
+_DAY_S: Final = 86_400
+
+
+def local_hour(ms: int) -> int:
+    return (ms // 3_600_000 + LOCAL_OFFSET_S // 3600) % 24
+
+
+def is_quiet(ms: int) -> bool:
+    h = local_hour(ms)
+    return h >= QUIET_START_H or h < QUIET_END_H
+
+
+def quiet_intensity(share: float) -> float:
+    """Call intensity in quiet hours relative to the day (1.0) such that `share` of all calls
+    fall in quiet hours: share = 10 q / (10 q + 14), 10 quiet and 14 day hours."""
+    return 14 * share / (10 * (1 - share))
+
+
+def _next_boundary(t: float) -> float:
+    """The next 08:00 or 22:00 local time strictly after t (epoch seconds)."""
+    day_s = (t + LOCAL_OFFSET_S) % _DAY_S
+    if day_s < QUIET_END_H * 3600:
+        return t + QUIET_END_H * 3600 - day_s
+    if day_s < QUIET_START_H * 3600:
+        return t + QUIET_START_H * 3600 - day_s
+    return t + _DAY_S - day_s + QUIET_END_H * 3600
+
+
+class ArrivalClock:
+    """Event times of a Poisson process at `rate` calls/s by day and `rate * quiet` calls/s in
+    quiet hours (quiet = 0 skips them entirely). Times never go backwards."""
+
+    def __init__(self, start_ms: int, rate: float, quiet: float, rng: random.Random) -> None:
+        self._t = start_ms / 1000
+        self._rate = rate
+        self._quiet = quiet
+        self._rng = rng
+
+    def next_ms(self) -> int:
+        t = self._t
+        while True:
+            day_s = (t + LOCAL_OFFSET_S) % _DAY_S
+            quiet = day_s >= QUIET_START_H * 3600 or day_s < QUIET_END_H * 3600
+            lam = self._rate * (self._quiet if quiet else 1.0)
+            boundary = _next_boundary(t)
+            if lam <= 0:
+                t = boundary
+                continue
+            nxt = t + self._rng.expovariate(lam)
+            if nxt < boundary:
+                break
+            # The intensity changes at the boundary; the exponential is memoryless, so drawing
+            # afresh from the boundary with the new intensity is exact.
+            t = boundary
+        self._t = nxt
+        return int(nxt * 1000)
+
+
+class TsFormatter:
+    """format_ts with the per-second prefix cached: events come in time order, so consecutive
+    calls mostly share the second. Output is identical to schemas.call_outcome.format_ts."""
+
+    __slots__ = ("_prefix", "_sec")
+
+    def __init__(self) -> None:
+        self._sec = -1
+        self._prefix = ""
+
+    def __call__(self, ms: int) -> str:
+        sec = ms // 1000
+        if sec != self._sec:
+            self._sec = sec
+            self._prefix = format_ts(sec * 1000)[:-4]  # drop "000Z"
+        return f"{self._prefix}{ms % 1000:03d}Z"
+
+
+_REL = re.compile(r"^(now|start)\s*(?:([+-])\s*((?:\d+(?:\.\d+)?[smhd])+))?$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '2h', '1d', '1h30m' or plain seconds ('900') -> seconds."""
+    s = text.strip().lower()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    if not s or _PART.sub("", s):
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 2h, 1h30m, 1d)")
+    return sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(s))
+
+
+def parse_time(text: str, now_ms: int, start_ms: int | None = None) -> int:
+    """An RFC 3339 timestamp with offset ('2026-11-27T09:00:00+08:00'), 'now', 'now-2h',
+    'now+10m', or (when start_ms is given) 'start+1h'. Returns epoch ms."""
+    s = text.strip()
+    m = _REL.match(s.lower())
+    if m:
+        base_name, sign, amount = m.groups()
+        if base_name == "start":
+            if start_ms is None:
+                raise ValueError(f"{text!r}: 'start' is only known for a backfill (--start)")
+            base = start_ms
+        else:
+            base = now_ms
+        delta = int(parse_duration(amount) * 1000) if amount else 0
+        return base - delta if sign == "-" else base + delta
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (RFC 3339 with offset, e.g. 2026-11-27T09:00:00+08:00, "
+                         "or now, now-2h, now+10m)") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset; add one, e.g. +08:00 or Z")
+    return round(dt.astimezone(UTC).timestamp() * 1000)

@@ -1,0 +1,125 @@
+"""The call stream: who is called, when, how and with which outcome, as CallOutcome events
+and their wire bytes, then the fault injection on top (`generate`).
+
+Deterministic: every draw comes from RNGs seeded by (seed, purpose), and with a backfill start
+nothing reads the clock, so the same seed and options give byte-identical output."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import time
+from collections.abc import Callable, Iterator
+
+import orjson
+
+from schemas.call_outcome import SCHEMA_VERSION, CallOutcome
+from simulator.clock import ArrivalClock, TsFormatter, local_hour, quiet_intensity
+from simulator.config import SimConfig
+from simulator.faults import inject
+from simulator.model import CAMPAIGNS, HUMAN_SCRIPTS, ROBOT_SCRIPTS, SCRIPTS, CallModel
+from simulator.population import build_population
+from simulator.records import SimRecord
+
+Clock = Callable[[], float]  # epoch seconds, like time.time
+
+
+def generate(cfg: SimConfig, clock: Clock | None = None) -> Iterator[SimRecord]:
+    """All records of a run in delivery order: the calls plus the configured faults.
+    `clock` is read only in live mode (cfg.start_ms is None); it defaults to time.time."""
+    events = generate_events(cfg, clock)
+    if not cfg.faults.any:
+        # Fast path: nothing is held back or added, each call is one in-order record.
+        return (SimRecord(key=key, value=value, event=ev) for ev, value, key in events)
+    return inject(events, cfg.faults, random.Random(f"hangwatch-sim/{cfg.seed}/faults"))
+
+
+def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tuple[CallOutcome, bytes, bytes]]:
+    """Calls in event-time order as (event, value bytes, key bytes)."""
+    now = clock or time.time
+    start_ms = cfg.start_ms if cfg.start_ms is not None else int(now() * 1000)
+    pop = build_population(cfg)
+    model = CallModel()
+    rng = random.Random(f"hangwatch-sim/{cfg.seed}/calls")
+    # Ids depend on the start too, so two live runs with the same seed do not share event ids
+    # (consumers would drop the second run as duplicates).
+    ids = random.Random(f"hangwatch-sim/{cfg.seed}/{start_ms}/ids")
+    run_tag = f"{ids.getrandbits(32):08x}"
+    arrivals = None
+    if not cfg.live:
+        quiet = quiet_intensity(cfg.quiet_share) if cfg.scenario == "quiet_hours" else 0.0
+        arrivals = ArrivalClock(start_ms, cfg.rate, quiet, random.Random(f"hangwatch-sim/{cfg.seed}/arrivals"))
+    end_ms = start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else None
+    spike_branch = cfg.branches.index(cfg.spike.branch) if cfg.scenario == "branch_spike" else -1
+    spike_from, spike_to = cfg.spike_window_ms(start_ms)
+    spike_factor = cfg.spike.factor
+
+    fmt = TsFormatter()
+    borrowers, pool, agents_by_branch = pop.borrowers, pop.call_pool, pop.agents_by_branch
+    notify_rate, branches = pop.notify_rate_by_branch, cfg.branches
+    campaign_cum = list(itertools.accumulate(c.weight for c in CAMPAIGNS))
+    human_cum = list(itertools.accumulate(SCRIPTS[i].weight for i in HUMAN_SCRIPTS))
+    robot_cum = list(itertools.accumulate(SCRIPTS[i].weight for i in ROBOT_SCRIPTS))
+    attempts: dict[int, int] = {}
+    n_pool, n_campaigns = len(pool), len(CAMPAIGNS)
+    random_ = rng.random
+
+    for seq in itertools.count() if cfg.count is None else range(cfg.count):
+        t = arrivals.next_ms() if arrivals is not None else int(now() * 1000)
+        if end_ms is not None and t >= end_ms:
+            return
+        bi = pool[int(random_() * n_pool)]
+        b = borrowers[bi]
+        ci = bisect.bisect_right(campaign_cum, random_() * campaign_cum[-1])
+        campaign = CAMPAIGNS[ci]
+        robot = random_() < campaign.robot_share
+        if robot:
+            si = ROBOT_SCRIPTS[bisect.bisect_right(robot_cum, random_() * robot_cum[-1])]
+            agent_id, skill = None, 1.0
+        else:
+            si = HUMAN_SCRIPTS[bisect.bisect_right(human_cum, random_() * human_cum[-1])]
+            agents = agents_by_branch[b.branch_idx]
+            agent = agents[int(random_() * len(agents))]
+            agent_id, skill = agent.agent_id, agent.skill
+        # The article recommends notifying first-time borrowers in particular; branches do so more.
+        notified = random_() < min(0.95, notify_rate[b.branch_idx] + (0.2 if b.first_time else 0.0))
+        spike = spike_factor if b.branch_idx == spike_branch and spike_from <= t < spike_to else 1.0
+        out = model.draw(rng, hour=local_hour(t), robot=robot, notified=notified, first_time=b.first_time,
+                         grade=b.credit_grade, refuser=b.refuser, script=si, campaign=ci, skill=skill, spike=spike)
+        ak = bi * n_campaigns + ci
+        attempt = attempts[ak] = attempts.get(ak, 0) + 1
+        h = f"{ids.getrandbits(128):032x}"
+        event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        call_id = f"call-{run_tag}-{seq:09d}"
+        branch = branches[b.branch_idx]
+        script_version = SCRIPTS[si].version
+        # Same fields in the same order as CallOutcome.to_dict, so the bytes equal event.to_json().
+        value = orjson.dumps({
+            "event_id": event_id,
+            "schema_version": SCHEMA_VERSION,
+            "call_id": call_id,
+            "borrower_id": b.borrower_id,
+            "loan_id": b.loan_id,
+            "occurred_at": fmt(t),
+            "campaign": campaign.name,
+            "channel": "robot" if robot else "human",
+            "agent_id": agent_id,
+            "branch": branch,
+            "outcome": out.outcome,
+            "hangup_stage": out.hangup_stage,
+            "duration_s": out.duration_s,
+            "attempt_no": attempt,
+            "pre_notified": notified,
+            "credit_grade": b.credit_grade,
+            "first_time_borrower": b.first_time,
+            "script_version": script_version,
+        })
+        event = CallOutcome(
+            event_id=event_id, call_id=call_id, borrower_id=b.borrower_id, loan_id=b.loan_id, occurred_at_ms=t,
+            campaign=campaign.name, channel="robot" if robot else "human", agent_id=agent_id, branch=branch,
+            outcome=out.outcome, hangup_stage=out.hangup_stage, duration_s=out.duration_s, attempt_no=attempt,
+            pre_notified=notified, credit_grade=b.credit_grade, first_time_borrower=b.first_time,
+            script_version=script_version,
+        )
+        yield event, value, b.borrower_id.encode()

@@ -1,0 +1,183 @@
+"""Sending records to Kafka fast, in order, with the exact key and value bytes.
+
+Records are appended to one aiokafka BatchBuilder per partition and each full batch is handed
+to the producer without awaiting its delivery (per-message send() costs several times more
+per record in Python). Partitions are chosen with aiokafka's default partitioner (murmur2, as
+Java clients do), so a borrower's calls land where any other producer would put them; a record
+without a key goes round-robin. aiokafka keeps one request in flight per partition, so the
+order of records within a partition is the order they were given in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.codec import has_lz4
+from aiokafka.partitioner import DefaultPartitioner
+
+from hangwatch.settings import KafkaSettings
+from simulator.records import SimRecord
+
+log = logging.getLogger(__name__)
+
+Compression = Literal["lz4", "none"]
+
+
+async def paced(records: Iterable[SimRecord], rate: float) -> AsyncIterator[SimRecord]:
+    """Yield records at `rate` per second of wall time. The next record is generated only
+    when it is due, so a live simulation stamps each call with the time it is sent."""
+    it = iter(records)
+    start = time.monotonic()
+    i = 0
+    while True:
+        delay = start + i / rate - time.monotonic()
+        if delay > 0.001:
+            await asyncio.sleep(delay)
+        elif i % 256 == 0:
+            await asyncio.sleep(0)  # let the producer's background tasks run when not sleeping
+        try:
+            r = next(it)
+        except StopIteration:
+            return
+        yield r
+        i += 1
+
+
+async def _aiter(records: Iterable[SimRecord] | AsyncIterable[SimRecord]) -> AsyncIterator[SimRecord]:
+    if isinstance(records, AsyncIterable):
+        async for r in records:
+            yield r
+    else:
+        for i, r in enumerate(records):
+            yield r
+            if i % 4096 == 4095:
+                await asyncio.sleep(0)  # a long synchronous run would starve the sender task
+
+
+async def produce(
+    records: Iterable[SimRecord] | AsyncIterable[SimRecord],
+    kafka: KafkaSettings,
+    topic: str,
+    *,
+    linger_ms: int = 20,
+    max_batch_size: int = 512 * 1024,
+    compression: Compression = "lz4",
+    acks: Literal[0, 1, "all"] = "all",
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Send every record to `topic`; returns how many the broker acknowledged. Raises
+    RuntimeError if any batch failed (after aiokafka's retries) or the topic does not exist.
+    `on_progress(delivered)` is called as batches are acknowledged."""
+    if compression == "lz4" and not has_lz4():
+        raise RuntimeError("lz4 compression needs the 'cramjam' package (pip install cramjam), or use compression none")
+    producer = AIOKafkaProducer(
+        **kafka.aiokafka_kwargs(),
+        client_id="hangwatch-simulator",
+        acks=acks,
+        linger_ms=linger_ms,
+        max_batch_size=max_batch_size,
+        compression_type=None if compression == "none" else compression,
+    )
+    await producer.start()
+    try:
+        return await _Sender(producer, topic, linger_ms, on_progress).run(records)
+    finally:
+        await producer.stop()
+
+
+class _Sender:
+    def __init__(self, producer: AIOKafkaProducer, topic: str, linger_ms: int,
+                 on_progress: Callable[[int], None] | None) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._linger_s = linger_ms / 1000
+        self._on_progress = on_progress
+        self._batches: dict[int, tuple[Any, float]] = {}  # partition -> (BatchBuilder, opened at)
+        # Batches are handed over one at a time: the background flusher and the main loop must
+        # never reorder two batches of one partition.
+        self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._errors: list[BaseException] = []
+        self._delivered = 0
+
+    async def run(self, records: Iterable[SimRecord] | AsyncIterable[SimRecord]) -> int:
+        try:
+            partitions = sorted(await asyncio.wait_for(self._producer.partitions_for(self._topic), 30))
+        except Exception as e:
+            raise RuntimeError(f"topic {self._topic!r} is not available on the broker: {e or type(e).__name__}; "
+                               "create it first (`hangwatch topics create`)") from e
+        n = len(partitions)
+        by_key: dict[bytes, int] = {}  # murmur2 in pure Python is slow; keys (borrowers) repeat
+        round_robin = 0
+        flusher = asyncio.create_task(self._flush_stale())
+        try:
+            async for r in _aiter(records):
+                key = r.key
+                if key is None:
+                    p = partitions[round_robin % n]
+                    round_robin += 1
+                else:
+                    p = by_key.get(key, -1)
+                    if p < 0:
+                        p = by_key[key] = DefaultPartitioner()(key, partitions, partitions)
+                entry = self._batches.get(p)
+                if entry is None:
+                    entry = self._batches[p] = (self._producer.create_batch(), time.monotonic())
+                if entry[0].append(key=key, value=r.value, timestamp=None) is None:
+                    await self._send(p)  # full: hand it over and start the next one
+                    self._batches[p] = (self._producer.create_batch(), time.monotonic())
+                    self._batches[p][0].append(key=key, value=r.value, timestamp=None)
+                if self._errors:
+                    break
+            for p in list(self._batches):
+                await self._send(p)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        if self._pending:
+            await asyncio.wait(self._pending)
+        if self._errors:
+            raise RuntimeError(f"{len(self._errors)} batch(es) were not delivered to {self._topic!r}: "
+                               f"{self._errors[0]!r}") from self._errors[0]
+        return self._delivered
+
+    async def _send(self, partition: int) -> None:
+        async with self._lock:
+            entry = self._batches.pop(partition, None)
+            if entry is None:
+                return
+            batch = entry[0]
+            count = batch.record_count()
+            fut = await self._producer.send_batch(batch, self._topic, partition=partition)
+        self._pending.add(fut)
+        fut.add_done_callback(lambda f, c=count: self._done(f, c))
+
+    def _done(self, fut: asyncio.Future[Any], count: int) -> None:
+        self._pending.discard(fut)
+        if fut.cancelled():
+            self._errors.append(asyncio.CancelledError())
+        elif fut.exception() is not None:
+            exc = fut.exception()
+            assert exc is not None
+            self._errors.append(exc)
+            log.error("a batch of %d records to %s failed: %r", count, self._topic, exc)
+        else:
+            self._delivered += count
+            if self._on_progress is not None:
+                self._on_progress(self._delivered)
+
+    async def _flush_stale(self) -> None:
+        """Batches only go out when full or when handed over; at a slow (live) rate, hand over
+        the ones older than linger_ms so records do not wait for the batch to fill."""
+        while True:
+            await asyncio.sleep(self._linger_s)
+            now = time.monotonic()
+            for p, (_, opened) in list(self._batches.items()):
+                if now - opened >= self._linger_s:
+                    await self._send(p)
