@@ -1,0 +1,35 @@
+"""Storage backends behind one interface (base.Backend), chosen by the settings:
+`clickhouse.url` set -> a ClickHouse server over the native protocol; unset -> the embedded
+chdb store in `clickhouse.embedded_path`."""
+
+from __future__ import annotations
+
+from hangwatch.settings import ClickHouseSettings
+from sinks.backends.base import Backend, Result, ServerVersion
+from sinks.backends.errors import BackendError, DataRejected, Unavailable
+
+__all__ = ["Backend", "BackendError", "DataRejected", "Result", "ServerVersion", "Unavailable", "database_name",
+           "open_backend"]
+
+
+def open_backend(ch: ClickHouseSettings) -> Backend:
+    if ch.url is None:
+        from sinks.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(ch.embedded_path)
+    from sinks.backends.native import NativeBackend
+    from sinks.backends.url import parse_url
+
+    return NativeBackend(parse_url(ch.url.get_secret_value()), connect_timeout_s=ch.connect_timeout_s,
+                         send_receive_timeout_s=ch.send_receive_timeout_s)
+
+
+def database_name(ch: ClickHouseSettings) -> str:
+    """The project database: the URL's path when it names one, else `clickhouse.database`."""
+    if ch.url is not None:
+        from sinks.backends.url import parse_url
+
+        db = parse_url(ch.url.get_secret_value()).database
+        if db:
+            return db
+    return ch.database
