@@ -33,14 +33,15 @@ def quiet_intensity(share: float) -> float:
     return 14 * share / (10 * (1 - share))
 
 
-def _next_boundary(t: float) -> float:
-    """The next 08:00 or 22:00 local time strictly after t (epoch seconds)."""
-    day_s = (t + LOCAL_OFFSET_S) % _DAY_S
-    if day_s < QUIET_END_H * 3600:
-        return t + QUIET_END_H * 3600 - day_s
-    if day_s < QUIET_START_H * 3600:
-        return t + QUIET_START_H * 3600 - day_s
-    return t + _DAY_S - day_s + QUIET_END_H * 3600
+def _next_boundary_ms(t_ms: int) -> int:
+    """The next 08:00 or 22:00 local time strictly after t_ms. Integer ms, so that a time
+    exactly on a boundary is never mistaken, by float rounding, for one just before it."""
+    day_ms = (t_ms + LOCAL_OFFSET_S * 1000) % (_DAY_S * 1000)
+    if day_ms < QUIET_END_H * 3_600_000:
+        return t_ms + QUIET_END_H * 3_600_000 - day_ms
+    if day_ms < QUIET_START_H * 3_600_000:
+        return t_ms + QUIET_START_H * 3_600_000 - day_ms
+    return t_ms + _DAY_S * 1000 - day_ms + QUIET_END_H * 3_600_000
 
 
 class ArrivalClock:
@@ -52,23 +53,26 @@ class ArrivalClock:
         self._rate = rate
         self._quiet = quiet
         self._rng = rng
+        self._enter(start_ms)
+
+    def _enter(self, t_ms: int) -> None:
+        """Cache the intensity of the regime (day or quiet hours) t_ms is in, and where it ends."""
+        self._lam = self._rate * (self._quiet if is_quiet(t_ms) else 1.0)
+        boundary_ms = _next_boundary_ms(t_ms)
+        self._boundary = boundary_ms / 1000
+        self._boundary_ms = boundary_ms
 
     def next_ms(self) -> int:
         t = self._t
         while True:
-            day_s = (t + LOCAL_OFFSET_S) % _DAY_S
-            quiet = day_s >= QUIET_START_H * 3600 or day_s < QUIET_END_H * 3600
-            lam = self._rate * (self._quiet if quiet else 1.0)
-            boundary = _next_boundary(t)
-            if lam <= 0:
-                t = boundary
-                continue
-            nxt = t + self._rng.expovariate(lam)
-            if nxt < boundary:
-                break
+            if self._lam > 0:
+                nxt = t + self._rng.expovariate(self._lam)
+                if nxt < self._boundary:
+                    break
             # The intensity changes at the boundary; the exponential is memoryless, so drawing
             # afresh from the boundary with the new intensity is exact.
-            t = boundary
+            t = self._boundary
+            self._enter(self._boundary_ms)
         self._t = nxt
         return int(nxt * 1000)
 

@@ -63,7 +63,7 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
     robot_cum = list(itertools.accumulate(SCRIPTS[i].weight for i in ROBOT_SCRIPTS))
     attempts: dict[int, int] = {}
     n_pool, n_campaigns = len(pool), len(CAMPAIGNS)
-    random_ = rng.random
+    random_, draw = rng.random, model.draw
 
     for seq in itertools.count() if cfg.count is None else range(cfg.count):
         t = arrivals.next_ms() if arrivals is not None else int(now() * 1000)
@@ -85,14 +85,15 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
         # The article recommends notifying first-time borrowers in particular; branches do so more.
         notified = random_() < min(0.95, notify_rate[b.branch_idx] + (0.2 if b.first_time else 0.0))
         spike = spike_factor if b.branch_idx == spike_branch and spike_from <= t < spike_to else 1.0
-        out = model.draw(rng, hour=local_hour(t), robot=robot, notified=notified, first_time=b.first_time,
-                         grade=b.credit_grade, refuser=b.refuser, script=si, campaign=ci, skill=skill, spike=spike)
+        outcome, stage, duration = draw(rng, local_hour(t), robot, notified, b.first_time, b.credit_grade, b.refuser,
+                                        si, ci, skill, spike)
         ak = bi * n_campaigns + ci
         attempt = attempts[ak] = attempts.get(ak, 0) + 1
         h = f"{ids.getrandbits(128):032x}"
         event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         call_id = f"call-{run_tag}-{seq:09d}"
         branch = branches[b.branch_idx]
+        channel = "robot" if robot else "human"
         script_version = SCRIPTS[si].version
         # Same fields in the same order as CallOutcome.to_dict, so the bytes equal event.to_json().
         value = orjson.dumps({
@@ -103,23 +104,20 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
             "loan_id": b.loan_id,
             "occurred_at": fmt(t),
             "campaign": campaign.name,
-            "channel": "robot" if robot else "human",
+            "channel": channel,
             "agent_id": agent_id,
             "branch": branch,
-            "outcome": out.outcome,
-            "hangup_stage": out.hangup_stage,
-            "duration_s": out.duration_s,
+            "outcome": outcome,
+            "hangup_stage": stage,
+            "duration_s": duration,
             "attempt_no": attempt,
             "pre_notified": notified,
             "credit_grade": b.credit_grade,
             "first_time_borrower": b.first_time,
             "script_version": script_version,
         })
-        event = CallOutcome(
-            event_id=event_id, call_id=call_id, borrower_id=b.borrower_id, loan_id=b.loan_id, occurred_at_ms=t,
-            campaign=campaign.name, channel="robot" if robot else "human", agent_id=agent_id, branch=branch,
-            outcome=out.outcome, hangup_stage=out.hangup_stage, duration_s=out.duration_s, attempt_no=attempt,
-            pre_notified=notified, credit_grade=b.credit_grade, first_time_borrower=b.first_time,
-            script_version=script_version,
-        )
-        yield event, value, b.borrower_id.encode()
+        # Positional, in CallOutcome's field order (keywords cost a microsecond per event).
+        event = CallOutcome(event_id, call_id, b.borrower_id, b.loan_id, t, campaign.name, channel, agent_id, branch,
+                            outcome, stage, duration, attempt, notified, b.credit_grade, b.first_time,
+                            script_version)
+        yield event, value, b.key

@@ -28,6 +28,7 @@ class Borrower:
     credit_grade: str
     first_time: bool
     refuser: bool
+    key: bytes  # borrower_id as the Kafka message key, encoded once
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ def build_population(cfg: SimConfig) -> Population:
             credit_grade=grade,
             first_time=rng.random() < FIRST_TIME_SHARE,
             refuser=refuser,
+            key=bid.encode(),
         ))
 
     agents_by_branch = []

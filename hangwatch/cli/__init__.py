@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from hangwatch.cli import simulate as _simulate
 from hangwatch.cli import topics as _topics
 from hangwatch.cli import worker as _worker
 from hangwatch.cli.common import configure
@@ -19,6 +20,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.callback()(configure)
+_simulate.register(app)
 _topics.register(app)
 _worker.register(app)
 
