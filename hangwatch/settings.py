@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -146,22 +146,22 @@ class SinkSettings(BaseModel):
     # A flush (one INSERT per table that has rows) happens when any table has batch_rows rows
     # buffered or flush_interval_s after the oldest buffered row arrived: about one INSERT per
     # table per second under load, fewer and larger parts than ClickHouse's ~1/s guidance.
-    batch_rows: int = Field(50_000, ge=1)
-    flush_interval_s: float = Field(1.0, gt=0)
+    batch_rows: Annotated[int, Field(ge=1)] = 50_000
+    flush_interval_s: Annotated[float, Field(gt=0)] = 1.0
     # ClickHouse unreachable: retry the same batch after 0.5 s, 1 s, 2 s, ... up to this.
-    initial_retry_backoff_s: float = Field(0.5, gt=0)
-    max_retry_backoff_s: float = Field(30.0, gt=0)
+    initial_retry_backoff_s: Annotated[float, Field(gt=0)] = 0.5
+    max_retry_backoff_s: Annotated[float, Field(gt=0)] = 30.0
     # Table -> topic it is filled from (tests and side-by-side deployments rename topics).
     topics: dict[str, str] = Field(default_factory=_default_sink_topics)
     # A new consumer group starts at the beginning of each topic so nothing retained is missed.
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Progress line in the log every this many seconds (0 disables it).
-    log_interval_s: float = Field(10.0, ge=0)
+    log_interval_s: Annotated[float, Field(ge=0)] = 10.0
     # Before giving up partitions in a rebalance the sink tries to flush for this long; after
     # that the buffered rows are dropped and re-read by the new owner from the committed offsets.
-    revoke_flush_timeout_s: float = Field(10.0, gt=0)
+    revoke_flush_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     # Consumer group session timeout; the broker moves a dead sink's partitions after this.
-    session_timeout_s: float = Field(30.0, gt=0)
+    session_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("topics")
     @classmethod

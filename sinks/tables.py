@@ -1,0 +1,53 @@
+"""The tables the sink writes: the columns each row carries (in order) and how each table is
+partitioned. The column types live in the migrations only; the writer reads them back from
+system.columns at start-up to validate rows (sinks.validate)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final, Literal
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+    # Granularity of the partition key (toYYYYMMDD -> day, toYYYYMM -> month); retention uses
+    # it to tell from a partition id when the newest row in it can be.
+    partition: Literal["day", "month"] | None
+
+
+CALL_EVENTS: Final = TableSpec("call_events", (
+    "event_id", "call_id", "borrower_id", "loan_id", "occurred_at", "occurred_at_ms", "campaign", "channel",
+    "agent_id", "branch", "outcome", "hangup_stage", "duration_s", "attempt_no", "pre_notified", "credit_grade",
+    "first_time_borrower", "script_version", "schema_version", "extra", "kafka_partition", "kafka_offset",
+    "ingested_at"), "day")
+
+HANGUP_RATES: Final = TableSpec("hangup_rates", (
+    "window_size_s", "window_start", "window_end", "dimension", "value", "attempts", "connected", "completed",
+    "hung_up", "refused", "wrong_party", "declined", "no_answer", "busy", "voicemail", "invalid_number", "version",
+    "final", "source", "emitted_at", "ingested_at"), "day")
+
+BORROWER_FLAGS: Final = TableSpec("borrower_flags", (
+    "flag_id", "borrower_id", "loan_id", "rule_id", "rule_version", "severity", "status", "evidence",
+    "evidence_count", "first_event_at", "last_event_at", "explanation", "emitted_at", "emitted_at_ms",
+    "ingested_at"), "month")
+
+HANGUP_ALERTS: Final = TableSpec("hangup_alerts", (
+    "alert_id", "status", "dimension", "value", "window_size_s", "window_start", "window_end", "connected", "hung_up",
+    "hangup_rate", "wilson_low", "wilson_high", "baseline_rate", "baseline_connected", "explanation", "version",
+    "emitted_at", "ingested_at"), "month")
+
+DEAD_LETTERS: Final = TableSpec("dead_letters", (
+    "source_topic", "source_partition", "source_offset", "source_timestamp_ms", "key_b64", "value_b64",
+    "error_kind", "error_field", "error", "received_at", "worker", "ingested_at"), "month")
+
+SINK_BATCHES: Final = TableSpec("sink_batches", (
+    "table", "rows", "rejected", "seconds", "flushed_at", "worker"), "day")
+
+SCHEMA_MIGRATIONS: Final = TableSpec("schema_migrations", (
+    "version", "name", "checksum", "applied_at", "server_version", "applied_by"), None)
+
+# Tables filled from a topic, in the order the sink flushes them.
+DATA_TABLES: Final = (CALL_EVENTS, HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DEAD_LETTERS)
+ALL_TABLES: Final = {t.name: t for t in (*DATA_TABLES, SINK_BATCHES, SCHEMA_MIGRATIONS)}

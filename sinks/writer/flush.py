@@ -1,0 +1,109 @@
+"""Write one batch to ClickHouse: every data table, then the dead letters (including rows
+refused just now), then a line per table in sink_batches. Runs in the writer's storage
+thread (the backends block). Unavailable propagates, and the caller retries the whole batch:
+tables that were already written deduplicate the repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sinks.backends import Backend, DataRejected
+from sinks.sql import ident
+from sinks.tables import DATA_TABLES, DEAD_LETTERS, SINK_BATCHES
+from sinks.writer import metrics
+from sinks.writer.batch import Batch
+from sinks.writer.deadletter import bare_dead_letter, column_from_error, sink_dead_letter
+from sinks.writer.isolate import insert_isolating
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class TableFlush:
+    table: str
+    rows: int
+    rejected: int
+    seconds: float
+
+
+@dataclasses.dataclass(slots=True)
+class FlushReport:
+    tables: list[TableFlush] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows - t.rejected for t in self.tables)
+
+    @property
+    def rejected(self) -> int:
+        return sum(t.rejected for t in self.tables)
+
+
+class Flusher:
+    def __init__(self, backend: Backend, db: str, worker: str) -> None:
+        self.backend = backend
+        self.db = ident(db)
+        self.worker = worker
+
+    def flush(self, batch: Batch) -> FlushReport:
+        t_start = time.monotonic()
+        report = FlushReport()
+        now_s = int(datetime.now(tz=UTC).timestamp())
+        dead = batch.buffers[DEAD_LETTERS.name]
+        dead_rows, dead_origins = list(dead.rows), list(dead.origins)
+        for spec in DATA_TABLES:
+            if spec is DEAD_LETTERS:
+                continue
+            buf = batch.buffers[spec.name]
+            if not buf.rows:
+                continue
+            t0 = time.monotonic()
+            refused = insert_isolating(self.backend, f"{self.db}.{spec.name}", spec.columns, buf.rows)
+            for i, err in refused:
+                log.warning("ClickHouse refused a %s row (%s[%d]@%d): %s", spec.name, buf.origins[i].topic,
+                            buf.origins[i].partition, buf.origins[i].offset, err)
+                dead_rows.append(sink_dead_letter(buf.origins[i], "sink_rejected", column_from_error(str(err)),
+                                                  str(err), self.worker, now_s))
+                dead_origins.append(buf.origins[i])
+                metrics.REJECTED.labels(spec.name, "refused_by_clickhouse").inc()
+            report.tables.append(TableFlush(spec.name, len(buf.rows), len(refused), time.monotonic() - t0))
+        if dead_rows:
+            t0 = time.monotonic()
+            refused_dead = self._write_dead_letters(dead_rows, dead_origins, now_s)
+            report.tables.append(TableFlush(DEAD_LETTERS.name, len(dead_rows), refused_dead, time.monotonic() - t0))
+        self._log_batches(report, now_s)
+        report.seconds = time.monotonic() - t_start
+        for t in report.tables:
+            metrics.ROWS_WRITTEN.labels(t.table).inc(t.rows - t.rejected)
+            metrics.BATCHES.labels(t.table).inc()
+        metrics.FLUSH_SECONDS.observe(report.seconds)
+        return report
+
+    def _write_dead_letters(self, rows: list[tuple[Any, ...]], origins: list[Any], now_s: int) -> int:
+        table = f"{self.db}.{DEAD_LETTERS.name}"
+        refused = insert_isolating(self.backend, table, DEAD_LETTERS.columns, rows)
+        lost = 0
+        for i, err in refused:
+            # Keep at least the position and the reason, without the payload that was refused.
+            bare = bare_dead_letter(origins[i], "sink_rejected", f"dead letter refused: {err}", self.worker, now_s)
+            try:
+                self.backend.insert(table, DEAD_LETTERS.columns, [bare])
+            except DataRejected as e2:
+                lost += 1
+                log.error("cannot store even a bare dead letter for %s[%d]@%d: %s (the message stays in Kafka "
+                          "until its retention ends)", origins[i].topic, origins[i].partition, origins[i].offset, e2)
+        return lost
+
+    def _log_batches(self, report: FlushReport, now_s: int) -> None:
+        rows = [(t.table, t.rows, t.rejected, round(t.seconds, 6), now_s, self.worker) for t in report.tables]
+        if not rows:
+            return
+        try:
+            self.backend.insert(f"{self.db}.{SINK_BATCHES.name}", SINK_BATCHES.columns, rows)
+        except DataRejected as e:  # the health log must never block the data
+            log.error("sink_batches refused the batch log: %s", e)

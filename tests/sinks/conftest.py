@@ -1,0 +1,68 @@
+"""Fixtures for the sink tests: a fresh database per test on the real ClickHouse server
+(127.0.0.1:9000, marker `clickhouse`) and on chdb (one temp folder per session, since chdb
+holds one folder per process), plus Kafka topics per test (marker `kafka`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from hangwatch.settings import ClickHouseSettings
+from sinks import migrate
+from sinks.backends import Backend
+from sinks.backends.embedded import EmbeddedBackend
+from sinks.backends.native import NativeBackend
+from sinks.backends.url import parse_url
+from tests.sinks.sinkhelpers import CH_URL, KAFKA, RUN_TAG, Store, Topics
+
+
+@pytest.fixture(scope="session")
+def embedded_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("chdb")
+    # Hold the folder open for the whole session so the process never needs a second one.
+    keeper = EmbeddedBackend(path)
+    yield path
+    keeper.close()
+
+
+_counter = iter(range(1_000_000))
+
+
+def _new_store(kind: str, embedded_root: Path) -> Store:
+    db = f"{RUN_TAG}_{next(_counter)}"
+    retention = ClickHouseSettings().retention_days
+    backend: Backend
+    if kind == "native":
+        backend = NativeBackend(parse_url(CH_URL))
+        ch = ClickHouseSettings(url=SecretStr(CH_URL), database=db)
+    else:
+        backend = EmbeddedBackend(embedded_root)
+        ch = ClickHouseSettings(embedded_path=embedded_root, database=db)
+    migrate.apply(backend, db, retention)
+    return Store(kind, backend, db, ch)
+
+
+@pytest.fixture(params=[pytest.param("native", marks=pytest.mark.clickhouse), "embedded"])
+def store(request: pytest.FixtureRequest, embedded_root: Path) -> Iterator[Store]:
+    s = _new_store(request.param, embedded_root)
+    yield s
+    s.backend.execute(f"DROP DATABASE IF EXISTS {s.db}")
+    s.backend.close()
+
+
+@pytest.fixture
+def native_store(embedded_root: Path) -> Iterator[Store]:
+    s = _new_store("native", embedded_root)
+    yield s
+    s.backend.execute(f"DROP DATABASE IF EXISTS {s.db}")
+    s.backend.close()
+
+
+@pytest.fixture
+def topics() -> Iterator[Topics]:
+    t = Topics(KAFKA)
+    yield t
+    t.delete()
