@@ -166,9 +166,16 @@ def apply_events(state: BorrowerState | None, borrower_id: str, events: list[tup
     st.applied_offset = top
     if not fresh:
         return st, []
-    newest = max(held[-1][T] if held else _MIN_T, max(r[T] for r in fresh))
-    late_limit = newest - rules.max_lateness_ms
-    inserted = [r for r in fresh if r[T] >= late_limit]
+    # Lateness is judged in arrival order: behind the newest event applied before this one.
+    newest = held[-1][T] if held else _MIN_T
+    lateness = rules.max_lateness_ms
+    inserted = []
+    for r in fresh:
+        if r[T] > newest:
+            newest = r[T]
+        elif r[T] < newest - lateness:
+            continue
+        inserted.append(r)
     if not inserted:
         return st, []
     if held and inserted[0] > held[-1] and len(inserted) == 1:
@@ -211,13 +218,15 @@ def _walk_repeated_refusal(st: BorrowerState, rule: RepeatedRefusalRule, order: 
                            out: list[tuple[list[Any], int, int, BorrowerFlag]]) -> None:
     """Re-walk repeated_refusal from `start` (the earliest new event) to the newest event."""
     held = st.events
+    neg_codes, res_codes = _codes(rule.negative_outcomes), _codes(rule.resolve_outcomes)
+    if start is held[-1] and start[OUT] not in neg_codes and start[OUT] not in res_codes:
+        return  # the common case: a new last event this rule ignores
     entry = st.rr.get(rule.id)
     base, log = (entry[0], entry[1]) if entry is not None else ([_NONE, None, ""], [])
     key = [start[T], start[EID]]
     cut = bisect.bisect_left(log, key)
     status, reset_t, reset_eid = log[cut - 1][2:] if cut else base
     del log[cut:]
-    neg_codes, res_codes = _codes(rule.negative_outcomes), _codes(rule.resolve_outcomes)
     window = rule.window_ms
     first = bisect.bisect_left(held, [start[T] - window])
     walk_from = bisect.bisect_left(held, key)
@@ -288,6 +297,9 @@ def _compliance(st: BorrowerState, inserted: list[list[Any]], borrower_id: str, 
         for day, recs in new_days.items():
             if not any(r[OUT] in codes for r, _ in recs):
                 continue
+            lo, hi = _day_range(st.events, day)
+            if hi - lo <= rule.max_per_day:
+                continue  # cheap check first: too few events around that day to pass the limit
             iso = rules.day_iso(day)
             if iso in mem:
                 continue
@@ -310,10 +322,15 @@ def _compliance(st: BorrowerState, inserted: list[list[Any]], borrower_id: str, 
                         st.emitted.setdefault(qrule.id, mem), out)
 
 
+def _day_range(held: list[list[Any]], day: int) -> tuple[int, int]:
+    """Index range of held events that may fall on local day `day` (UTC offsets are within ±14 h)."""
+    return (bisect.bisect_left(held, [day * DAY_MS - 15 * 3_600_000]),
+            bisect.bisect_left(held, [(day + 1) * DAY_MS + 15 * 3_600_000]))
+
+
 def _day_events(held: list[list[Any]], day: int, rules: RuleSet) -> Iterable[tuple[list[Any], int]]:
-    """Held events of local day `day` with their local time of day (UTC offsets are within ±14 h)."""
-    lo = bisect.bisect_left(held, [day * DAY_MS - 15 * 3_600_000])
-    hi = bisect.bisect_left(held, [(day + 1) * DAY_MS + 15 * 3_600_000])
+    """Held events of local day `day` with their local time of day."""
+    lo, hi = _day_range(held, day)
     for r in held[lo:hi]:
         d, tod = rules.local(r[T])
         if d == day:

@@ -22,6 +22,10 @@ Decision rule, per window W of (dimension, value):
   bound test fails often near the threshold) from closing it and opening a second incident five
   minutes later; 1 gives "resolve at the first non-spiking window".
 - A window whose start is <= the last one seen is a replay and changes nothing (idempotent).
+
+Consequence of the exclusion: an incident longer than the baseline span runs out of baseline
+(fewer than min_baseline_connected normal calls left in the span), stops spiking and resolves;
+its windows after that enter later baselines, i.e. the new rate becomes the normal one.
 """
 
 from __future__ import annotations

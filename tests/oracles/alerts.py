@@ -1,0 +1,77 @@
+"""Batch oracle for the spike alerts: window counts from raw events, then a walk over a dense
+grid of windows (gaps explicit) with the rule of streams/core/spikes.py's docstring.
+
+Independent of streams.core.spikes except for `wilson_interval`, which
+tests/streams/core/test_spikes.py checks against published values.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from schemas.call_outcome import CallOutcome
+from streams.core.spikes import AlertConfig, wilson_interval
+
+ALERT_DIMENSIONS = ("branch", "campaign", "script_version")
+CONNECTED = {"completed", "hung_up", "refused", "wrong_party"}
+
+
+def oracle_window_counts(events: Iterable[CallOutcome], size_s: int) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """(dimension, value, window_start_s) -> (connected, hung_up) for every window with an event."""
+    first: dict[str, CallOutcome] = {}
+    for e in events:
+        first.setdefault(e.event_id, e)
+    counts: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
+    for e in first.values():
+        start = (e.occurred_at_ms // (size_s * 1000)) * size_s
+        for dim in ALERT_DIMENSIONS:
+            value = getattr(e, dim) or "(none)"
+            c = counts[(dim, value, start)]
+            c[0] += e.outcome in CONNECTED
+            c[1] += e.outcome == "hung_up"
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]],
+                              cfg: AlertConfig) -> list[tuple[str, str, int]]:
+    """(alert_id, status, window_start_s of the transition), per series in window order."""
+    series: dict[tuple[str, str], dict[int, tuple[int, int]]] = defaultdict(dict)
+    for (dim, value, start), cell in counts.items():
+        series[(dim, value)][start] = cell
+    out = []
+    size = cfg.window_size_s
+    for (dim, value), wins in sorted(series.items()):
+        excluded: set[int] = set()
+        alert = None
+        clear = 0
+        for s in range(min(wins), max(wins) + size, size):
+            c, h = wins.get(s, (0, 0))
+            base = [wins[b] for b in wins if s - cfg.baseline_s <= b < s and b not in excluded]
+            bc = sum(x[0] for x in base)
+            bh = sum(x[1] for x in base)
+            rate = bh / bc if bc else 0.0
+            spiking = (c >= cfg.min_connected and c > 0 and bc >= cfg.min_baseline_connected
+                       and wilson_interval(h, c, cfg.z)[0] > rate * (1 + cfg.min_relative_increase))
+            if alert is None:
+                if spiking:
+                    alert = f"{dim}|{value}|{s}"
+                    out.append((alert, "firing", s))
+                    excluded.add(s)
+            elif spiking:
+                clear = 0
+                excluded.add(s)
+            else:
+                clear += 1
+                if clear >= cfg.resolve_after_windows:
+                    out.append((alert, "resolved", s))
+                    alert, clear = None, 0
+                else:
+                    excluded.add(s)
+    return out
+
+
+def oracle_alerts(events: Iterable[CallOutcome], cfg: AlertConfig) -> list[tuple[str, str]]:
+    """(alert_id, status) of every alert transition, per series in window order."""
+    counts = oracle_window_counts(events, cfg.window_size_s)
+    return [(a, s) for a, s, _ in oracle_alerts_from_counts(counts, cfg)]

@@ -1,0 +1,257 @@
+"""Spike alerts: Wilson interval references, the alert lifecycle, idempotence, and the oracle."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.call_outcome import CallOutcome
+from schemas.records import HangupAlert
+from streams.core.spikes import AlertConfig, SpikeState, on_final_window, wilson_interval
+from tests.oracles.alerts import oracle_alerts, oracle_alerts_from_counts, oracle_window_counts
+
+CFG = AlertConfig()
+W0 = 1_795_392_000  # 2026-11-23T00:00:00Z, aligned to 300 s
+NOW = 1_800_000_000_000
+
+
+@pytest.mark.parametrize(("k", "n", "low", "high"), [
+    # Published Wilson score intervals at 95% (z = 1.96), e.g. R prop.test(k, n, correct = FALSE).
+    (0, 10, 0.0, 0.2775),
+    (1, 10, 0.0179, 0.4042),
+    (5, 10, 0.2366, 0.7634),
+    (10, 10, 0.7225, 1.0),
+    (81, 263, 0.2553, 0.3662),
+])
+def test_wilson_reference_values(k: int, n: int, low: float, high: float) -> None:
+    lo, hi = wilson_interval(k, n, 1.96)
+    assert lo == pytest.approx(low, abs=5e-5) and hi == pytest.approx(high, abs=5e-5)
+
+
+def test_wilson_edges() -> None:
+    assert wilson_interval(0, 0, 1.96) == (0.0, 1.0)
+    assert wilson_interval(0, 1000, 1.96)[0] == 0.0  # exactly zero, not float residue
+    assert wilson_interval(1000, 1000, 1.96)[1] == 1.0
+    lo90, hi90 = wilson_interval(5, 10, 1.645)
+    lo95, hi95 = wilson_interval(5, 10, 1.96)
+    assert lo95 < lo90 < 0.5 < hi90 < hi95
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10, 1.96)
+
+
+def run(windows: list[tuple[int, int, int]], cfg: AlertConfig = CFG, state: SpikeState | None = None,
+        persist: bool = True) -> tuple[SpikeState, list[HangupAlert]]:
+    """Feed (window index, connected, hung_up) as final windows of branch br-1."""
+    out: list[HangupAlert] = []
+    s = state
+    for i, c, h in windows:
+        if persist and s is not None:
+            s = SpikeState.from_bytes(s.to_bytes())
+        s, alerts = on_final_window(s, "branch", "br-1", W0 + i * cfg.window_size_s, c, h, cfg, NOW)
+        out += alerts
+    assert s is not None
+    return s, out
+
+
+NORMAL = [(i, 40, 4) for i in range(12)]  # 10% over 480 connected
+
+
+def test_spike_fires_once_and_resolves() -> None:
+    windows = [*NORMAL, (12, 40, 20), (13, 50, 30), (14, 40, 22), (15, 40, 5), (16, 40, 4), (17, 40, 3)]
+    _, alerts = run(windows)
+    assert [(a["alert_id"], a["status"], a["version"]) for a in alerts] == [
+        (f"branch|br-1|{W0 + 12 * 300}", "firing", 1),
+        (f"branch|br-1|{W0 + 12 * 300}", "resolved", 2),
+    ]
+    fire, res = alerts
+    assert (fire["connected"], fire["hung_up"], fire["hangup_rate"]) == (40, 20, 0.5)
+    assert fire["baseline_connected"] == 480 and fire["baseline_rate"] == pytest.approx(0.1)
+    assert fire["wilson_low"] > 0.1 and fire["window_start"] == "2026-11-23T01:00:00.000Z"
+    assert fire["window_end"] == "2026-11-23T01:05:00.000Z" and fire["window_size_s"] == 300
+    assert fire["explanation"] == ("branch br-1: hang-up rate 50% (20/40 connected) in 5 min from 2026-11-23 09:00 "
+                                   "+0800 vs 10% baseline (480 connected) over the previous 24 h; "
+                                   "95% Wilson lower bound 35%")
+    # Hysteresis: the second consecutive normal window (index 16) resolves; spiking windows
+    # 12-14 and the first normal one (15) stay out of its baseline.
+    assert res["window_start"] == "2026-11-23T01:20:00.000Z" and res["baseline_connected"] == 480
+    assert res["explanation"].startswith("branch br-1: hang-up rate back to 10% (4/40 connected) in 5 min from "
+                                         "2026-11-23 09:20 +0800 vs 10% baseline")
+    assert res["explanation"].endswith("firing since 09:00 (20 min)")
+
+
+def test_resolve_after_one_window() -> None:
+    cfg = dataclasses.replace(CFG, resolve_after_windows=1)
+    _, alerts = run([*NORMAL, (12, 40, 20), (13, 40, 4), (14, 40, 20)], cfg)
+    assert [(a["alert_id"].rsplit("|", 1)[1], a["status"]) for a in alerts] == [
+        (str(W0 + 3600), "firing"), (str(W0 + 3600), "resolved"), (str(W0 + 4200), "firing")]
+
+
+def test_one_noisy_window_does_not_split_an_incident() -> None:
+    _, alerts = run([*NORMAL, (12, 40, 20), (13, 40, 6), (14, 40, 20), (15, 40, 4), (16, 40, 4)])
+    assert [a["status"] for a in alerts] == ["firing", "resolved"]
+
+
+def test_no_spike_no_alert() -> None:
+    _, alerts = run([*NORMAL, *((i, 40, 5) for i in range(12, 300))])
+    assert alerts == []
+
+
+def test_too_few_connected_or_too_little_baseline_no_alert() -> None:
+    assert run([*NORMAL, (12, 29, 29)])[1] == []  # min_connected = 30
+    assert run([(0, 40, 4), (1, 40, 4), (2, 40, 30)])[1] == []  # baseline 80 < 100
+    assert [a["status"] for a in run([*NORMAL, (12, 30, 30)])[1]] == ["firing"]
+
+
+def test_min_relative_increase() -> None:
+    windows = [*NORMAL, (12, 100, 25)]  # lower bound ~17.5% vs a 10% baseline
+    assert [a["status"] for a in run(windows)[1]] == ["firing"]
+    assert run(windows, dataclasses.replace(CFG, min_relative_increase=1.0))[1] == []
+
+
+def test_replay_is_idempotent() -> None:
+    s, _ = run(NORMAL)
+    s, first = on_final_window(s, "branch", "br-1", W0 + 12 * 300, 40, 20, CFG, NOW)
+    before = s.to_bytes()
+    s, again = on_final_window(s, "branch", "br-1", W0 + 12 * 300, 40, 20, CFG, NOW)
+    assert [a["status"] for a in first] == ["firing"] and again == []
+    assert s.to_bytes() == before and len(s.history) == 13
+    s, older = on_final_window(s, "branch", "br-1", W0 + 3 * 300, 40, 40, CFG, NOW)
+    assert older == [] and s.to_bytes() == before
+
+
+def test_gap_counts_as_empty_windows() -> None:
+    # Firing at 12, then no calls for two windows: resolved at window 14 (the second empty one)
+    # when window 15 arrives, and window 15 is judged on its own (here: spiking again).
+    _, alerts = run([*NORMAL, (12, 40, 20), (15, 40, 20)])
+    assert [(a["status"], a["window_start"]) for a in alerts] == [
+        ("firing", "2026-11-23T01:00:00.000Z"), ("resolved", "2026-11-23T01:10:00.000Z"),
+        ("firing", "2026-11-23T01:15:00.000Z")]
+    assert alerts[1]["connected"] == 0 and alerts[1]["hangup_rate"] == 0.0
+    assert "no connected calls" in alerts[1]["explanation"]
+    # One empty window plus one normal window also make two.
+    _, alerts = run([*NORMAL, (12, 40, 20), (14, 40, 4)])
+    assert [(a["status"], a["window_start"]) for a in alerts] == [
+        ("firing", "2026-11-23T01:00:00.000Z"), ("resolved", "2026-11-23T01:10:00.000Z")]
+
+
+def test_alert_windows_stay_out_of_the_baseline() -> None:
+    # A long incident at 50% keeps firing: its own windows never become the baseline.
+    s, alerts = run([*NORMAL, *((i, 40, 20) for i in range(12, 112))])
+    assert [a["status"] for a in alerts] == ["firing"] and s.alert_start_s == W0 + 3600
+    assert s.history[-1][3] == 1 and s.history[0][3] == 0
+    # Until the baseline span holds too few normal windows: with a 1 h baseline, window 22 sees
+    # only 80 normal connected calls (< 100), is not spiking, and window 23 resolves the alert.
+    cfg = dataclasses.replace(CFG, baseline_s=3600)
+    _, alerts = run([*NORMAL, *((i, 40, 20) for i in range(12, 40))], cfg)
+    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-23T01:00:00.000Z"),
+                                                                   ("resolved", "2026-11-23T01:55:00.000Z")]
+
+
+def test_state_round_trip_and_bounded_history() -> None:
+    s, _ = run([*NORMAL, (12, 40, 20), *((i, 40, 4) for i in range(13, 1000))], persist=False)
+    assert SpikeState.from_bytes(s.to_bytes()) == s
+    assert len(s.history) <= CFG.baseline_s // CFG.window_size_s + 1
+    assert s.history[0][0] >= s.last_start_s - CFG.baseline_s  # type: ignore[operator]
+    assert len(s.to_bytes()) < 8000
+
+
+def test_bad_counts_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        on_final_window(None, "branch", "br-1", W0, 10, 11, CFG, NOW)
+
+
+# --- property: stream == oracle -------------------------------------------------------------
+
+SMALL = AlertConfig(window_size_s=60, baseline_s=600, min_connected=5, min_baseline_connected=10)
+
+
+def feed_counts(counts: dict[tuple[str, str, int], tuple[int, int]], cfg: AlertConfig,
+                rng: random.Random) -> list[tuple[str, str, int]]:
+    """Per series, windows in start order, with random replays and state round trips."""
+    series: dict[tuple[str, str], list[tuple[int, tuple[int, int]]]] = {}
+    for (dim, value, start), cell in counts.items():
+        series.setdefault((dim, value), []).append((start, cell))
+    out: list[tuple[str, str, int]] = []
+    for (dim, value), wins in sorted(series.items()):
+        wins.sort()
+        s: SpikeState | None = None
+        for k, (start, (c, h)) in enumerate(wins):
+            if s is not None and rng.random() < 0.3:
+                s = SpikeState.from_bytes(s.to_bytes())
+            s, alerts = on_final_window(s, dim, value, start, c, h, cfg, NOW)
+            out += [(a["alert_id"], a["status"], _start(a)) for a in alerts]
+            if rng.random() < 0.2:  # replay an earlier or the same window
+                j = rng.randint(0, k)
+                s, again = on_final_window(s, dim, value, wins[j][0], *wins[j][1], cfg, NOW)
+                assert again == []
+    return out
+
+
+def _start(a: HangupAlert) -> int:
+    from datetime import datetime
+    return int(datetime.fromisoformat(a["window_start"]).timestamp())
+
+
+@st.composite
+def window_series(draw: st.DrawFn) -> dict[tuple[str, str, int], tuple[int, int]]:
+    counts = {}
+    for value in ("br-1", "br-2"):
+        start = W0
+        for _ in range(draw(st.integers(1, 60))):
+            start += 60 * draw(st.sampled_from([1, 1, 1, 1, 2, 3, 12]))
+            c = draw(st.integers(0, 12))
+            rate = draw(st.sampled_from([0.05, 0.1, 0.2, 0.7, 1.0]))
+            h = min(c, round(c * rate + draw(st.integers(-1, 1))))
+            counts[("branch", value, start)] = (c, max(0, h))
+    return counts
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(counts=window_series(), seed=st.integers(0, 2**32), resolve_after=st.integers(1, 3),
+       inc=st.sampled_from([0.0, 0.5]))
+def test_property_stream_equals_oracle(counts: dict, seed: int, resolve_after: int, inc: float) -> None:
+    cfg = dataclasses.replace(SMALL, resolve_after_windows=resolve_after, min_relative_increase=inc)
+    got = feed_counts(counts, cfg, random.Random(seed))
+    assert got == oracle_alerts_from_counts(counts, cfg)
+
+
+def ev(i: int, t_ms: int, outcome: str, branch: str, script: str | None) -> CallOutcome:
+    return CallOutcome(
+        event_id=f"e{i}", call_id=f"c{i}", borrower_id=f"b{i % 13}", loan_id="l1", occurred_at_ms=t_ms,
+        campaign="repayment_reminder", channel="robot", agent_id=None, branch=branch, outcome=outcome,
+        hangup_stage="greeting" if outcome == "hung_up" else None, duration_s=2.0, attempt_no=1,
+        pre_notified=False, credit_grade=None, first_time_borrower=None, script_version=script,
+    )
+
+
+def test_oracle_window_counts() -> None:
+    evs = [ev(1, W0 * 1000 + 1, "hung_up", "br-1", "v1"), ev(2, W0 * 1000 + 59_999, "completed", "br-1", None),
+           ev(3, W0 * 1000 + 60_000, "declined", "br-2", "v1"), ev(1, W0 * 1000 + 1, "hung_up", "br-1", "v1")]
+    counts = oracle_window_counts(evs, 60)
+    assert counts[("branch", "br-1", W0)] == (2, 1)
+    assert counts[("script_version", "(none)", W0)] == (1, 0)
+    assert counts[("script_version", "v1", W0)] == (1, 1)
+    assert counts[("branch", "br-2", W0 + 60)] == (0, 0)
+    assert counts[("campaign", "repayment_reminder", W0)] == (2, 1)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32))
+def test_property_events_to_alerts(seed: int) -> None:
+    """From raw events (with duplicates): window counts -> on_final_window equals oracle_alerts."""
+    rng = random.Random(seed)
+    evs = []
+    for i in range(rng.randint(50, 400)):
+        minute = rng.randint(0, 40)
+        spike = 20 <= minute < 24 and rng.random() < 0.7
+        outcome = "hung_up" if spike or rng.random() < 0.1 else rng.choice(["completed", "completed", "no_answer"])
+        evs.append(ev(i, (W0 + minute * 60) * 1000 + rng.randrange(60_000), outcome, rng.choice(["br-1", "br-2"]),
+                      rng.choice(["v1", "v2", None])))
+    evs += rng.sample(evs, len(evs) // 10)
+    rng.shuffle(evs)
+    got = feed_counts(oracle_window_counts(evs, 60), SMALL, rng)
+    assert [(a, s) for a, s, _ in got] == oracle_alerts(evs, SMALL)
