@@ -38,13 +38,20 @@ borrower's calls, so they are rare; tests assert "stream ⊇ oracle" for shuffle
 2. A late negative that moves which `completed` call resolves an episode: the episode opened
    after the originally resolving call stays raised (never resolved) next to the batch's one.
 
-Events older than `max_lateness` (retention minus the longest rule window: 1 day by default)
-behind the borrower's newest event are ignored: their windows are no longer fully held.
+Measured on random histories of 5-45 calls: no divergence in 3,000 with arrival up to 10
+minutes late, 16 in 3,000 with arrival up to 30 hours late.
 
-Performance (2-core dev VM, Python 3.11, default rules, 30 events per borrower in arrival order,
-tools in tests/streams/core/test_flags.py::test_throughput_smoke): ~55,000 events/s one event per
-call on a live state, ~30,000 events/s including from_bytes/to_bytes around every call. A state
-holding 8 days of calls at 4 calls a day is ~4.5 kB; a quiet borrower with one call ~0.2 kB.
+Events more than `max_lateness` (retention minus the longest rule window: 1 day by default)
+behind the newest event applied before them (arrival order) are ignored: the history their
+windows need is no longer fully held.
+
+Performance (timeit-style loop on the 2-core dev VM, Python 3.11, default rules, 1,000 borrowers x
+30 events, one event per call, borrowers interleaved, a realistic outcome mix): ~45,000 events/s
+on live states, ~40,000 events/s with from_bytes/to_bytes around every call; ~34,000 / ~30,000
+events/s when one event in three emits a flag. State size with UUID event and call ids: ~165
+bytes for a borrower with one call, ~1.4 kB at one call a day, ~5.4 kB at four calls a day
+(8 days held). Keep the state of a borrower whose flag was ever resolved: the reset anchor in
+it is what keeps the next episode's flag_id distinct from the first one's.
 """
 
 from __future__ import annotations

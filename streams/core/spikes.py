@@ -171,9 +171,10 @@ def on_final_window(state: SpikeState | None, dimension: str, value: str, window
             st.alert_start_s, st.clear_streak = None, 0
         else:
             in_alert = 1
-    st.history.append([window_start_s, connected, hung_up, in_alert])
+    if connected:  # an empty window adds nothing to any baseline
+        st.history.append([window_start_s, connected, hung_up, in_alert])
     keep_from = window_start_s - cfg.baseline_s
-    if st.history[0][0] < keep_from:
+    if st.history and st.history[0][0] < keep_from:
         st.history = [w for w in st.history if w[0] >= keep_from]
     st.last_start_s = window_start_s
     return st, out
