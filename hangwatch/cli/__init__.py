@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from hangwatch.cli import grafana as _grafana
+from hangwatch.cli import report as _report
 from hangwatch.cli import simulate as _simulate
 from hangwatch.cli import topics as _topics
 from hangwatch.cli import worker as _worker
@@ -20,6 +22,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.callback()(configure)
+_grafana.register(app)
+_report.register(app)
 _simulate.register(app)
 _topics.register(app)
 _worker.register(app)

@@ -34,8 +34,8 @@ def build() -> dm.Dashboard:
                          (0, 4, 18, 8), [sql.EVENTS_IN_PER_S, sql.EVENTS_STORED_PER_S, sql.DLQ_PER_S],
                          unit="reqps"),
         timeseries_panel("Late events", f"Calls stored more than {LATE_AFTER_S} s after they happened (the "
-                         "worker's grace), and rows written by reconcile, per interval.",
-                         (0, 12, 12, 8), [sql.LATE_EVENTS], unit="short"),
+                         "worker's grace), and window counts rewritten by reconcile, per interval.",
+                         (0, 12, 12, 8), [sql.LATE_EVENTS, sql.RECONCILED_WINDOWS], unit="short"),
         timeseries_panel("Sink batch size", "Average rows per INSERT by table.",
                          (12, 12, 12, 8), [sql.SINK_BATCH_SIZES], unit="short"),
         timeseries_panel("Sink flush time", "Slowest INSERT by table.",

@@ -52,8 +52,8 @@ def expand(sql: str, start: datetime, end: datetime, interval_s: int,
     step = max(int(interval_s), 1)
     sql = _conditional_all(sql, variables or {})
     sql = re.sub(r"\$__timeFilter_ms" + _ARG, lambda m: (
-        f"{m.group(1)} >= fromUnixTimestamp64Milli({f * 1000}) AND {m.group(1)} <= fromUnixTimestamp64Milli({t * 1000})"),
-        sql)
+        f"{m.group(1)} >= fromUnixTimestamp64Milli({f * 1000}) AND "
+        f"{m.group(1)} <= fromUnixTimestamp64Milli({t * 1000})"), sql)
     sql = re.sub(r"\$__timeFilter" + _ARG,
                  lambda m: f"{m.group(1)} >= toDateTime({f}) AND {m.group(1)} <= toDateTime({t})", sql)
     sql = re.sub(r"\$__dateFilter" + _ARG, lambda m: (

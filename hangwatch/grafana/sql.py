@@ -44,9 +44,11 @@ def _events_where(extra: str = "") -> str:
 
 # --- template variables -----------------------------------------------------------------
 def variable_sql(column: str) -> str:
-    """Distinct values seen in the selected time range (refreshed when the range changes)."""
-    return (f"SELECT DISTINCT {column} FROM {DB}.call_events "
-            f"WHERE $__timeFilter(occurred_at) AND {column} != '' ORDER BY {column}")
+    """Distinct values seen in the selected time range (refreshed when the range changes).
+    toString: channel is an Enum8 and script_version is Nullable; the value is what the
+    panels' `column IN (...)` filters compare with."""
+    return (f"SELECT DISTINCT toString({column}) AS value FROM {DB}.call_events "
+            f"WHERE $__timeFilter(occurred_at) AND {column} IS NOT NULL ORDER BY value")
 
 
 # --- Hang-up risk — live ----------------------------------------------------------------
@@ -128,12 +130,14 @@ ORDER BY branch
 """.strip()
 
 # Comparison dimensions: label -> SQL expression giving a readable value.
+# Nullable columns show the records' "(none)" (schemas.records.NONE_VALUE) instead of NULL.
 COMPARISONS: Final = {
-    "script_version": "script_version",
-    "channel": "channel",
-    "credit_grade": "credit_grade",
-    "pre_notified": "if(pre_notified, 'pre-notified', 'not notified')",
-    "first_time_borrower": "if(first_time_borrower, 'first-time', 'repeat')",
+    "script_version": "ifNull(script_version, '(none)')",
+    "channel": "toString(channel)",
+    "credit_grade": "ifNull(credit_grade, '(none)')",
+    "pre_notified": "if(pre_notified = 1, 'pre-notified', 'not notified')",
+    "first_time_borrower": ("multiIf(first_time_borrower IS NULL, '(none)', first_time_borrower = 1, "
+                            "'first-time', 'repeat')"),
 }
 
 
@@ -166,34 +170,62 @@ SELECT
   countIf(outcome = 'hung_up') AS hung_up,
   countIf(outcome = 'refused') AS refused
 FROM {DB}.call_events FINAL
-WHERE {_events_where("outcome IN ('hung_up', 'refused') AND hangup_stage != ''")}
+WHERE {_events_where("outcome IN ('hung_up', 'refused') AND hangup_stage IS NOT NULL")}
 GROUP BY stage
 ORDER BY indexOf({_STAGE_ARRAY}, stage), stage
 """.strip()
 
-# Latest state of each flag (the highest version wins), open ones only, the most severe and
-# the most recent first.
+def _evidence_field(name: str) -> str:
+    return f"JSONExtractString(e, '{name}')"
+
+
+def _optional_part(name: str, prefix: str, suffix: str = "") -> str:
+    f = _evidence_field(name)
+    return f"if({f} = '', '', concat('{prefix}', {f}, '{suffix}'))"
+
+
+# evidence is the flag's JSON list of calls (schemas.records.EvidenceItem); shown as one line
+# per flag: "05-03 14:02 hung_up @income_check A017 [v3-income]; ..." in local time.
+_EVIDENCE_SUMMARY: Final = (
+    "arrayStringConcat(arrayMap(e -> concat("
+    f"formatDateTime(parseDateTimeBestEffort({_evidence_field('occurred_at')}), '%m-%d %H:%i', '{LOCAL_TZ}'), ' ', "
+    f"{_evidence_field('outcome')}, {_optional_part('hangup_stage', ' @')}, {_optional_part('agent_id', ' ')}, "
+    f"{_optional_part('script_version', ' [', ']')}), JSONExtractArrayRaw(evidence)), '; ')"
+)
+
+# A flag's current state is its row with the furthest status (raised < escalated < resolved;
+# Enum8 order): one row per flag, then only the open ones. The time range selects flags by
+# their latest call; the lower bound goes inside so a later "resolved" row is always seen.
+_CURRENT_FLAGS: Final = f"""
+  SELECT *
+  FROM {DB}.borrower_flags FINAL
+  WHERE last_event_at >= $__fromTime
+  ORDER BY flag_id, status DESC
+  LIMIT 1 BY flag_id
+""".rstrip()
+
 TOP_FLAGGED_BORROWERS: Final = f"""
 SELECT
   borrower_id,
   rule_id,
   severity,
   status,
-  length(evidence) AS calls,
+  evidence_count AS calls,
   last_event_at,
   explanation,
-  arrayStringConcat(arrayMap(e -> concat(formatDateTime(e.occurred_at, '%m-%d %H:%i', '{LOCAL_TZ}'), ' ',
-    e.outcome, if(e.hangup_stage = '', '', concat('@', e.hangup_stage))), evidence), '; ') AS evidence
-FROM {DB}.borrower_flags FINAL
-WHERE $__timeFilter(last_event_at) AND status != 'resolved'
-ORDER BY indexOf(['high', 'medium', 'low'], severity), last_event_at DESC
+  {_EVIDENCE_SUMMARY} AS evidence
+FROM ({_CURRENT_FLAGS}
+)
+WHERE status != 'resolved' AND last_event_at <= $__toTime
+ORDER BY severity DESC, last_event_at DESC, borrower_id, rule_id
 LIMIT 50
 """.strip()
 
 OPEN_FLAGS: Final = f"""
 SELECT count() AS open_flags
-FROM {DB}.borrower_flags FINAL
-WHERE $__timeFilter(last_event_at) AND status != 'resolved'
+FROM ({_CURRENT_FLAGS}
+)
+WHERE status != 'resolved' AND last_event_at <= $__toTime
 """.strip()
 
 # An alert's latest record decides: firing and not (yet) resolved.
@@ -228,7 +260,7 @@ SELECT
   {CONNECTED} AS connected,
   {HANGUP_RATE} AS hangup_rate
 FROM {DB}.call_events FINAL
-WHERE {_events_where("agent_id != ''")}
+WHERE {_events_where("agent_id IS NOT NULL")}
 GROUP BY agent_id, branch
 HAVING connected >= {SPIKE_MIN_CONNECTED}
 ORDER BY hangup_rate DESC, connected DESC
@@ -250,7 +282,8 @@ ORDER BY hangup_rate DESC, branch
 
 # --- Pipeline health --------------------------------------------------------------------
 # Events in: what the stream counted (its 60-second "all" windows, event time). Stored: rows
-# that reached call_events, by the time they were stored.
+# that reached call_events, by the time they were stored (no FINAL: redelivered copies are
+# rows the sink wrote too; the stored-vs-in gap shows them).
 EVENTS_IN_PER_S: Final = f"""
 SELECT
   $__timeInterval(window_start) AS time,
@@ -264,7 +297,7 @@ ORDER BY time
 EVENTS_STORED_PER_S: Final = f"""
 SELECT
   $__timeInterval(ingested_at) AS time,
-  count() / $__interval_s AS `events stored /s`
+  count() / $__interval_s AS `rows stored /s`
 FROM {DB}.call_events
 WHERE $__timeFilter(ingested_at)
 GROUP BY time
@@ -275,7 +308,7 @@ DLQ_PER_S: Final = f"""
 SELECT
   $__timeInterval(received_at) AS time,
   count() / $__interval_s AS `dead letters /s`
-FROM {DB}.dead_letters
+FROM {DB}.dead_letters FINAL
 WHERE $__timeFilter(received_at)
 GROUP BY time
 ORDER BY time
@@ -283,13 +316,13 @@ ORDER BY time
 
 DLQ_COUNT: Final = f"""
 SELECT count() AS dead_letters
-FROM {DB}.dead_letters
+FROM {DB}.dead_letters FINAL
 WHERE $__timeFilter(received_at)
 """.strip()
 
 DLQ_BY_KIND: Final = f"""
 SELECT error_kind, count() AS dead_letters
-FROM {DB}.dead_letters
+FROM {DB}.dead_letters FINAL
 WHERE $__timeFilter(received_at)
 GROUP BY error_kind
 ORDER BY dead_letters DESC, error_kind
@@ -297,7 +330,7 @@ ORDER BY dead_letters DESC, error_kind
 
 DLQ_LATEST: Final = f"""
 SELECT received_at, error_kind, error_field, error, source_topic, source_partition, source_offset, worker
-FROM {DB}.dead_letters
+FROM {DB}.dead_letters FINAL
 WHERE $__timeFilter(received_at)
 ORDER BY received_at DESC, source_partition, source_offset DESC
 LIMIT 50
@@ -313,14 +346,25 @@ FROM {DB}.call_events
 WHERE occurred_at >= now() - INTERVAL 1 DAY
 """.strip()
 
-# Late: stored long after it happened (beyond the worker's grace), or written by reconcile.
+# Late: calls stored long after they happened (beyond the worker's grace), by storage time.
 LATE_EVENTS: Final = f"""
 SELECT
   $__timeInterval(ingested_at) AS time,
-  countIf(dateDiff('second', occurred_at, ingested_at) > {LATE_AFTER_S}) AS `late (> {LATE_AFTER_S} s)`,
-  countIf(source = 'reconcile') AS `from reconcile`
+  countIf(dateDiff('second', occurred_at, ingested_at) > {LATE_AFTER_S}) AS `late calls (> {LATE_AFTER_S} s)`
 FROM {DB}.call_events
 WHERE $__timeFilter(ingested_at)
+GROUP BY time
+ORDER BY time
+""".strip()
+
+# Window cells that reconcile rewrote from call_events (the stream missed or miscounted
+# events, e.g. ones later than the grace), by storage time.
+RECONCILED_WINDOWS: Final = f"""
+SELECT
+  $__timeInterval(ingested_at) AS time,
+  count() AS `windows corrected by reconcile`
+FROM {DB}.hangup_rates
+WHERE $__timeFilter(ingested_at) AND source = 'reconcile'
 GROUP BY time
 ORDER BY time
 """.strip()
@@ -363,7 +407,7 @@ ORDER BY branch
 
 ALERT_DLQ_GROWTH: Final = f"""
 SELECT count() AS dead_letters
-FROM {DB}.dead_letters
+FROM {DB}.dead_letters FINAL
 WHERE $__timeFilter(received_at)
 """.strip()
 
