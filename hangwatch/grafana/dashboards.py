@@ -27,6 +27,9 @@ def to_dict(model: dm.Dashboard) -> dict[str, Any]:
     # The SDK's 11.6 build writes its own newest schemaVersion; 39 is what Grafana 10.3-11.x
     # write themselves, and newer Grafanas migrate it on load.
     data["schemaVersion"] = SCHEMA_VERSION
+    data["templating"].setdefault("list", [])  # Grafana expects the list even when empty
+    for panel in data.get("panels", []):
+        panel.setdefault("fieldConfig", {"defaults": {}, "overrides": []})
     # Grafana's built-in "Annotations & Alerts" entry, which the UI adds to every dashboard
     # (alert state changes show on the time series); the SDK leaves the list empty.
     data["annotations"] = {"list": [{

@@ -59,7 +59,7 @@ def build() -> dm.Dashboard:
                    (12, 0, 4, 4), sql.LIVE_SUMMARY, "connected", "short"),
         stat_panel("Open borrower flags", "Flags raised or escalated and not resolved, last event in range.",
                    (16, 0, 4, 4), sql.OPEN_FLAGS, "open_flags", "short", (1, 20)),
-        stat_panel("Active spike alerts", "Spike alerts whose latest state is firing.",
+        stat_panel("Spike alerts firing", "Spike alerts whose latest state is firing.",
                    (20, 0, 4, 4), sql.ACTIVE_ALERT_COUNT, "active_alerts", "short", (1, 1)),
         timeseries_panel("Rates over time", "Hang-up = hung_up/connected, decline = declined/attempts, "
                          "refusal = refused/connected, contact = connected/attempts, per interval.",

@@ -89,18 +89,19 @@ ORDER BY time, branch
 
 # The stream's own 60-second windows (hangup_rates), summed over the 15 minutes before the
 # end of the selected range ($__toTime is "now" on a live dashboard): the rolling view the
-# risk team watches, and a cross-check of the stream against call_events.
+# risk team watches, and a cross-check of the stream against call_events. The table alias
+# keeps sum(r.connected) on the column, not on the output alias `connected`.
 ROLLING_15M_BY_BRANCH: Final = f"""
 SELECT
-  value AS branch,
-  sum(attempts) AS attempts,
-  sum(connected) AS connected,
-  sum(hung_up) / nullIf(sum(connected), 0) AS hangup_rate,
-  sum(declined) / nullIf(sum(attempts), 0) AS decline_rate
-FROM {DB}.hangup_rates FINAL
-WHERE window_size_s = 60 AND dimension = 'branch'
-  AND window_start >= $__toTime - INTERVAL 15 MINUTE AND window_start < $__toTime
-  AND $__conditionalAll(value IN (${{branch:singlequote}}), $branch)
+  r.value AS branch,
+  sum(r.attempts) AS attempts,
+  sum(r.connected) AS connected,
+  sum(r.hung_up) / nullIf(sum(r.connected), 0) AS hangup_rate,
+  sum(r.declined) / nullIf(sum(r.attempts), 0) AS decline_rate
+FROM {DB}.hangup_rates AS r FINAL
+WHERE r.window_size_s = 60 AND r.dimension = 'branch'
+  AND r.window_start >= $__toTime - INTERVAL 15 MINUTE AND r.window_start < $__toTime
+  AND $__conditionalAll(r.value IN (${{branch:singlequote}}), $branch)
 GROUP BY branch
 ORDER BY hangup_rate DESC, branch
 """.strip()
