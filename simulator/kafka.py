@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_lz4
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from hangwatch.settings import KafkaSettings
@@ -69,10 +70,12 @@ async def produce(
     compression: Compression = "lz4",
     acks: Literal[0, 1, "all"] = "all",
     on_progress: Callable[[int], None] | None = None,
+    metadata_timeout_s: float = 15.0,
 ) -> int:
     """Send every record to `topic`; returns how many the broker acknowledged. Raises
     RuntimeError if any batch failed (after aiokafka's retries) or the topic does not exist.
-    `on_progress(delivered)` is called as batches are acknowledged."""
+    `on_progress(delivered)` is called as batches are acknowledged. A topic the broker does not
+    know within `metadata_timeout_s` is an error (topics are created by `hangwatch topics create`)."""
     if compression == "lz4" and not has_lz4():
         raise RuntimeError("lz4 compression needs the 'cramjam' package (pip install cramjam), or use compression none")
     producer = AIOKafkaProducer(
@@ -83,9 +86,14 @@ async def produce(
         max_batch_size=max_batch_size,
         compression_type=None if compression == "none" else compression,
     )
-    await producer.start()
     try:
-        return await _Sender(producer, topic, linger_ms, on_progress).run(records)
+        await producer.start()
+    except KafkaError as e:
+        await producer.stop()
+        raise RuntimeError(f"no Kafka broker answers at {kafka.bootstrap_servers} ({e}); start one with "
+                           "`deploy/local/kafka.sh start` or set HANGWATCH_KAFKA__BOOTSTRAP_SERVERS") from e
+    try:
+        return await _Sender(producer, topic, linger_ms, on_progress).run(records, metadata_timeout_s)
     finally:
         await producer.stop()
 
@@ -105,9 +113,10 @@ class _Sender:
         self._errors: list[BaseException] = []
         self._delivered = 0
 
-    async def run(self, records: Iterable[SimRecord] | AsyncIterable[SimRecord]) -> int:
+    async def run(self, records: Iterable[SimRecord] | AsyncIterable[SimRecord], metadata_timeout_s: float) -> int:
         try:
-            partitions = sorted(await asyncio.wait_for(self._producer.partitions_for(self._topic), 30))
+            partitions = sorted(await asyncio.wait_for(self._producer.partitions_for(self._topic),
+                                                       metadata_timeout_s))
         except Exception as e:
             raise RuntimeError(f"topic {self._topic!r} is not available on the broker: {e or type(e).__name__}; "
                                "create it first (`hangwatch topics create`)") from e

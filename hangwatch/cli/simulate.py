@@ -202,12 +202,12 @@ async def _run(records: Iterable[SimRecord], cfg: SimConfig | None, out: str, to
             source = paced(records, pace) if pace is not None else _as_async(records)
             n = 0
             async for r in source:
-                if stop.is_set():
-                    break
                 yield r
                 n += 1
                 if n % _PROGRESS_EVERY == 0:
                     progress.update(task, completed=n, speed=f"{n / (time.perf_counter() - started):,.0f}/s")
+                if stop.is_set():  # after the yield: a record taken from the generator is always sent
+                    break
             progress.update(task, completed=n, total=n, speed=f"{n / max(time.perf_counter() - started, 1e-9):,.0f}/s")
 
         if out == "kafka":

@@ -56,13 +56,13 @@ def test_a_longer_run_starts_with_the_shorter_one() -> None:
 
 def test_every_valid_record_decodes_to_its_event(faulty_run: tuple[SimConfig, list[SimRecord]]) -> None:
     _, records = faulty_run
-    valid = [r for r in records if r.event is not None]
+    valid = [(r, r.event) for r in records if r.event is not None]
     assert valid
-    for r in valid:
-        assert decode(r.value, r.key, now_ms=r.event.occurred_at_ms) == r.event
-        assert r.value == r.event.to_json()
-        assert r.key == r.event.borrower_id.encode()
-    for r in valid[:300]:
+    for r, e in valid:
+        assert decode(r.value, r.key, now_ms=e.occurred_at_ms) == e
+        assert r.value == e.to_json()
+        assert r.key == e.borrower_id.encode()
+    for r, _ in valid[:300]:
         jsonschema.validate(json.loads(r.value), SCHEMA)
 
 
@@ -111,7 +111,7 @@ def test_attempt_no_counts_calls_per_borrower_and_campaign(clean_run: tuple[SimC
 
 def test_backfill_times_are_ordered_from_start_at_rate_and_skip_quiet_hours(
         clean_run: tuple[SimConfig, list[SimRecord]]) -> None:
-    cfg, records = clean_run
+    _, records = clean_run
     times = [r.event.occurred_at_ms for r in records if r.event]
     assert times == sorted(times) and times[0] >= START_MS
     assert not any(is_quiet(t) for t in times)

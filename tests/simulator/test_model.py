@@ -106,7 +106,7 @@ def test_the_spike_branch_jumps_during_the_spike_only(clean_run: tuple[SimConfig
 
 
 def test_repeat_refusers_are_few_and_mostly_negative(clean_run: tuple[SimConfig, list[SimRecord]]) -> None:
-    cfg, records = clean_run
+    cfg, _ = clean_run
     pop = build_population(cfg)
     refusers = {b.borrower_id for b in pop.borrowers if b.refuser}
     assert 0.015 < len(refusers) / len(pop.borrowers) < 0.025
