@@ -39,11 +39,18 @@ class Store:
     def settings(self, **sink: object) -> Settings:
         return Settings(clickhouse=self.ch, sink=SinkSettings(**sink), log_level="INFO")  # type: ignore[arg-type]
 
+    def counts(self) -> dict[str, int]:
+        return {t: self.count(t) for t in ("call_events", "hangup_rates", "borrower_flags", "hangup_alerts",
+                                           "dead_letters")}
+
     def count(self, table: str, final: bool = True) -> int:
         return int(self.backend.query(f"SELECT count() FROM {self.db}.{table}{' FINAL' if final else ''}").scalar())
 
 
 
+# Two days ago at midnight UTC: recent enough that no table's retention (TTL on current
+# ClickHouse) expires the test rows.
+BASE_MS = (int(time.time()) // 86400 - 2) * 86400 * 1000
 BRANCHES = ("sh-pudong", "bj-haidian", "gz-tianhe")
 CAMPAIGNS = ("pre_loan_verification", "post_loan_review", "repayment_reminder")
 OUTCOMES = ("completed", "hung_up", "refused", "wrong_party", "declined", "no_answer", "busy", "voicemail",
@@ -100,7 +107,7 @@ def rate_record(size: int, start_s: int, dimension: str, value: str, counts: dic
     }
 
 
-def flag_record(i: int, status: str = "raised", severity: str = "medium", base_ms: int = 1_780_000_000_000,
+def flag_record(i: int, status: str = "raised", severity: str = "medium", base_ms: int = BASE_MS,
                 borrower: str | None = None) -> dict[str, Any]:
     ev = [{"event_id": f"e{i}-{k}", "call_id": f"c{i}-{k}", "occurred_at": format_ts(base_ms + k * 60_000),
            "outcome": "refused", "hangup_stage": "income_check", "agent_id": "agent-1", "channel": "human",
@@ -112,7 +119,7 @@ def flag_record(i: int, status: str = "raised", severity: str = "medium", base_m
             "emitted_at": format_ts(base_ms + 130_000 + (1000 if status != "raised" else 0))}
 
 
-def alert_record(i: int, status: str = "firing", base_ms: int = 1_780_000_000_000) -> dict[str, Any]:
+def alert_record(i: int, status: str = "firing", base_ms: int = BASE_MS) -> dict[str, Any]:
     return {"alert_id": f"branch|sh-pudong|{base_ms // 1000 + i * 300}", "status": status, "dimension": "branch",
             "value": "sh-pudong", "window_size_s": 300, "window_start": format_ts(base_ms + i * 300_000),
             "window_end": format_ts(base_ms + (i + 1) * 300_000), "connected": 40, "hung_up": 20,
@@ -121,7 +128,7 @@ def alert_record(i: int, status: str = "firing", base_ms: int = 1_780_000_000_00
             "version": 1 if status == "firing" else 2, "emitted_at": format_ts(base_ms + (i + 1) * 300_000)}
 
 
-def dlq_record(offset: int, base_ms: int = 1_780_000_000_000) -> dict[str, Any]:
+def dlq_record(offset: int, base_ms: int = BASE_MS) -> dict[str, Any]:
     return {"source_topic": "call-outcomes", "source_partition": 0, "source_offset": offset,
             "source_timestamp_ms": base_ms, "key_b64": "Yi0wMDAx", "value_b64": "bm90IGpzb24=",
             "error_kind": "not_json", "error_field": None, "error": "value is not JSON",
@@ -178,7 +185,7 @@ class Topics:
         """Committed offsets of the sink's group and log-end offsets, summed per topic."""
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="sink-tests")
         try:
-            committed = admin.list_consumer_group_offsets(self.group)
+            committed = admin.list_group_offsets(self.group).get(self.group, {})
         finally:
             admin.close()
         from kafka import KafkaConsumer
@@ -246,10 +253,12 @@ class SinkThread:
         return self.stats
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float = 0.25, what: str = "") -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float = 0.25, what: str = "",
+             describe: Callable[[], object] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}"
+                         + (f" ({describe()})" if describe else ""))
