@@ -1,0 +1,137 @@
+"""`hangwatch grafana deploy`: the --dry-run output against the documented API shapes, and the
+real request path through grafana-client against a fake Grafana (no server can run here)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from hangwatch.cli import app
+from hangwatch.grafana import deploy
+from hangwatch.grafana.constants import DATASOURCE_UID, FOLDER_UID, PLUGIN_ID, RULE_GROUP
+
+runner = CliRunner()
+
+
+def _dry_run() -> list[dict[str, Any]]:
+    r = runner.invoke(app, ["grafana", "deploy", "--dry-run", "--clickhouse-password", "s3cret"])
+    assert r.exit_code == 0, r.output
+    assert "s3cret" not in r.stdout
+    return json.loads(r.stdout)
+
+
+def test_dry_run_shapes() -> None:
+    reqs = _dry_run()
+    assert reqs[0] == {"method": "GET", "path": "/api/health"}
+    ds = reqs[1]
+    assert (ds["method"], ds["path"]) == ("PUT", f"/api/datasources/uid/{DATASOURCE_UID}")
+    assert (ds["if_missing"]["method"], ds["if_missing"]["path"]) == ("POST", "/api/datasources")
+    body = ds["body"]
+    assert body["type"] == PLUGIN_ID and body["uid"] == DATASOURCE_UID
+    assert set(body["jsonData"]) == {"host", "port", "protocol", "secure", "username", "defaultDatabase"}
+    assert body["jsonData"]["username"] == "grafana" and body["secureJsonData"] == {"password": deploy.MASK}
+    folder = reqs[2]
+    assert folder["if_missing"] == {"method": "POST", "path": "/api/folders",
+                                    "body": {"uid": FOLDER_UID, "title": "hangwatch"}}
+    dashboards = [r for r in reqs if r["path"] == "/api/dashboards/db"]
+    assert len(dashboards) == 2
+    for d in dashboards:
+        assert d["method"] == "POST" and set(d["body"]) == {"dashboard", "folderUid", "overwrite", "message"}
+        assert d["body"]["overwrite"] is True and d["body"]["dashboard"]["id"] is None
+    rules = [r for r in reqs if r["path"].startswith("/api/v1/provisioning/alert-rules/")]
+    assert len(rules) == 3
+    for r in rules:
+        assert r["method"] == "PUT" and r["if_missing"]["path"] == "/api/v1/provisioning/alert-rules"
+        b = r["body"]
+        assert b["folderUID"] == FOLDER_UID and b["ruleGroup"] == RULE_GROUP and b["orgID"] == 1
+        assert b["condition"] == "C" and [d["refId"] for d in b["data"]] == ["A", "B", "C"]
+        assert b["data"][0]["datasourceUid"] == DATASOURCE_UID and b["data"][0]["model"]["format"] == 1
+        assert b["data"][0]["relativeTimeRange"]["from"] > b["data"][0]["relativeTimeRange"]["to"]
+    group = reqs[-1]
+    assert (group["method"], group["path"]) == ("PUT", f"/api/v1/provisioning/folder/{FOLDER_UID}/rule-groups/"
+                                                       f"{RULE_GROUP}")
+    assert isinstance(group["body"]["interval"], int)
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: Any) -> None:
+        self.status_code, self._body = status, body
+        self.headers = {"Content-Type": "application/json"}
+        self.text = json.dumps(body)
+
+    def json(self) -> Any:
+        return self._body
+
+
+class FakeGrafana:
+    """Just enough of Grafana's API: objects keyed by path, 404 for unknown ones."""
+
+    def __init__(self, version: str = "11.6.1", token: str = "good", status: int | None = None) -> None:
+        self.version, self.token, self.status = version, token, status
+        self.objects: dict[str, Any] = {}
+        self.log: list[tuple[str, str]] = []
+
+    def request(self, method: str, url: str, json: Any = None, auth: Any = None, **_: Any) -> FakeResponse:
+        path = "/api" + url.split("/api", 1)[1]
+        self.log.append((method.upper(), path))
+        if path == "/api/health":
+            return FakeResponse(200, {"database": "ok", "version": self.version})
+        if self.status:
+            return FakeResponse(self.status, {"message": "nope"})
+        method = method.upper()
+        key = {"/api/datasources": f"/api/datasources/uid/{json and json.get('uid')}",
+               "/api/folders": f"/api/folders/{json and json.get('uid')}",
+               "/api/v1/provisioning/alert-rules": f"/api/v1/provisioning/alert-rules/{json and json.get('uid')}",
+               }.get(path, path)
+        if path == "/api/dashboards/db":
+            key = f"/api/dashboards/uid/{json['dashboard']['uid']}"
+        if method == "PUT" and key not in self.objects and "rule-groups" not in key:
+            return FakeResponse(404, {"message": "not found"})
+        # An update keeps what it does not mention (a folder's uid) and `overwrite` is no state.
+        self.objects[key] = {**self.objects.get(key, {}), **{k: v for k, v in json.items() if k != "overwrite"}}
+        return FakeResponse(200, {"status": "success"})
+
+
+def _api(fake: FakeGrafana) -> Any:
+    api = deploy.connect("http://grafana.test:3000", "good")
+    api.client.s = fake  # grafana-client's HTTP session: everything above it is real
+    return api
+
+
+def test_deploy_is_idempotent() -> None:
+    fake = FakeGrafana()
+    plan = deploy.plan("clickhouse", "pw")
+    assert deploy.deploy(_api(fake), plan) == "11.6.1"
+    first = dict(fake.objects)
+    assert any(m == "POST" and p == "/api/datasources" for m, p in fake.log)  # created after a 404
+    fake.log.clear()
+    deploy.deploy(_api(fake), plan)
+    assert fake.objects == first
+    assert not any(m == "POST" and p in ("/api/datasources", "/api/folders") for m, p in fake.log)  # updated only
+    assert len(first) == 1 + 1 + 2 + 3 + 1
+
+
+@pytest.mark.parametrize(("status", "words"), [(401, "rejected the token"), (403, "Admin role")])
+def test_auth_errors_are_clear(status: int, words: str) -> None:
+    with pytest.raises(deploy.DeployError, match=words):
+        deploy.deploy(_api(FakeGrafana(status=status)), deploy.plan("clickhouse", "pw"))
+
+
+def test_unsupported_version() -> None:
+    with pytest.raises(deploy.DeployError, match=r"10\.4\.2 is not supported"):
+        deploy.deploy(_api(FakeGrafana(version="10.4.2")), deploy.plan("clickhouse", "pw"))
+
+
+def test_cli_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
+    r = runner.invoke(app, ["grafana", "deploy", "--clickhouse-password", "pw"])
+    assert r.exit_code == 1 and "no Grafana token" in r.output
+
+
+def test_cli_help() -> None:
+    for args in (["grafana", "--help"], ["grafana", "deploy", "--help"], ["grafana", "dashboards", "--help"],
+                 ["report", "--help"]):
+        assert runner.invoke(app, args).exit_code == 0
