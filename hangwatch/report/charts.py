@@ -11,9 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: headless servers and CI have no display
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
+
+from hangwatch.grafana.constants import LOCAL_TZ
 
 _BLUE, _ORANGE, _GREY = "#3274d9", "#ff9830", "#8e8e8e"
 
@@ -41,6 +44,8 @@ def rates_over_time(rows: Sequence[dict[str, Any]]) -> str | None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", ncols=4, frameon=False, bbox_to_anchor=(0.5, 1.15))
+    # The report speaks local time (its header says so); matplotlib would label in UTC.
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=LOCAL_TZ))
     fig.autofmt_xdate()
     return _png(fig)
 
@@ -73,7 +78,8 @@ def stage_bars(rows: Sequence[dict[str, Any]]) -> str | None:
     hung = [int(r["hung_up"]) for r in rows]
     refused = [int(r["refused"]) for r in rows]
     ax.bar(stages, hung, label="hung up", color=_BLUE)
-    ax.bar(stages, refused, bottom=hung, label="refused", color=_ORANGE)
+    if any(refused):  # refusals usually carry no stage; no empty legend entry then
+        ax.bar(stages, refused, bottom=hung, label="refused", color=_ORANGE)
     ax.legend(frameon=False)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="y", alpha=0.3)

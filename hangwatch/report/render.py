@@ -56,7 +56,7 @@ th { background: #f6f8fa; font-weight: 600; } td.n { text-align: right; font-var
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
 img { max-width: 100%; } .note { color: #57606a; font-size: 12px; }
 .sev-high { color: #c62828; font-weight: 600; } .sev-medium { color: #e65100; } .sev-low { color: #8d6e00; }
-.evidence { font-size: 12px; color: #424a53; }
+.evidence { font-size: 12px; color: #424a53; } td.nw { white-space: nowrap; }
 </style></head><body>
 <h1>Hang-up risk report · 挂断风险日报</h1>
 <div class="meta">Period {{ d.start|dt }} – {{ d.end|dt }} ({{ tz }}), generated {{ generated|dt }}.
@@ -121,9 +121,9 @@ All rates are derived from counts; each comes with its sample size.</div>
 <h2>Flagged borrowers</h2>
 {% if d.flags.rows %}<table><tr><th>borrower</th><th>rule</th><th>severity</th><th>status</th><th>calls</th>
 <th>last call</th><th>explanation and evidence</th></tr>
-{% for r in d.flags.rows %}<tr><td>{{ r.borrower_id }}</td><td>{{ r.rule_id }}</td>
+{% for r in d.flags.rows %}<tr><td class="nw">{{ r.borrower_id }}</td><td>{{ r.rule_id }}</td>
 <td class="sev-{{ r.severity }}">{{ r.severity }}</td><td>{{ r.status }}</td><td class="n">{{ r.calls|int }}</td>
-<td>{{ r.last_event_at|dt }}</td><td>{{ r.explanation }}<div class="evidence">{{ r.evidence }}</div></td></tr>
+<td class="nw">{{ r.last_event_at|dt }}</td><td>{{ r.explanation }}<div class="evidence">{{ r.evidence }}</div></td></tr>
 {% endfor %}</table>
 <div class="note">The {{ d.flags.rows|length }} most severe open flags (at most 50), newest first.</div>
 {% else %}<p>No open borrower flags.</p>{% endif %}

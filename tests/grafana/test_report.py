@@ -30,7 +30,7 @@ def test_content(html: str, fixture_db: Fixture) -> None:
     assert f"<td>{SPIKE_BRANCH}</td>" in html and "55.0%" in html  # the firing alert
     assert "beijing-haidian</td><td>2025" not in html  # the resolved alert is not listed
     open_ids = {f["borrower_id"] for f in fixture_db.flags}
-    shown = set(re.findall(r"<td>(b-[0-9a-f]+)</td>", html))
+    shown = set(re.findall(r'<td class="nw">(b-[0-9a-f]+)</td>', html))
     assert shown and shown <= open_ids
     assert "no_answer" in html or "declined" in html  # evidence lines
 
