@@ -60,4 +60,4 @@ __all__ = [
 
 async def replay(path: Path | str, kafka: KafkaSettings, topic: str, **produce_options: object) -> int:
     """Send the records of a JSONL file to `topic` in file order; returns how many."""
-    return await produce(read_jsonl(path), kafka, topic, **produce_options)  # type: ignore[arg-type]
+    return await produce(read_jsonl(path, events=False), kafka, topic, **produce_options)  # type: ignore[arg-type]

@@ -49,17 +49,6 @@ async def paced(records: Iterable[SimRecord], rate: float) -> AsyncIterator[SimR
         i += 1
 
 
-async def _aiter(records: Iterable[SimRecord] | AsyncIterable[SimRecord]) -> AsyncIterator[SimRecord]:
-    if isinstance(records, AsyncIterable):
-        async for r in records:
-            yield r
-    else:
-        for i, r in enumerate(records):
-            yield r
-            if i % 4096 == 4095:
-                await asyncio.sleep(0)  # a long synchronous run would starve the sender task
-
-
 async def produce(
     records: Iterable[SimRecord] | AsyncIterable[SimRecord],
     kafka: KafkaSettings,
@@ -112,6 +101,10 @@ class _Sender:
         self._pending: set[asyncio.Future[Any]] = set()
         self._errors: list[BaseException] = []
         self._delivered = 0
+        self._partitions: list[int] = []
+        self._by_key: dict[bytes, int] = {}  # murmur2 in pure Python is slow; keys (borrowers) repeat
+        self._round_robin = 0  # for records without a key
+        self._last_partition = 0
 
     async def run(self, records: Iterable[SimRecord] | AsyncIterable[SimRecord], metadata_timeout_s: float) -> int:
         try:
@@ -120,29 +113,24 @@ class _Sender:
         except Exception as e:
             raise RuntimeError(f"topic {self._topic!r} is not available on the broker: {e or type(e).__name__}; "
                                "create it first (`hangwatch topics create`)") from e
-        n = len(partitions)
-        by_key: dict[bytes, int] = {}  # murmur2 in pure Python is slow; keys (borrowers) repeat
-        round_robin = 0
+        self._partitions = partitions
         flusher = asyncio.create_task(self._flush_stale())
         try:
-            async for r in _aiter(records):
-                key = r.key
-                if key is None:
-                    p = partitions[round_robin % n]
-                    round_robin += 1
-                else:
-                    p = by_key.get(key, -1)
-                    if p < 0:
-                        p = by_key[key] = DefaultPartitioner()(key, partitions, partitions)
-                entry = self._batches.get(p)
-                if entry is None:
-                    entry = self._batches[p] = (self._producer.create_batch(), time.monotonic())
-                if entry[0].append(key=key, value=r.value, timestamp=None) is None:
-                    await self._send(p)  # full: hand it over and start the next one
-                    self._batches[p] = (self._producer.create_batch(), time.monotonic())
-                    self._batches[p][0].append(key=key, value=r.value, timestamp=None)
-                if self._errors:
-                    break
+            if isinstance(records, AsyncIterable):
+                async for r in records:
+                    if self._append(r):
+                        await self._handover(r)
+                    if self._errors:
+                        break
+            else:
+                # A plain loop, no async generator in between: it costs a microsecond a record.
+                for i, r in enumerate(records):
+                    if self._append(r):
+                        await self._handover(r)
+                    if i % 4096 == 4095:
+                        await asyncio.sleep(0)  # let the sender, the flusher and signal handlers run
+                        if self._errors:
+                            break
             for p in list(self._batches):
                 await self._send(p)
         finally:
@@ -155,6 +143,31 @@ class _Sender:
             raise RuntimeError(f"{len(self._errors)} batch(es) were not delivered to {self._topic!r}: "
                                f"{self._errors[0]!r}") from self._errors[0]
         return self._delivered
+
+    def _partition(self, key: bytes | None) -> int:
+        if key is None:
+            self._round_robin += 1
+            return self._partitions[self._round_robin % len(self._partitions)]
+        p = self._by_key.get(key)
+        if p is None:
+            p = self._by_key[key] = DefaultPartitioner()(key, self._partitions, self._partitions)
+        return p
+
+    def _append(self, r: SimRecord) -> bool:
+        """Add r to its partition's open batch; True if that batch is full (r not added)."""
+        p = self._last_partition = self._partition(r.key)
+        entry = self._batches.get(p)
+        if entry is None:
+            entry = self._batches[p] = (self._producer.create_batch(), time.monotonic())
+        return entry[0].append(key=r.key, value=r.value, timestamp=None) is None
+
+    async def _handover(self, r: SimRecord) -> None:
+        """The batch r did not fit in is full: send it and put r in a new one."""
+        p = self._last_partition
+        await self._send(p)
+        batch = self._producer.create_batch()
+        self._batches[p] = (batch, time.monotonic())
+        batch.append(key=r.key, value=r.value, timestamp=None)  # the first record always fits
 
     async def _send(self, partition: int) -> None:
         async with self._lock:

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -35,12 +35,6 @@ log = logging.getLogger("hangwatch.simulate")
 simulate_app = typer.Typer()  # help: the docstring of simulate() below
 
 _PROGRESS_EVERY = 2048  # records between progress bar updates: updating per record costs more than generating
-
-
-def _fault_counts(records: Iterable[SimRecord], counts: Counter[str]) -> Iterable[SimRecord]:
-    for r in records:
-        counts[r.fault or "in_order"] += 1
-        yield r
 
 
 @simulate_app.callback(invoke_without_command=True)
@@ -127,11 +121,11 @@ def simulate(
     log.info("seed %d, %s, scenario %s", cfg.seed, "live" if cfg.live else "backfill", cfg.scenario)
 
     counts: Counter[str] = Counter()
-    records = _fault_counts(generate(cfg), counts)
     target = topic or s.kafka.topic(CALL_OUTCOMES)
     started = time.perf_counter()
     try:
-        delivered = asyncio.run(_run(records, cfg, out, target, compression, linger_ms, batch_size))
+        delivered = asyncio.run(_run(generate(cfg), counts, out, target, compression, linger_ms, batch_size,
+                                     rate=cfg.rate if cfg.live else None, total=cfg.count))
     except RuntimeError as e:
         raise fail(str(e)) from e
     _summary(counts, delivered, time.perf_counter() - started, out if out != "kafka" else f"kafka topic {target}")
@@ -163,8 +157,8 @@ def replay_cmd(
     target = topic or settings().kafka.topic(CALL_OUTCOMES)
     started = time.perf_counter()
     try:
-        delivered = asyncio.run(_run(_fault_counts(read_jsonl(file), counts), None, "kafka", target, compression,
-                                     linger_ms, batch_size, rate=rate))
+        delivered = asyncio.run(_run(read_jsonl(file, events=False), counts, "kafka", target, compression,
+                                     linger_ms, batch_size, rate=rate, total=None))
     except (RuntimeError, ValueError) as e:
         raise fail(str(e)) from e
     _summary(counts, delivered, time.perf_counter() - started, f"kafka topic {target}")
@@ -182,55 +176,62 @@ def _check_output(out: str, compression: str) -> None:
         raise ValueError(f"directory {parent} does not exist")
 
 
-async def _run(records: Iterable[SimRecord], cfg: SimConfig | None, out: str, topic: str, compression: str,
-               linger_ms: int, batch_size: int, rate: float | None = None) -> int:
-    """Drive records to the output, with a progress bar, until done or Ctrl-C (which stops
-    generating and still delivers what was generated)."""
+async def _run(records: Iterable[SimRecord], counts: Counter[str], out: str, topic: str, compression: str,
+               linger_ms: int, batch_size: int, *, rate: float | None, total: int | None) -> int:
+    """Drive records to the output with a progress bar, paced at `rate` if given, until done or
+    Ctrl-C (which stops generating and still delivers what was generated)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
         loop.add_signal_handler(signal.SIGINT, stop.set)
-    pace = rate if rate is not None else (cfg.rate if cfg is not None and cfg.live else None)
-    total = cfg.count if cfg is not None and cfg.count is not None else None
     with Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TextColumn("{task.fields[speed]}"), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+                  console=console) as progress:
         task = progress.add_task("generated", total=total, speed="")
-        started = time.perf_counter()
 
-        async def stream() -> AsyncIterator[SimRecord]:
-            source = paced(records, pace) if pace is not None else _as_async(records)
-            n = 0
-            async for r in source:
-                yield r
-                n += 1
-                if n % _PROGRESS_EVERY == 0:
-                    progress.update(task, completed=n, speed=f"{n / (time.perf_counter() - started):,.0f}/s")
-                if stop.is_set():  # after the yield: a record taken from the generator is always sent
-                    break
-            progress.update(task, completed=n, total=n, speed=f"{n / max(time.perf_counter() - started, 1e-9):,.0f}/s")
+        def report(n: int, speed: float, done: bool) -> None:
+            progress.update(task, completed=n, total=n if done else total, speed=f"{speed:,.0f}/s")
 
+        tracked = _tracked(records, counts, stop, report)
+        # Backfills stay a plain (synchronous) iterator: an async generator per record costs
+        # more than producing it.
+        source: Iterable[SimRecord] | AsyncIterator[SimRecord] = paced(tracked, rate) if rate else tracked
         if out == "kafka":
-            return await produce(stream(), settings().kafka, topic, linger_ms=linger_ms, max_batch_size=batch_size,
+            return await produce(source, settings().kafka, topic, linger_ms=linger_ms, max_batch_size=batch_size,
                                  compression=compression)  # type: ignore[arg-type]
-        return await _write(stream(), out)
+        return await _write(source, out)
 
 
-async def _as_async(records: Iterable[SimRecord]) -> AsyncIterator[SimRecord]:
-    for i, r in enumerate(records):
-        yield r
-        if i % 4096 == 4095:
-            await asyncio.sleep(0)  # lets Ctrl-C's handler and the progress bar run
-
-
-async def _write(records: AsyncIterator[SimRecord], out: str) -> int:
+def _tracked(records: Iterable[SimRecord], counts: Counter[str], stop: asyncio.Event,
+             report: Callable[[int, float, bool], None]) -> Iterator[SimRecord]:
+    """Count records by fault, report progress, and end early once `stop` is set."""
+    started = time.perf_counter()
     n = 0
-    f: BinaryIO
+    for r in records:
+        counts[r.fault or "in_order"] += 1
+        yield r
+        n += 1
+        if n % _PROGRESS_EVERY == 0:
+            report(n, n / (time.perf_counter() - started), False)
+        if stop.is_set():  # after the yield: a record taken from the generator is always sent
+            break
+    report(n, n / max(time.perf_counter() - started, 1e-9), True)
+
+
+async def _write(records: Iterable[SimRecord] | AsyncIterator[SimRecord], out: str) -> int:
+    n = 0
     with contextlib.ExitStack() as stack:
-        f = sys.stdout.buffer if out == "-" else stack.enter_context(open(out, "wb", buffering=1 << 20))
-        async for r in records:
-            f.write(record_to_line(r))
-            n += 1
+        f: BinaryIO = sys.stdout.buffer if out == "-" else stack.enter_context(open(out, "wb", buffering=1 << 20))
+        if isinstance(records, AsyncIterator):
+            async for r in records:
+                f.write(record_to_line(r))
+                n += 1
+        else:
+            for r in records:
+                f.write(record_to_line(r))
+                n += 1
+                if n % 4096 == 0:
+                    await asyncio.sleep(0)  # lets the Ctrl-C handler run
         f.flush()
     return n
 
