@@ -123,7 +123,8 @@ All rates are derived from counts; each comes with its sample size.</div>
 <th>last call</th><th>explanation and evidence</th></tr>
 {% for r in d.flags.rows %}<tr><td class="nw">{{ r.borrower_id }}</td><td>{{ r.rule_id }}</td>
 <td class="sev-{{ r.severity }}">{{ r.severity }}</td><td>{{ r.status }}</td><td class="n">{{ r.calls|int }}</td>
-<td class="nw">{{ r.last_event_at|dt }}</td><td>{{ r.explanation }}<div class="evidence">{{ r.evidence }}</div></td></tr>
+<td class="nw">{{ r.last_event_at|dt }}</td>
+<td>{{ r.explanation }}<div class="evidence">{{ r.evidence }}</div></td></tr>
 {% endfor %}</table>
 <div class="note">The {{ d.flags.rows|length }} most severe open flags (at most 50), newest first.</div>
 {% else %}<p>No open borrower flags.</p>{% endif %}
