@@ -72,8 +72,14 @@ def code_from_message(message: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def short(message: str) -> str:
+    """The message without the server's stack trace (old servers append one)."""
+    return message.split(" Stack trace:", 1)[0].split("\nStack trace:", 1)[0].strip()
+
+
 def classify(message: str, code: int | None, *, inserting: bool) -> BackendError:
     """Turn a server error into the class the caller's policy needs."""
+    message = short(message)
     if code in TRANSIENT_ERROR_CODES:
         return Unavailable(message, code)
     if inserting and (code in DATA_ERROR_CODES or (code == 36 and "Unknown element" in message)):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -20,7 +21,11 @@ from hangwatch.settings import ClickHouseSettings, Settings, SinkSettings
 from schemas.call_outcome import CallOutcome, format_ts
 from schemas.records import OUTCOME_COUNT_FIELDS, rate_key
 from sinks.backends import Backend
+from sinks.tables import DATA_TABLES
+from sinks.validate import RowValidator, load_column_types
 from sinks.writer import SinkStats, run_sink
+from sinks.writer.batch import Batch
+from sinks.writer.router import Router
 
 CH_URL = os.environ.get("HANGWATCH_TEST_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:9000")
 KAFKA = os.environ.get("HANGWATCH_TEST_KAFKA", "127.0.0.1:9092")
@@ -103,7 +108,8 @@ def rate_record(size: int, start_s: int, dimension: str, value: str, counts: dic
         "decline_rate": c["declined"] / attempts if attempts else None,
         "refusal_rate": c["refused"] / connected if connected else None,
         "contact_rate": connected / attempts if attempts else None,
-        "version": version, "final": final, "source": source, "emitted_at": format_ts(int(time.time() * 1000)),
+        "version": version, "final": final, "source": source,
+        "emitted_at": format_ts((start_s + size + version) * 1000),  # deterministic: a redelivery is identical
     }
 
 
@@ -262,3 +268,39 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60, interval: float
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}"
                          + (f" ({describe()})" if describe else ""))
+
+
+# --- batches without Kafka ----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FakeMsg:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+def router_for(store: Store) -> Router:
+    types = load_column_types(store.backend, store.db, [t.name for t in DATA_TABLES])
+    validators = {t.name: RowValidator(t.columns, types[t.name]) for t in DATA_TABLES}
+    return Router({t.name: t.name for t in DATA_TABLES}, validators, "sink@test")
+
+
+def batch_of(router: Router, records: dict[str, list[tuple[bytes | None, bytes | None]]], now_s: int) -> Batch:
+    """A batch as the sink would build it; topic names equal table names, offsets count up."""
+    batch = Batch(t.name for t in DATA_TABLES)
+    for table, recs in records.items():
+        for off, (key, value) in enumerate(recs):
+            msg = FakeMsg(table, 0, off, BASE_MS, key, value)
+            router.add(batch, TopicPartition(table, 0), msg, now_s)
+    return batch
+
+
+def event_records(events: Iterable[CallOutcome]) -> list[tuple[bytes | None, bytes | None]]:
+    return [(e.borrower_id.encode(), e.to_json()) for e in events]
+
+
+def json_records(records: Iterable[dict[str, Any]], key: str) -> list[tuple[bytes | None, bytes | None]]:
+    return [(str(r[key]).encode(), orjson.dumps(r)) for r in records]

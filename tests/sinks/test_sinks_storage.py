@@ -1,0 +1,191 @@
+"""Storage semantics on both backends: a batch delivered twice leaves identical query results,
+the queries return the expected numbers, refused rows go to dead_letters with the error."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from sinks import queries
+from sinks.backends import DataRejected, Result
+from sinks.tables import CALL_EVENTS
+from sinks.writer.flush import Flusher
+from sinks.writer.isolate import insert_isolating
+from tests.sinks.rates_oracle import window_counts
+from tests.sinks.sinkhelpers import (
+    BASE_MS,
+    Store,
+    alert_record,
+    batch_of,
+    dlq_record,
+    event_records,
+    flag_record,
+    json_records,
+    make_events,
+    rate_record,
+    router_for,
+)
+
+EVENTS = make_events(2000, seed=7, start_ms=BASE_MS, span_s=3 * 3600)
+ORACLE = window_counts(EVENTS, [60, 300])
+SINCE = {"since": "30d"}
+
+
+def dataset() -> dict[str, list[tuple[bytes | None, bytes | None]]]:
+    rates = [rate_record(size, start, dim, val, counts, version=3)
+             for (size, start, dim, val), counts in ORACLE.items()]
+    flags = [flag_record(1), flag_record(1, "escalated", "high"), flag_record(2),
+             flag_record(3), flag_record(3, "resolved"), flag_record(4, borrower="b-0001")]
+    alerts = [alert_record(1), alert_record(1, "resolved"), alert_record(2), alert_record(3)]
+    return {
+        "call_events": event_records(EVENTS) + event_records(EVENTS[:100]),  # re-sent duplicates
+        "hangup_rates": json_records(rates, "key"),
+        "borrower_flags": json_records(flags, "borrower_id"),
+        "hangup_alerts": json_records(alerts, "alert_id"),
+        "dead_letters": json_records([dlq_record(i) for i in range(5)], "source_topic"),
+    }
+
+
+def snapshot(store: Store) -> dict[str, Any]:
+    """Every user-visible query plus the full contents of each table (as queries read them)."""
+    params: dict[str, dict[str, Any]] = {
+        "rates_timeseries": SINCE, "dlq_summary": SINCE, "events_per_minute": {"since": "3d"}}
+    out: dict[str, Any] = {}
+    for name in queries.queries():
+        if name in ("freshness", "sink_batches"):  # storage times and the flush log, by design
+            continue
+        out[name] = queries.run(store.backend, store.db, name, **params.get(name, {})).rows
+    cols = ", ".join(c for c in CALL_EVENTS.columns if c != "ingested_at")
+    out["call_events"] = sorted(store.backend.query(f"SELECT {cols} FROM {store.db}.call_events FINAL").rows)
+    out["hangup_rates"] = sorted(store.backend.query(
+        f"SELECT * EXCEPT ingested_at FROM {store.db}.hangup_rates FINAL").rows) if _has_except(store) else \
+        sorted(store.backend.query(f"SELECT window_size_s, window_start, dimension, value, attempts, hung_up, version "
+                                   f"FROM {store.db}.hangup_rates FINAL").rows)
+    return out
+
+
+def _has_except(store: Store) -> bool:
+    return store.backend.server_version().at_least(21, 1)
+
+
+def test_duplicate_delivery_leaves_identical_results(store: Store) -> None:
+    router = router_for(store)
+    flusher = Flusher(store.backend, store.db, "sink@test")
+    now = int(time.time())
+    flusher.flush(batch_of(router, dataset(), now))
+    first = snapshot(store)
+    # The same batch again, as after a crash between INSERT and offset commit.
+    flusher.flush(batch_of(router, dataset(), now + 5))
+    assert snapshot(store) == first
+    # Copies may or may not be merged away yet (current servers also collapse them on insert);
+    # every read counts each event once either way.
+    assert store.count("call_events") == 2000
+    for table in ("call_events", "hangup_rates", "borrower_flags", "hangup_alerts", "dead_letters"):
+        store.backend.execute(f"OPTIMIZE TABLE {store.db}.{table} FINAL")
+    assert snapshot(store) == first  # and merging changes nothing either
+
+
+def test_queries_return_the_expected_numbers(store: Store) -> None:
+    Flusher(store.backend, store.db, "sink@test").flush(batch_of(router_for(store), dataset(), int(time.time())))
+    b, db = store.backend, store.db
+
+    last300 = max(s for (size, s, _, _) in ORACLE if size == 300)
+    cur = queries.run(b, db, "current_rates", window_size_s=300, dimension="branch").dicts()
+    want = {v: c for (size, s, d, v), c in ORACLE.items() if size == 300 and s == last300 and d == "branch"}
+    assert {r["value"]: (r["attempts"], r["hung_up"]) for r in cur} == {
+        v: (c["attempts"], c["hung_up"]) for v, c in want.items()}
+    for r in cur:
+        assert r["hangup_rate"] == (round(r["hung_up"] / r["connected"], 4) if r["connected"] else None)
+
+    last60 = max(s for (size, s, _, _) in ORACLE if size == 60)
+    rolling = {r["value"]: r for r in queries.run(b, db, "rolling_rates", minutes=30, dimension="branch").dicts()}
+    for value in rolling:
+        keys = [k for k in ORACLE if k[0] == 60 and k[2] == "branch" and k[3] == value
+                and last60 + 60 - 1800 <= k[1] < last60 + 60]
+        assert rolling[value]["attempts"] == sum(ORACLE[k]["attempts"] for k in keys)
+        assert rolling[value]["hung_up"] == sum(ORACLE[k]["hung_up"] for k in keys)
+
+    top = queries.run(b, db, "top_flagged_borrowers").dicts()
+    assert [(r["borrower"], r["open_flags"], r["max_severity"]) for r in top] == [
+        ("b-0001", 2, "high"), ("b-0002", 1, "medium")]  # flag 3 is resolved
+    assert len(orjson.loads(top[0]["evidence"])) == 3
+
+    alerts = queries.run(b, db, "active_alerts").dicts()
+    assert sorted(a["alert_id"] for a in alerts) == sorted(alert_record(i)["alert_id"] for i in (2, 3))
+
+    dlq = queries.run(b, db, "dlq_summary", **SINCE).dicts()
+    assert [(r["source_topic"], r["error_kind"], r["messages"]) for r in dlq] == [("call-outcomes", "not_json", 5)]
+    assert len(queries.run(b, db, "dlq_latest", limit=3).rows) == 3
+
+    fresh = queries.run(b, db, "freshness").dicts()[0]
+    assert int(fresh["latest_event_at"].timestamp()) == max(e.occurred_at_ms for e in EVENTS) // 1000
+    assert fresh["event_lag_s"] >= 0
+
+    per_minute = queries.run(b, db, "events_per_minute", since="3d").rows
+    assert sum(r[1] for r in per_minute) == 2000
+    batches = queries.run(b, db, "sink_batches").dicts()
+    assert {r["table"] for r in batches} == {"call_events", "hangup_rates", "borrower_flags", "hangup_alerts",
+                                             "dead_letters"}
+
+
+def test_refused_and_unreadable_rows_go_to_dead_letters(store: Store) -> None:
+    good = [flag_record(i) for i in range(10, 60)]
+    bad_enum = flag_record(7, severity="critical")  # ClickHouse refuses the Enum8 value
+    bad_range = rate_record(60, BASE_MS // 1000, "all", "all", {"busy": 1}, 1) | {"attempts": -1}
+    huge = rate_record(60, BASE_MS // 1000, "all", "all", {"busy": 1}, 1) | {"busy": 2**40}
+    missing = {k: v for k, v in alert_record(5).items() if k != "wilson_low"}
+    records = {
+        "borrower_flags": json_records([*good[:25], bad_enum, *good[25:]], "borrower_id"),
+        "hangup_rates": json_records([bad_range, huge, rate_record(60, BASE_MS // 1000, "all", "all", {}, 1)], "key"),
+        "hangup_alerts": json_records([missing, alert_record(6)], "alert_id"),
+        "call_events": event_records(EVENTS[:300]),
+    }
+    report = Flusher(store.backend, store.db, "sink@test").flush(
+        batch_of(router_for(store), records, int(time.time())))
+    assert store.count("borrower_flags") == 50 and store.count("call_events") == 300
+    assert store.count("hangup_rates") == 1 and store.count("hangup_alerts") == 1
+    dead = {(r[0], r[1]): r[2:] for r in store.backend.query(
+        f"SELECT source_topic, source_offset, error_kind, error_field, error, value_b64 "
+        f"FROM {store.db}.dead_letters FINAL").rows}
+    assert set(dead) == {("borrower_flags", 25), ("hangup_rates", 0), ("hangup_rates", 1), ("hangup_alerts", 0)}
+    kind, _field, error, value_b64 = dead[("borrower_flags", 25)]
+    assert kind == "sink_rejected" and "critical" in error and value_b64
+    assert dead[("hangup_rates", 0)][:2] == ("sink_invalid_record", "attempts")
+    assert dead[("hangup_rates", 1)][:2] == ("sink_invalid_record", "busy")
+    assert dead[("hangup_alerts", 0)][:2] == ("sink_invalid_record", "wilson_low")
+    assert {t.table: t.rejected for t in report.tables}["borrower_flags"] == 1
+
+
+class _CountingBackend:
+    """Refuses any INSERT that contains a row whose first value is 'bad'."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.inserts = 0
+        self.stored: list[tuple[Any, ...]] = []
+
+    def insert(self, table: str, columns: Any, rows: Any) -> None:
+        self.inserts += 1
+        if any(r[0] == "bad" for r in rows):
+            raise DataRejected("Code: 53. Type mismatch: Column a: bad value", 53)
+        self.stored.extend(rows)
+
+    def execute(self, sql: str) -> None:  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def query(self, sql: str) -> Result:  # pragma: no cover - unused
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("bad_at", [[0], [49_999], [17, 18, 30_000]])
+def test_bisection_finds_refused_rows_with_few_inserts(bad_at: list[int]) -> None:
+    rows = [("bad" if i in bad_at else f"ok{i}",) for i in range(50_000)]
+    backend = _CountingBackend()
+    refused = insert_isolating(backend, "t", ["a"], rows)  # type: ignore[arg-type]
+    assert [i for i, _ in refused] == bad_at
+    assert len(backend.stored) == 50_000 - len(bad_at)
+    assert backend.inserts <= 1 + len(bad_at) * 2 * 17  # ~2 log2(n) per bad row
