@@ -15,35 +15,37 @@ class TableSpec:
     # Granularity of the partition key (toYYYYMMDD -> day, toYYYYMM -> month); retention uses
     # it to tell from a partition id when the newest row in it can be.
     partition: Literal["day", "month"] | None
+    # The time column retention (TTL, partition drops) measures age by.
+    time_column: str | None = None
 
 
 CALL_EVENTS: Final = TableSpec("call_events", (
     "event_id", "call_id", "borrower_id", "loan_id", "occurred_at", "occurred_at_ms", "campaign", "channel",
     "agent_id", "branch", "outcome", "hangup_stage", "duration_s", "attempt_no", "pre_notified", "credit_grade",
     "first_time_borrower", "script_version", "schema_version", "extra", "kafka_partition", "kafka_offset",
-    "ingested_at"), "day")
+    "ingested_at"), "day", "occurred_at")
 
 HANGUP_RATES: Final = TableSpec("hangup_rates", (
     "window_size_s", "window_start", "window_end", "dimension", "value", "attempts", "connected", "completed",
     "hung_up", "refused", "wrong_party", "declined", "no_answer", "busy", "voicemail", "invalid_number", "version",
-    "final", "source", "emitted_at", "ingested_at"), "day")
+    "final", "source", "emitted_at", "ingested_at"), "day", "window_start")
 
 BORROWER_FLAGS: Final = TableSpec("borrower_flags", (
     "flag_id", "borrower_id", "loan_id", "rule_id", "rule_version", "severity", "status", "evidence",
     "evidence_count", "first_event_at", "last_event_at", "explanation", "emitted_at", "emitted_at_ms",
-    "ingested_at"), "month")
+    "ingested_at"), "month", "first_event_at")
 
 HANGUP_ALERTS: Final = TableSpec("hangup_alerts", (
     "alert_id", "status", "dimension", "value", "window_size_s", "window_start", "window_end", "connected", "hung_up",
     "hangup_rate", "wilson_low", "wilson_high", "baseline_rate", "baseline_connected", "explanation", "version",
-    "emitted_at", "ingested_at"), "month")
+    "emitted_at", "ingested_at"), "month", "window_start")
 
 DEAD_LETTERS: Final = TableSpec("dead_letters", (
     "source_topic", "source_partition", "source_offset", "source_timestamp_ms", "key_b64", "value_b64",
-    "error_kind", "error_field", "error", "received_at", "worker", "ingested_at"), "month")
+    "error_kind", "error_field", "error", "received_at", "worker", "ingested_at"), "month", "received_at")
 
 SINK_BATCHES: Final = TableSpec("sink_batches", (
-    "table", "rows", "rejected", "seconds", "flushed_at", "worker"), "day")
+    "table", "rows", "rejected", "seconds", "flushed_at", "worker"), "day", "flushed_at")
 
 SCHEMA_MIGRATIONS: Final = TableSpec("schema_migrations", (
     "version", "name", "checksum", "applied_at", "server_version", "applied_by"), None)

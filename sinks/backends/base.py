@@ -42,6 +42,9 @@ class Result:
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
 
+    def scalar_column(self) -> list[Any]:
+        return [r[0] for r in self.rows]
+
 
 class Backend(Protocol):
     """A connection to one ClickHouse (server or embedded). Not thread-safe: the writer uses
