@@ -107,13 +107,7 @@ class _Sender:
         self._last_partition = 0
 
     async def run(self, records: Iterable[SimRecord] | AsyncIterable[SimRecord], metadata_timeout_s: float) -> int:
-        try:
-            partitions = sorted(await asyncio.wait_for(self._producer.partitions_for(self._topic),
-                                                       metadata_timeout_s))
-        except Exception as e:
-            raise RuntimeError(f"topic {self._topic!r} is not available on the broker: {e or type(e).__name__}; "
-                               "create it first (`hangwatch topics create`)") from e
-        self._partitions = partitions
+        self._partitions = await self._wait_for_topic(metadata_timeout_s)
         flusher = asyncio.create_task(self._flush_stale())
         try:
             if isinstance(records, AsyncIterable):
@@ -143,6 +137,22 @@ class _Sender:
             raise RuntimeError(f"{len(self._errors)} batch(es) were not delivered to {self._topic!r}: "
                                f"{self._errors[0]!r}") from self._errors[0]
         return self._delivered
+
+    async def _wait_for_topic(self, timeout_s: float) -> list[int]:
+        """The topic's partitions. Polls the cluster metadata rather than asking for the topic
+        (aiokafka would log a warning on every retry), since a topic just created may take a
+        moment to have leaders."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            cluster = await self._producer.client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self._topic)
+            if partitions:
+                await self._producer.partitions_for(self._topic)  # registers the topic with the producer
+                return sorted(partitions)
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"topic {self._topic!r} does not exist on the broker; create it first "
+                                   "(`hangwatch topics create`) or pass another --topic")
+            await asyncio.sleep(0.25)
 
     def _partition(self, key: bytes | None) -> int:
         if key is None:
