@@ -215,11 +215,12 @@ LIMIT {int(limit)}"""
 
 @_query("freshness", "Pipeline freshness: now minus the latest event time stored, and the latest write per table.")
 def freshness(db: str) -> str:
-    return f"""SELECT toDateTime(intDiv(max(occurred_at_ms), 1000), 'UTC') AS latest_event_at,
-       toInt64(now()) - toInt64(intDiv(max(occurred_at_ms), 1000)) AS event_lag_s,
-       max(ingested_at) AS events_stored_at,
-       (SELECT max(ingested_at) FROM {db}.hangup_rates) AS rates_stored_at,
-       (SELECT max(flushed_at) FROM {db}.sink_batches) AS last_flush_at,
+    # An empty table gives max() = 0; nullIf turns that into "no data" instead of 1970.
+    return f"""SELECT toDateTime(intDiv(nullIf(max(occurred_at_ms), 0), 1000), 'UTC') AS latest_event_at,
+       toInt64(now()) - toInt64(intDiv(nullIf(max(occurred_at_ms), 0), 1000)) AS event_lag_s,
+       nullIf(max(ingested_at), toDateTime(0, 'UTC')) AS events_stored_at,
+       (SELECT nullIf(max(ingested_at), toDateTime(0, 'UTC')) FROM {db}.hangup_rates) AS rates_stored_at,
+       (SELECT nullIf(max(flushed_at), toDateTime(0, 'UTC')) FROM {db}.sink_batches) AS last_flush_at,
        now() AS now
 FROM {db}.call_events"""
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 import typer
 
 from hangwatch.cli import grafana as _grafana
+from hangwatch.cli import migrate as _migrate
+from hangwatch.cli import query as _query
+from hangwatch.cli import reconcile as _reconcile
 from hangwatch.cli import report as _report
 from hangwatch.cli import simulate as _simulate
+from hangwatch.cli import sink as _sink
 from hangwatch.cli import topics as _topics
 from hangwatch.cli import worker as _worker
 from hangwatch.cli.common import configure
@@ -23,8 +27,12 @@ app = typer.Typer(
 )
 app.callback()(configure)
 _grafana.register(app)
+_migrate.register(app)
+_query.register(app)
+_reconcile.register(app)
 _report.register(app)
 _simulate.register(app)
+_sink.register(app)
 _topics.register(app)
 _worker.register(app)
 

@@ -4,12 +4,15 @@ chdb store in `clickhouse.embedded_path`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from hangwatch.settings import ClickHouseSettings
 from sinks.backends.base import Backend, Result, ServerVersion
 from sinks.backends.errors import BackendError, DataRejected, Unavailable
 
 __all__ = ["Backend", "BackendError", "DataRejected", "Result", "ServerVersion", "Unavailable", "database_name",
-           "open_backend"]
+           "open_backend", "opened", "where"]
 
 
 def open_backend(ch: ClickHouseSettings) -> Backend:
@@ -33,3 +36,22 @@ def database_name(ch: ClickHouseSettings) -> str:
         if db:
             return db
     return ch.database
+
+
+@contextmanager
+def opened(ch: ClickHouseSettings) -> Iterator[tuple[Backend, str]]:
+    """(backend, database) for a command; closed afterwards."""
+    backend = open_backend(ch)
+    try:
+        yield backend, database_name(ch)
+    finally:
+        backend.close()
+
+
+def where(ch: ClickHouseSettings) -> str:
+    """Where the data lives, for messages (never the password)."""
+    if ch.url is None:
+        return f"embedded store {ch.embedded_path}"
+    from sinks.backends.url import parse_url
+
+    return f"ClickHouse {parse_url(ch.url.get_secret_value()).redacted()}"
