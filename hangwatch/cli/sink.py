@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Annotated
 
@@ -26,6 +27,9 @@ def sink(
     Offsets are committed only after ClickHouse accepted the rows; run several sinks with the
     same group to scale out. Stops cleanly on Ctrl-C / SIGTERM."""
     s = settings()
+    # The driver logs a traceback for every failed connection attempt; during an outage the
+    # sink's own paused/retrying/resumed lines say it once, clearly.
+    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)
     updates = {k: v for k, v in {"group_id": group_id, "batch_rows": batch_rows,
                                  "flush_interval_s": flush_interval}.items() if v is not None}
     s = s.model_copy(update={"sink": s.sink.model_copy(update=updates)})

@@ -187,6 +187,15 @@ class Topics:
     def send_json(self, table: str, records: Iterable[dict[str, Any]], key: str) -> int:
         return self.send(table, ((str(r[key]).encode(), orjson.dumps(r)) for r in records))
 
+    def group_members(self) -> int:
+        """Members of the sink's group once it is stable (0 while rebalancing)."""
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="sink-tests")
+        try:
+            g = admin.describe_groups([self.group]).get(self.group, {})
+        finally:
+            admin.close()
+        return len(g.get("members", [])) if g.get("group_state") == "Stable" else 0
+
     def committed_vs_end(self) -> tuple[dict[str, int], dict[str, int]]:
         """Committed offsets of the sink's group and log-end offsets, summed per topic."""
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="sink-tests")

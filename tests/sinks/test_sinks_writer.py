@@ -66,3 +66,51 @@ def test_all_topics_stored_exactly_once(store: Store, topics: Topics) -> None:
 def _all_committed(topics: Topics) -> bool:
     committed, end = topics.committed_vs_end()
     return committed == end
+
+
+def test_refused_rows_are_dead_lettered_and_committed(store: Store, topics: Topics) -> None:
+    good = [flag_record(i) for i in range(30)]
+    bad = flag_record(99, severity="critical")  # ClickHouse refuses the Enum8 value
+    negative = rate_record(60, BASE_MS // 1000, "all", "all", {}, 1) | {"attempts": -1}
+    topics.send_json("borrower_flags", [*good[:10], bad, *good[10:]], key="borrower_id")
+    topics.send_json("hangup_rates", [negative], key="key")
+    settings = store.settings(topics=topics.names, group_id=topics.group, flush_interval_s=0.3, log_interval_s=0)
+    with SinkThread(settings):
+        wait_for(lambda: store.count("borrower_flags") == 30 and store.count("dead_letters") == 2,
+                 what="good rows stored, bad ones dead-lettered", describe=store.counts)
+        wait_for(lambda: _all_committed(topics), what="offsets committed past the bad rows")
+    kinds = dict(store.backend.query(
+        f"SELECT source_topic, error_kind FROM {store.db}.dead_letters FINAL").rows)
+    assert kinds == {topics.names["borrower_flags"]: "sink_rejected",
+                     topics.names["hangup_rates"]: "sink_invalid_record"}
+
+
+def test_two_sinks_share_the_work_as_a_group(store: Store, topics: Topics) -> None:
+    events = make_events(3000, seed=5, start_ms=BASE_MS, span_s=3600)
+    topics.send_events(events[:1500])
+    settings = store.settings(topics=topics.names, group_id=topics.group, flush_interval_s=0.2, log_interval_s=0,
+                              session_timeout_s=10)
+    with SinkThread(settings) as first:
+        wait_for(lambda: store.count("call_events") > 0, what="the first sink storing")
+        with SinkThread(settings) as second:  # joining triggers a rebalance (revoke -> flush -> commit)
+            wait_for(lambda: topics.group_members() == 2, what="both sinks in the group")
+            topics.send_events(events[1500:])
+            wait_for(lambda: store.count("call_events") == 3000, what="all events stored", describe=store.counts)
+            wait_for(lambda: _all_committed(topics), what="offsets committed")
+    assert first.stats is not None and second.stats is not None
+    assert first.stats.rows["call_events"] > 0 and second.stats.rows["call_events"] > 0  # both did work
+    assert store.backend.query(f"SELECT uniqExact(event_id) FROM {store.db}.call_events").scalar() == 3000
+
+
+def test_unmigrated_database_is_refused_without_migrate(store: Store) -> None:
+    import asyncio
+
+    from hangwatch.settings import ClickHouseSettings
+    from sinks.backends import BackendError
+    from sinks.writer import run_sink
+
+    ch = store.ch.model_copy(update={"database": store.db + "_empty"})
+    assert isinstance(ch, ClickHouseSettings)
+    settings = store.settings().model_copy(update={"clickhouse": ch})
+    with pytest.raises(BackendError, match="run `hangwatch migrate`"):
+        asyncio.run(run_sink(settings, asyncio.Event(), apply_migrations=False))
