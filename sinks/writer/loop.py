@@ -277,7 +277,10 @@ class SinkLoop:
         delta = self.stats.rows - before
         total = sum(delta.values())
         per_table = ", ".join(f"{t} {n}" for t, n in sorted(delta.items())) or "nothing"
-        log.info("stored %d rows in %.0f s (%.0f/s): %s; buffered %d; rejected %d; invalid events %d; retries %d%s",
+        # Idle and healthy: keep the log quiet (DEBUG); anything happening is INFO.
+        level = logging.INFO if total or self.batch.rows or self.paused else logging.DEBUG
+        log.log(level,
+                "stored %d rows in %.0f s (%.0f/s): %s; buffered %d; rejected %d; invalid events %d; retries %d%s",
                  total, seconds, total / seconds if seconds else 0, per_table, self.batch.rows,
                  sum(self.stats.rejected.values()), sum(self.router.invalid_events.values()), self.stats.retries,
                  "; PAUSED (ClickHouse unavailable)" if self.paused else "")
