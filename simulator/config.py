@@ -68,7 +68,9 @@ class SimConfig:
     count: int | None = None
     duration_s: float | None = None
     start_ms: int | None = None
-    borrowers: int = 20_000
+    # Population size; None: rate x 1,000,000, so that each borrower gets about one case a
+    # month (14 calling hours a day, ~1.7 calls per case).
+    borrowers: int | None = None
     refuser_share: float = 0.02  # borrowers who mostly hang up, refuse or decline
     branches: tuple[str, ...] = BRANCHES
     agents_per_branch: int = 12
@@ -85,8 +87,8 @@ class SimConfig:
             problems.append(f"count must be >= 0, got {self.count}")
         if self.duration_s is not None and self.duration_s < 0:
             problems.append(f"duration must be >= 0 s, got {self.duration_s}")
-        if self.borrowers < 1:
-            problems.append(f"borrowers must be >= 1, got {self.borrowers}")
+        if self.borrowers is not None and not 1 <= self.borrowers <= 2**40:
+            problems.append(f"borrowers must be within [1, 2^40], got {self.borrowers}")
         if not 0 <= self.refuser_share <= 1:
             problems.append(f"refuser share must be within [0, 1], got {self.refuser_share}")
         if not self.branches or len(set(self.branches)) != len(self.branches):
@@ -119,6 +121,12 @@ class SimConfig:
                             f"({f.grace_s} s)")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def population_size(self) -> int:
+        if self.borrowers is not None:
+            return self.borrowers
+        return min(2**40, max(1_000, int(self.rate * 1_000_000)))
 
     @property
     def live(self) -> bool:

@@ -6,7 +6,6 @@ nothing reads the clock, so the same seed and options give byte-identical output
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import random
 import time
@@ -17,8 +16,9 @@ import orjson
 from schemas.call_outcome import SCHEMA_VERSION, CallOutcome
 from simulator.clock import ArrivalClock, TsFormatter, local_hour, quiet_intensity
 from simulator.config import SimConfig
+from simulator.dialler import Dialler
 from simulator.faults import inject
-from simulator.model import CAMPAIGNS, HUMAN_SCRIPTS, ROBOT_SCRIPTS, SCRIPTS, CallModel
+from simulator.model import CAMPAIGNS, SCRIPTS, CallModel
 from simulator.population import build_population
 from simulator.records import SimRecord
 
@@ -56,45 +56,30 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
     spike_factor = cfg.spike.factor
 
     fmt = TsFormatter()
-    borrowers, pool, agents_by_branch = pop.borrowers, pop.call_pool, pop.agents_by_branch
-    notify_rate, branches = pop.notify_rate_by_branch, cfg.branches
-    campaign_cum = list(itertools.accumulate(c.weight for c in CAMPAIGNS))
-    human_cum = list(itertools.accumulate(SCRIPTS[i].weight for i in HUMAN_SCRIPTS))
-    robot_cum = list(itertools.accumulate(SCRIPTS[i].weight for i in ROBOT_SCRIPTS))
-    attempts: dict[int, int] = {}
-    n_pool, n_campaigns = len(pool), len(CAMPAIGNS)
-    random_, draw = rng.random, model.draw
+    dialler = Dialler(pop, random.Random(f"hangwatch-sim/{cfg.seed}/dialler"))
+    branches = cfg.branches
+    draw = model.draw
 
     for seq in itertools.count() if cfg.count is None else range(cfg.count):
         t = arrivals.next_ms() if arrivals is not None else int(now() * 1000)
         if end_ms is not None and t >= end_ms:
             return
-        bi = pool[int(random_() * n_pool)]
-        b = borrowers[bi]
-        ci = bisect.bisect_right(campaign_cum, random_() * campaign_cum[-1])
-        campaign = CAMPAIGNS[ci]
-        robot = random_() < campaign.robot_share
-        if robot:
-            si = ROBOT_SCRIPTS[bisect.bisect_right(robot_cum, random_() * robot_cum[-1])]
-            agent_id, skill = None, 1.0
-        else:
-            si = HUMAN_SCRIPTS[bisect.bisect_right(human_cum, random_() * human_cum[-1])]
-            agents = agents_by_branch[b.branch_idx]
-            agent = agents[int(random_() * len(agents))]
-            agent_id, skill = agent.agent_id, agent.skill
-        # The article recommends notifying first-time borrowers in particular; branches do so more.
-        notified = random_() < min(0.95, notify_rate[b.branch_idx] + (0.2 if b.first_time else 0.0))
+        case = dialler.next_case(t)
+        case.attempt += 1
+        b = case.borrower
+        robot = case.robot
         spike = spike_factor if b.branch_idx == spike_branch and spike_from <= t < spike_to else 1.0
-        outcome, stage, duration = draw(rng, local_hour(t), robot, notified, b.first_time, b.credit_grade, b.refuser,
-                                        si, ci, skill, spike)
-        ak = bi * n_campaigns + ci
-        attempt = attempts[ak] = attempts.get(ak, 0) + 1
+        outcome, stage, duration = draw(rng, local_hour(t), robot, case.notified, b.first_time, b.credit_grade,
+                                        b.refuser, case.script, case.campaign, case.skill, spike)
+        campaign = CAMPAIGNS[case.campaign]
+        notified, agent_id, attempt = case.notified, case.agent_id, case.attempt
+        script_version = SCRIPTS[case.script].version
+        dialler.after_call(case, outcome, t)  # may hand the case over to a person: read it first
         h = f"{ids.getrandbits(128):032x}"
         event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         call_id = f"call-{run_tag}-{seq:09d}"
         branch = branches[b.branch_idx]
         channel = "robot" if robot else "human"
-        script_version = SCRIPTS[si].version
         # Same fields in the same order as CallOutcome.to_dict, so the bytes equal event.to_json().
         value = orjson.dumps({
             "event_id": event_id,

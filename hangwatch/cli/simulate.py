@@ -51,7 +51,8 @@ def simulate(
                                                    "traffic. Only an absolute time is reproducible.")] = None,
     seed: Annotated[int | None, typer.Option(help="RNG seed; same seed and options = same bytes. Default: "
                                                   "random (printed).")] = None,
-    borrowers: Annotated[int, typer.Option(help="Borrower population size.")] = 20_000,
+    borrowers: Annotated[int | None, typer.Option(help="Borrower population size. Default: rate x 1,000,000, "
+                                                       "so a borrower gets about one case a month.")] = None,
     refusers: Annotated[float, typer.Option(help="Share of borrowers who mostly hang up, refuse or decline.")]
     = 0.02,
     scenario: Annotated[str, typer.Option(help=f"One of {', '.join(SCENARIOS)}.")] = "none",

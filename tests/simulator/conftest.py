@@ -21,7 +21,8 @@ def faulty_run() -> tuple[SimConfig, list[SimRecord]]:
 
 @pytest.fixture(scope="session")
 def clean_run() -> tuple[SimConfig, list[SimRecord]]:
-    """120,000 calls over a bit more than two working days, with a spike at hangzhou-xihu."""
-    cfg = SimConfig(seed=5, count=120_000, rate=1.0, start_ms=START_MS, scenario="branch_spike",
-                    spike=SpikeConfig(branch="hangzhou-xihu", at_ms=START_MS + 4 * 3_600_000, minutes=120, factor=3.0))
+    """120,000 calls over a bit more than two working days, with a spike at hangzhou-xihu from
+    14:00 to 16:00 local time on the first day."""
+    cfg = SimConfig(seed=5, count=120_000, rate=1.0, start_ms=START_MS, borrowers=200_000, scenario="branch_spike",
+                    spike=SpikeConfig(branch="hangzhou-xihu", at_ms=START_MS + 6 * 3_600_000, minutes=120, factor=3.0))
     return cfg, list(generate(cfg))

@@ -12,9 +12,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from schemas.call_outcome import decode
+from schemas.call_outcome import CallOutcome, decode
 from simulator import FaultConfig, SimConfig, SimRecord, generate, generate_events
 from simulator.clock import is_quiet
+from simulator.dialler import CLOSING_OUTCOMES, HANDOVER_OUTCOMES, MAX_ATTEMPTS_HUMAN, MAX_ATTEMPTS_ROBOT
 
 from .conftest import FAULTS, START_MS
 
@@ -72,7 +73,7 @@ def test_ids_and_pseudonyms(clean_run: tuple[SimConfig, list[SimRecord]]) -> Non
     assert len({e.event_id for e in events}) == len(events) == cfg.count
     assert len({e.call_id for e in events}) == len(events)
     assert all(re.fullmatch(r"b-[0-9a-f]{10}", e.borrower_id) for e in events)
-    assert all(re.fullmatch(r"loan-\d{6}", e.loan_id) for e in events)
+    assert all(re.fullmatch(r"loan-\d{8}", e.loan_id) for e in events)
     # One loan per borrower, one home branch per borrower.
     loans, branches = defaultdict(set), defaultdict(set)
     for e in events:
@@ -99,14 +100,50 @@ def test_channels_agents_durations_and_stages(clean_run: tuple[SimConfig, list[S
 
 
 def test_attempt_no_counts_calls_per_borrower_and_campaign(clean_run: tuple[SimConfig, list[SimRecord]]) -> None:
+    """A case (borrower, campaign) counts its attempts 1, 2, 3...; it keeps its channel, agent
+    and script unless a bot hands over to a person; a new case starts at 1 only after the last
+    one closed."""
     _, records = clean_run
-    seen: dict[tuple[str, str], int] = {}
+    last: dict[tuple[str, str], CallOutcome] = {}
+    restarted = handovers = 0
     for r in records:
         e = r.event
         assert e is not None
         k = (e.borrower_id, e.campaign)
-        assert e.attempt_no == seen.get(k, 0) + 1
-        seen[k] = e.attempt_no
+        prev = last.get(k)
+        if prev is None:
+            assert e.attempt_no == 1
+        elif e.attempt_no == 1:
+            max_attempts = MAX_ATTEMPTS_ROBOT if prev.channel == "robot" else MAX_ATTEMPTS_HUMAN
+            assert prev.outcome in CLOSING_OUTCOMES or prev.attempt_no == max_attempts
+            restarted += 1
+        else:
+            assert e.attempt_no == (prev.attempt_no or 0) + 1
+            assert e.pre_notified == prev.pre_notified
+            if prev.channel == "robot" and prev.outcome in HANDOVER_OUTCOMES:
+                assert e.channel == "human"  # a person takes over from the bot
+                handovers += 1
+            else:
+                assert (e.channel, e.agent_id, e.script_version) == (prev.channel, prev.agent_id, prev.script_version)
+        last[k] = e
+    assert Counter(e.attempt_no for e in last.values())[3] > 100  # retries do happen
+    assert handovers > 100
+
+
+def test_failed_calls_are_retried_later_and_completed_ones_are_not(
+        clean_run: tuple[SimConfig, list[SimRecord]]) -> None:
+    _, records = clean_run
+    by_case: dict[tuple[str, str], list[CallOutcome]] = defaultdict(list)
+    for r in records:
+        assert r.event is not None
+        by_case[(r.event.borrower_id, r.event.campaign)].append(r.event)
+    gaps = []
+    for calls in by_case.values():
+        for a, b in itertools.pairwise(calls):
+            if b.attempt_no == (a.attempt_no or 0) + 1:
+                assert a.outcome not in CLOSING_OUTCOMES
+                gaps.append(b.occurred_at_ms - a.occurred_at_ms)
+    assert gaps and min(gaps) >= 0.3 * 3_600_000 - 1  # the shortest retry delay (robots, unanswered)
 
 
 def test_backfill_times_are_ordered_from_start_at_rate_and_skip_quiet_hours(
