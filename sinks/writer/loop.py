@@ -192,6 +192,13 @@ class SinkLoop:
                 return
             await self._idle(consumer, backoff)
             backoff = min(backoff * 2, self.cfg.max_retry_backoff_s)
+        if self.paused:
+            # A rebalance dropped the held batch (its partitions' owners re-read it). Resume;
+            # if ClickHouse is still down the next flush pauses again.
+            consumer.resume(*consumer.assignment())
+            self.paused = False
+            metrics.PAUSED.set(0)
+            log.warning("held batch handed back to Kafka in a rebalance; consumption resumed")
 
     async def _flush_once(self, timeout_s: float | None = None) -> BackendError | TimeoutError | None:
         """Store the current batch. Caller holds the lock. Returns the error, or None when stored

@@ -88,3 +88,36 @@ def test_clickhouse_stopped_mid_stream(native_store: Store, topics: Topics, rest
     assert {r[0] for r in store.backend.query(f"SELECT flag_id FROM {store.db}.borrower_flags FINAL").rows} == {
         f["flag_id"] for f in flags}
     assert store.count("dead_letters") == 0
+
+
+def test_rebalance_during_outage_loses_nothing(native_store: Store, topics: Topics, restart_guard: None) -> None:
+    """Two sinks hold batches while ClickHouse is down; one leaves the group. Its partitions
+    move to the other sink, the held rows are re-read from the committed offsets, and after
+    the restart everything is stored once."""
+    store = native_store
+    events = make_events(2000, seed=31, start_ms=BASE_MS, span_s=3600)
+    settings = store.settings(topics=topics.names, group_id=topics.group, flush_interval_s=0.3, log_interval_s=0,
+                              initial_retry_backoff_s=0.2, max_retry_backoff_s=1.0, session_timeout_s=10,
+                              revoke_flush_timeout_s=2)
+    settings.clickhouse.connect_timeout_s = 2.0
+    topics.send_events(events[:500])
+    with SinkThread(settings) as first:
+        second = SinkThread(settings).__enter__()
+        wait_for(lambda: topics.group_members() == 2, what="both sinks in the group")
+        wait_for(lambda: store.count("call_events") == 500, what="first events stored")
+        retries = _retries()
+        clickhouse("stop")
+        try:
+            topics.send_events(events[500:])
+            wait_for(lambda: _retries() >= retries + 4, timeout=60, what="both sinks retrying")
+            second.stop()  # leaves the group while holding rows it could not store
+            wait_for(lambda: topics.group_members() == 1, timeout=60, what="the group rebalanced to one sink")
+            time.sleep(1)
+        finally:
+            clickhouse("start")
+        wait_for(lambda: store.count("call_events") == 2000, timeout=90, what="every event stored",
+                 describe=store.counts)
+        wait_for(lambda: topics.committed_vs_end()[0] == topics.committed_vs_end()[1], what="all offsets committed")
+    assert first.stats is not None
+    stored = {r[0] for r in store.backend.query(f"SELECT event_id FROM {store.db}.call_events FINAL").rows}
+    assert stored == {e.event_id for e in events}
