@@ -93,6 +93,15 @@ class ClickHouseSettings(BaseModel):
     def embedded(self) -> bool:
         return self.url is None
 
+    @field_validator("url")
+    @classmethod
+    def _native_url(cls, v: SecretStr | None) -> SecretStr | None:
+        # Checked here so a wrong URL is a configuration error at start, not a failure later.
+        if v is not None and not v.get_secret_value().startswith(("clickhouse://", "clickhouses://")):
+            raise ValueError("clickhouse.url must look like clickhouse://user:password@host:9000/db "
+                             "(native protocol; clickhouses:// or ?secure=1 for TLS)")
+        return v
+
 
 class WorkerSettings(BaseModel):
     app_id: str = "hangwatch"

@@ -41,7 +41,7 @@ def migrate(
             console.print(f"{db} on {where(ch)} (ClickHouse {backend.server_version()}): "
                           + (f"applied {', '.join(f'{m.version:04d}_{m.name}' for m in done)}" if done
                              else "up to date"))
-    except (BackendError, RuntimeError) as e:
+    except (BackendError, RuntimeError, ValueError) as e:
         raise fail(f"{e} ({where(ch)})") from e
 
 
@@ -53,7 +53,7 @@ def status() -> None:
         with opened(ch) as (backend, db):
             rows = migrations.status(backend, db)
             version = backend.server_version()
-    except BackendError as e:
+    except (BackendError, ValueError) as e:
         raise fail(f"{e} ({where(ch)})") from e
     t = Table("version", "name", "applied at (UTC)", "note", title=f"{db} on {where(ch)}, ClickHouse {version}")
     for s in rows:
@@ -74,7 +74,7 @@ def retention_cmd(
     try:
         with opened(ch) as (backend, db):
             drops, ttl = retention.apply(backend, db, ch.retention_days, dry_run=dry_run)
-    except BackendError as e:
+    except (BackendError, ValueError) as e:
         raise fail(f"{e} ({where(ch)})") from e
     verb = "would drop" if dry_run else "dropped"
     t = Table("table", "partition", "newest day", "keep (days)", title=f"retention in {db}: {verb} {len(drops)}")

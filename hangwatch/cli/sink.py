@@ -42,7 +42,7 @@ def sink(
     console.print(f"sink: Kafka {s.kafka.bootstrap_servers} (group {s.sink.group_id}) -> {where(s.clickhouse)}")
     try:
         stats = asyncio.run(_run(s, migrate))
-    except (BackendError, RuntimeError) as e:
+    except (BackendError, RuntimeError, ValueError) as e:
         raise fail(str(e)) from e
     rows = ", ".join(f"{t} {n}" for t, n in sorted(stats.rows.items())) or "nothing"
     console.print(f"sink stopped: stored {rows}; {sum(stats.rejected.values())} rows dead-lettered; "
