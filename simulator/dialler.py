@@ -39,8 +39,8 @@ HANDOVER_OUTCOMES: Final = frozenset({"hung_up", "declined", "refused"})
 MAX_ATTEMPTS_HUMAN: Final = 6
 MAX_ATTEMPTS_ROBOT: Final = 10
 # Open cases kept for retries at most; beyond this a failed case is given up instead, so a
-# long run at a high rate keeps bounded memory (~200 bytes a case).
-MAX_OPEN_CASES: Final = 1_000_000
+# long run at a high rate keeps bounded memory (~700 bytes a case with its borrower).
+MAX_OPEN_CASES: Final = 200_000
 
 
 @dataclasses.dataclass(slots=True)

@@ -75,8 +75,7 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
         notified, agent_id, attempt = case.notified, case.agent_id, case.attempt
         script_version = SCRIPTS[case.script].version
         dialler.after_call(case, outcome, t)  # may hand the case over to a person: read it first
-        h = f"{ids.getrandbits(128):032x}"
-        event_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        event_id = ids.randbytes(16).hex()  # 128 random bits: unique without any bookkeeping
         call_id = f"call-{run_tag}-{seq:09d}"
         branch = branches[b.branch_idx]
         channel = "robot" if robot else "human"

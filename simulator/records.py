@@ -3,8 +3,7 @@ build their oracle from exactly the valid, de-duplicated events."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Final
+from typing import Final, NamedTuple
 
 from schemas.call_outcome import CallOutcome
 
@@ -16,8 +15,7 @@ MALFORMED: Final = "malformed"  # breaks the contract; error_kind says how
 FAULTS: Final = (DUPLICATE, OUT_OF_ORDER, LATE, MALFORMED)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class SimRecord:
+class SimRecord(NamedTuple):  # a tuple: one is built per message, four times faster than a dataclass
     key: bytes | None
     value: bytes
     # The decoded event for every record a consumer must accept (duplicates included, they
