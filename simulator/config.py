@@ -52,7 +52,7 @@ class FaultConfig:
     duplicate_delay_s: float = 5.0
 
     @property
-    def any(self) -> bool:
+    def enabled(self) -> bool:
         return bool(self.duplicates or self.out_of_order or self.late or self.malformed)
 
 
@@ -60,8 +60,8 @@ class FaultConfig:
 class SimConfig:
     """One simulation run. `start_ms` set = backfill (event time from there, deterministic);
     None = live (occurred_at is the clock's now; pacing is the caller's job).
-    `count` bounds the number of calls, `duration_s` the event time they span; with neither the
-    generator is endless."""
+    `count` bounds the number of calls, `duration_s` the time they span (whichever ends first);
+    with neither the generator is endless."""
 
     seed: int = 0
     rate: float = 50.0  # calls per second of event time (backfill) or wall time (live)

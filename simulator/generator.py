@@ -19,7 +19,7 @@ from simulator.config import SimConfig
 from simulator.dialler import Dialler
 from simulator.faults import inject
 from simulator.model import CAMPAIGNS, SCRIPTS, CallModel
-from simulator.population import build_population
+from simulator.population import Population
 from simulator.records import SimRecord
 
 Clock = Callable[[], float]  # epoch seconds, like time.time
@@ -29,7 +29,7 @@ def generate(cfg: SimConfig, clock: Clock | None = None) -> Iterator[SimRecord]:
     """All records of a run in delivery order: the calls plus the configured faults.
     `clock` is read only in live mode (cfg.start_ms is None); it defaults to time.time."""
     events = generate_events(cfg, clock)
-    if not cfg.faults.any:
+    if not cfg.faults.enabled:
         # Fast path: nothing is held back or added, each call is one in-order record.
         return (SimRecord(key=key, value=value, event=ev) for ev, value, key in events)
     return inject(events, cfg.faults, random.Random(f"hangwatch-sim/{cfg.seed}/faults"))
@@ -39,7 +39,7 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
     """Calls in event-time order as (event, value bytes, key bytes)."""
     now = clock or time.time
     start_ms = cfg.start_ms if cfg.start_ms is not None else int(now() * 1000)
-    pop = build_population(cfg)
+    pop = Population(cfg)
     model = CallModel()
     rng = random.Random(f"hangwatch-sim/{cfg.seed}/calls")
     # Ids depend on the start too, so two live runs with the same seed do not share event ids

@@ -99,6 +99,3 @@ def _splitmix64(x: int) -> int:
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     return x ^ (x >> 31)
 
-
-def build_population(cfg: SimConfig) -> Population:
-    return Population(cfg)

@@ -42,7 +42,8 @@ def simulate(
     ctx: typer.Context,
     rate: Annotated[float, typer.Option(help="Calls per second: of event time with --start, of wall time live.")]
     = 50.0,
-    count: Annotated[int | None, typer.Option(help="Number of calls (duplicates and malformed messages come on top).")]
+    count: Annotated[int | None, typer.Option(help="Number of calls (duplicates and malformed messages come on top). "
+                                                   "With --duration too, whichever ends first.")]
     = None,
     duration: Annotated[str | None, typer.Option(help="Event time to span (with --start) or wall time to run "
                                                       "(live), e.g. 90s, 15m, 2h, 1d.")] = None,

@@ -16,6 +16,7 @@ from schemas.call_outcome import CallOutcome, decode
 from simulator import FaultConfig, SimConfig, SimRecord, generate, generate_events
 from simulator.clock import is_quiet
 from simulator.dialler import CLOSING_OUTCOMES, HANDOVER_OUTCOMES, MAX_ATTEMPTS_HUMAN, MAX_ATTEMPTS_ROBOT
+from simulator.population import Population
 
 from .conftest import FAULTS, START_MS
 
@@ -208,3 +209,17 @@ def test_generate_events_yields_the_calls_of_generate() -> None:
 def test_bad_config_says_what_is_wrong(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SimConfig(**kwargs)
+
+
+def test_population_ids_are_unique_stable_and_seeded() -> None:
+    a = Population(SimConfig(seed=1, borrowers=200_000))
+    ids = [a.borrower_id(i) for i in range(200_000)]
+    assert len(set(ids)) == len(ids)
+    assert a.borrower(123) == Population(SimConfig(seed=1, borrowers=200_000)).borrower(123)
+    assert a.borrower_id(123) != Population(SimConfig(seed=2, borrowers=200_000)).borrower_id(123)
+
+
+def test_default_population_scales_with_the_rate() -> None:
+    assert SimConfig(rate=50).population_size == 50_000_000
+    assert SimConfig(rate=0.0001).population_size == 1_000
+    assert SimConfig(rate=50, borrowers=300).population_size == 300
