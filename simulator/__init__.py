@@ -2,6 +2,7 @@
 
 API (everything tests and tools need):
     generate(SimConfig, clock=None) -> Iterator[SimRecord]   pure; records in delivery order
+    generate_events(SimConfig) -> Iterator[(CallOutcome, value, key)]   the calls alone
     produce(records, KafkaSettings, topic, ...) -> int       async; batched aiokafka producer
     paced(records, rate) -> AsyncIterator[SimRecord]          live pacing in wall time
     write_jsonl(records, path) -> int / read_jsonl(path) -> Iterator[SimRecord]
@@ -11,16 +12,22 @@ A SimRecord has key, value (exact bytes), event (the CallOutcome, None if malfor
 malformed records, and lateness_ms. The oracle of a run is
     {r.event.event_id: r.event for r in records if r.event is not None}.
 
-Modules: config (SimConfig), population (borrowers, agents), model (outcome probabilities),
-clock (event time, quiet hours, time parsing), generator (the call stream), faults and
-malformed (fault injection), records (SimRecord), jsonl (files), kafka (producer).
+Modules, one job each: config (SimConfig and its validation), population (hash-derived
+borrowers, agents), dialler (cases and retries: who is called next), model (outcome, stage
+and talk-time probabilities from the seed article's factors), clock (event time, quiet hours,
+time parsing), generator (the call stream), faults and malformed (fault injection), records
+(SimRecord), jsonl (files), kafka (producer). The CLI is hangwatch/cli/simulate.py.
 
-Measured on the development machine (2 cores, Python 3.11, Kafka 4 on localhost, one broker,
-topic with 4 partitions), `hangwatch simulate --count 300000 --start ... --seed 1`:
-    generation only (generate(), no output):          ~95,000 events/s
-    generation + Kafka (lz4, linger 20 ms, 512 KiB):  ~52,000 events/s
-    generation + JSONL file:                          ~60,000 events/s
-    replay JSONL file -> Kafka:                       ~75,000 events/s
+Measured on the development machine (2 cores shared with a Kafka broker and other test
+runs, Python 3.11, aiokafka 0.14, topic of 4 partitions on localhost), 300,000 calls, best
+of three:
+    generate() alone:                              ~60,000 events/s (~54,000 with all faults on)
+    produce() of ready records, lz4 / none:        ~205,000 / ~200,000 events/s
+    generate() + produce(), lz4:                   ~37,000 events/s
+    `hangwatch simulate --start ... --count 300000` (Kafka, lz4, incl. start-up): 35,000-39,000 events/s
+    generate() + write_jsonl():                    ~46,000 events/s
+    replay() of a JSONL file, lz4:                 ~130,000 events/s
+Generation is the bottleneck (one CPU-bound process); the producer alone is 5x faster.
 """
 
 from __future__ import annotations

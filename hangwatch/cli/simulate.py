@@ -3,7 +3,11 @@ file, and `hangwatch simulate replay FILE` to send such a file to Kafka in order
 
 Backfill (--start given): event times run from --start at --rate calls per second of event
 time and records go out as fast as possible; with an absolute --start and --seed the output
-is byte-identical on every run. Live (no --start): each call happens now, paced at --rate."""
+is byte-identical on every run. Live (no --start): each call happens now, paced at --rate.
+
+JSONL (--out FILE.jsonl, or - for stdout): one record per line,
+  {"key": "b-…" | null, "value": {the event as sent} | "value_b64": "…", "fault": …, …}
+with exact bytes kept (see simulator/jsonl.py); `replay` sends the lines in file order."""
 
 from __future__ import annotations
 
