@@ -143,6 +143,8 @@ class AlertSettings(BaseModel):
     z: float = 1.96
     # Fire when the window's Wilson lower bound exceeds baseline * (1 + min_relative_increase).
     min_relative_increase: float = 0.0
+    # Consecutive non-spiking final windows that resolve a firing alert (hysteresis).
+    resolve_after_windows: int = 2
 
 
 def _default_sink_topics() -> dict[str, str]:

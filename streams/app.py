@@ -56,6 +56,7 @@ def create_pipeline(s: Settings) -> Pipeline:
     w = s.worker
     brokers = ";".join(f"kafka://{h.strip()}" for h in s.kafka.bootstrap_servers.split(","))
     n_source = topic(CALL_OUTCOMES).partitions
+    w.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         w.app_id,
         broker=brokers,
@@ -93,8 +94,10 @@ def create_pipeline(s: Settings) -> Pipeline:
 
     def table(name: str, retention_ms: int | None, help_: str) -> faust.Table:
         configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)} if retention_ms else {}
-        return app.Table(name, partitions=n_source, key_serializer="raw", value_serializer="raw",
-                         extra_topic_configs=configs, help=help_)
+        # bytes key and value types make Faust use the raw codec for the changelog, both when
+        # we write it and when recovery reads it back.
+        return app.Table(name, partitions=n_source, key_type=bytes, value_type=bytes, extra_topic_configs=configs,
+                         help=help_)
 
     return Pipeline(
         settings=s,

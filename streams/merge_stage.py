@@ -36,7 +36,8 @@ class MergeStage:
         a = pipe.settings.alerts
         self.alert_cfg = AlertConfig(
             window_size_s=a.window_size_s, baseline_s=a.baseline_s, min_connected=a.min_connected,
-            min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase)
+            min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase,
+            resolve_after_windows=a.resolve_after_windows, timezone=pipe.settings.worker.timezone)
         self.n_sources = topic(CALL_OUTCOMES).partitions
         self.states: dict[int, MergeRates] = {}
         self.spikes: dict[int, dict[str, SpikeState]] = {}
@@ -59,12 +60,16 @@ class MergeStage:
             self.states.pop(p, None)
             self.spikes.pop(p, None)
 
-    async def process(self, events: Sequence[Any]) -> None:
+    async def process(self, events: Sequence[Any], owned: set[int]) -> None:
+        """Process one batch; events of partitions no longer owned are skipped (see
+        PartitionStage.process)."""
         async with self.lock:
             t0 = time.perf_counter()
             touched: set[int] = set()
             for event in events:
                 p = event.message.partition
+                if p not in owned:
+                    continue
                 apply_message(self.state_for(p), event.message.value)
                 touched.add(p)
             await self._emit(touched)

@@ -50,6 +50,8 @@ class PartitionStage:
         self.rules: RuleSet = load_rules(w.rules_file, w.timezone)
         self.n_partials = topic(RATE_PARTIALS).partitions
         self.states: dict[int, PartitionRates] = {}
+        # Next source offset to process per partition, since this worker got it (idleness).
+        self.next_offset: dict[int, int] = {}
         self.lock = asyncio.Lock()
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.rates_io = TableWriter(pipe.rates_table)
@@ -68,9 +70,13 @@ class PartitionStage:
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self.states.pop(p, None)
+            self.next_offset.pop(p, None)
 
     # ---- one batch -------------------------------------------------------------------------
-    async def process(self, events: Sequence[Any]) -> None:
+    async def process(self, events: Sequence[Any], owned: set[int]) -> None:
+        """Process one batch. Events of partitions this worker no longer owns (buffered before a
+        rebalance) are skipped: their new owner replays them from the committed offset, and two
+        writers of one partition's state would corrupt it."""
         async with self.lock:
             t0 = time.perf_counter()
             now = now_ms()
@@ -81,6 +87,10 @@ class PartitionStage:
             for event in events:
                 msg = event.message
                 p, off = msg.partition, msg.offset
+                if p not in owned:
+                    results["not_owned"] += 1
+                    continue
+                self.next_offset[p] = off + 1
                 try:
                     co = decode(msg.value, msg.key, now_ms=now)
                 except ContractError as err:
@@ -98,6 +108,11 @@ class PartitionStage:
                 by_borrower[(p, co.borrower_id)].append((co, off))
             for r, n in results.items():
                 metrics.EVENTS.labels(r).inc(n)
+            if os.environ.get("HANGWATCH_DEBUG_BATCHES"):
+                parts = sorted({(e.message.partition) for e in events})
+                offs = {p: (min(e.message.offset for e in events if e.message.partition == p),
+                            max(e.message.offset for e in events if e.message.partition == p)) for p in parts}
+                log.warning("batch %s results=%s owned=%s", offs, dict(results), sorted(owned))
 
             # Borrower flags (every valid event, late ones too: the rules look back 7 days).
             for (p, borrower_id), items in by_borrower.items():
@@ -148,16 +163,22 @@ class PartitionStage:
         await wm_out.flush()
 
     # ---- timers ----------------------------------------------------------------------------
-    async def tick(self, assigned: set[int]) -> list[int]:
+    async def tick(self, assigned: set[int], caught_up: set[int]) -> list[int]:
         """Wall-clock work: close windows of idle partitions, expire old state. Returns the
-        partitions whose watermark moved."""
+        partitions whose watermark moved.
+
+        A partition is idle when it has had no event for idle_close_s AND its consumer has
+        read everything up to the high watermark: a backlog (a restart, a slow start, a
+        backfill) must never be mistaken for silence, or its events would all become late."""
         async with self.lock:
             now = now_ms()
             idle_ms = self.pipe.settings.worker.idle_close_s * 1000
             moved = []
             for p in assigned:
                 st = self.state_for(p)
-                if now - st.last_event_wall_ms >= idle_ms and st.advance_idle(now):
+                if st.last_event_wall_ms == MIN_TIME:
+                    st.last_event_wall_ms = now  # idleness is measured from assignment on
+                if p in caught_up and now - st.last_event_wall_ms >= idle_ms and st.advance_idle(now):
                     moved.append(p)
                 st.expire(self.pipe.settings.worker.window_retention_s * 1000)
             await self._persist([p for p in assigned if p in self.states])

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from hangwatch.settings import Settings
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
@@ -42,7 +43,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def partition_agent(stream: Any) -> None:
         async for events in stream.take_events(w.batch_max, within=w.batch_within_s):
             try:
-                await stage1.process(events)
+                await stage1.process(events, assigned(CALL_OUTCOMES))
             except Exception as e:
                 _fail_stop("partition", e)
 
@@ -50,27 +51,57 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def merge_agent(stream: Any) -> None:
         async for events in stream.take_events(w.batch_max, within=w.batch_within_s):
             try:
-                await stage2.process(events)
+                await stage2.process(events, assigned(RATE_PARTIALS))
             except Exception as e:
                 _fail_stop("merge", e)
 
+    # Partitions this worker owns, maintained from the rebalance signals: a revoked partition
+    # leaves the set before its revocation completes, so a batch buffered before the rebalance
+    # cannot write state for it afterwards.
+    owned: dict[str, set[int]] = {CALL_OUTCOMES: set(), RATE_PARTIALS: set()}
+
     def assigned(registry_name: str) -> set[int]:
-        topic_name = settings.kafka.topic(registry_name)
-        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic_name}
+        return set(owned[registry_name])
+
+    async def caught_up() -> set[int]:
+        """Owned source partitions whose every record up to the broker's end offset has been
+        processed (or was committed before this worker got the partition)."""
+        consumer = app.consumer
+        topic_name = settings.kafka.topic(CALL_OUTCOMES)
+        tps = [TP(topic_name, p) for p in owned[CALL_OUTCOMES]]
+        if not tps:
+            return set()
+        ends = await consumer.highwaters(*tps)
+        out = set()
+        for tp in tps:
+            position = stage1.next_offset.get(tp.partition)
+            if position is None:
+                # nothing processed since assignment: where the group's commit left off, or
+                # the start for a group that never committed (auto_offset_reset=earliest)
+                position = consumer._committed_offset.get(tp) or 0
+            end = ends.get(tp)
+            if end is not None and position >= end:
+                out.add(tp.partition)
+        return out
+
+    def settled() -> bool:
+        """Tables are recovered and no rebalance is in progress: state may be read."""
+        return (app.tables.recovery.completed.is_set() and not app.rebalancing
+                and not app.tables.recovery.in_recovery)
 
     @app.timer(interval=1.0)
     async def close_idle_windows() -> None:
         # Only after table recovery: a stage must not rebuild state from a half-read changelog.
-        if not app.tables.recovery.completed.is_set():
+        if not settled():
             return
         try:
-            await stage1.tick(assigned(CALL_OUTCOMES))
+            await stage1.tick(assigned(CALL_OUTCOMES), await caught_up())
         except Exception as e:
             _fail_stop("partition timer", e)
 
     @app.timer(interval=30.0)
     async def expire_merged() -> None:
-        if not app.tables.recovery.completed.is_set():
+        if not settled():
             return
         try:
             await stage2.tick(assigned(RATE_PARTIALS))
@@ -80,9 +111,18 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set[Any], **_: Any) -> None:
         # Drop cached state of partitions that move away; it is rebuilt from the table
-        # (recovered from the changelog) if they come back.
-        stage1.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(CALL_OUTCOMES))
-        stage2.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(RATE_PARTIALS))
+        # (recovered from the changelog) if they come back. Taking the locks waits for a batch
+        # in flight to finish, so no write for a revoked partition happens after this.
+        for name in owned:
+            owned[name] -= {tp.partition for tp in revoked if tp.topic == settings.kafka.topic(name)}
+        async with stage1.lock, stage2.lock:
+            stage1.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(CALL_OUTCOMES))
+            stage2.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(RATE_PARTIALS))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_: faust.App, assigned: set[Any], **_: Any) -> None:
+        for name in owned:
+            owned[name] |= {tp.partition for tp in assigned if tp.topic == settings.kafka.topic(name)}
 
     return pipe, stage1, stage2
 

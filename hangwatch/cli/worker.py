@@ -10,7 +10,7 @@ from hangwatch.cli.common import fail, settings
 
 
 def worker(
-    web_port: Annotated[int | None, typer.Option(help="Faust web server port (enables it); two workers need two ports.")] = None,
+    web_port: Annotated[int | None, typer.Option(help="Faust web port (enables it); one per worker.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
     faust_log_level: Annotated[str, typer.Option(help="Faust's own log level: debug, info, warn, error.")] = "warn",
 ) -> None:

@@ -67,15 +67,24 @@ class MergeRates:
         self._dirty: set[str] = set()
         self._dirty_wm: set[int] = set()
         self._deleted: set[str] = set()
+        self.ignored_partials = 0
 
-    def apply_partial(self, src: int, key: str, counts: list[int]) -> None:
+    def apply_partial(self, src: int, key: str, counts: list[int]) -> bool:
+        """Apply one partition's snapshot of a cell. Returns False (and changes nothing) for a
+        cell that is already closed and expired from state: its other shares are gone, so the
+        result would be wrong; `hangwatch reconcile` corrects such windows from the raw store."""
         cell = self.cells.get(key)
         if cell is None:
+            size, start, _, _ = parse_cell_key(key)
+            if (start + size) * 1000 <= self.global_watermark_ms():
+                self.ignored_partials += 1
+                return False
             cell = self.cells[key] = MergedCell()
         if cell.parts.get(src) != counts:
             cell.parts[src] = list(counts)
             cell.recompute()
             self._dirty.add(key)
+        return True
 
     def apply_watermark(self, src: int, watermark_ms: int) -> None:
         if watermark_ms > self.src_watermarks.get(src, MIN_TIME):
@@ -101,13 +110,17 @@ class MergeRates:
         return [(k, c) for _, k, c in newly]
 
     def drain_updates(self, now_ms: int) -> list[RateUpdate]:
-        """RateUpdate records of every changed cell (version bumped once per batch)."""
+        """RateUpdate records of every changed cell.
+
+        The version is max(previous + 1, now in ms): strictly increasing per key within this
+        state, and also above anything an earlier owner of the key emitted (clocks agree to
+        far better than the time a takeover takes), so the newest record always wins."""
         out = []
         for key in sorted(self._dirty):
             cell = self.cells.get(key)
             if cell is None:
                 continue
-            cell.version += 1
+            cell.version = max(cell.version + 1, now_ms)
             out.append(rate_update(key, cell.total, version=cell.version, final=cell.final, now_ms=now_ms))
         return out
 

@@ -55,6 +55,10 @@ class KafkaEnv:
             admin.close()
 
 
+class WorkerDied(RuntimeError):
+    """A worker process exited while a test waited on it (not a timeout)."""
+
+
 class WorkerProcess:
     def __init__(self, env: KafkaEnv, name: str = "w1") -> None:
         self.log_path = ROOT / ".local" / "test-logs" / f"{env.app_id}-{name}.log"
@@ -81,7 +85,7 @@ class WorkerProcess:
 
     def assert_alive(self) -> None:
         if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {self.proc.returncode}; log:\n{self.log_tail()}")
+            raise WorkerDied(f"worker exited with {self.proc.returncode}; log:\n{self.log_tail()}")
 
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
