@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from hangwatch.cli import demo as _demo
 from hangwatch.cli import grafana as _grafana
 from hangwatch.cli import migrate as _migrate
 from hangwatch.cli import query as _query
@@ -35,6 +36,7 @@ _simulate.register(app)
 _sink.register(app)
 _topics.register(app)
 _worker.register(app)
+_demo.register(app)
 
 
 def main() -> None:

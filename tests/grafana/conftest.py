@@ -1,7 +1,6 @@
 """A chdb store with the fixture data, shared by the panel, alert and report tests.
 
-chdb holds one folder per process: reuse the folder another test module already opened
-(the sink tests keep one open for the session), else use a temporary one."""
+chdb holds one folder per process: the session's folder from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -11,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sinks.backends import embedded
 from sinks.backends.embedded import EmbeddedBackend
 from tests.grafana.pipeline_fixture import Fixture, build
 
 
 @pytest.fixture(scope="session")
-def chdb_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBackend]:
-    open_path: Path | None = embedded._session_path
-    backend = EmbeddedBackend(open_path or tmp_path_factory.mktemp("grafana-chdb"))
+def chdb_backend(chdb_root: Path) -> Iterator[EmbeddedBackend]:
+    backend = EmbeddedBackend(chdb_root)
     yield backend
     backend.close()
 

@@ -25,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 class KafkaEnv:
     """A private copy of every registry topic (unique prefix) and a unique app id."""
 
-    def __init__(self, **worker_overrides: Any) -> None:
+    def __init__(self, alerts: dict[str, Any] | None = None, **worker_overrides: Any) -> None:
         tag = uuid.uuid4().hex[:8]
         self.prefix = f"t{tag}."
         self.app_id = f"hw-test-{tag}"
         self.worker = {"app_id": self.app_id, "grace_s": 600, "idle_close_s": 2.0, "batch_within_s": 0.1,
                        "broker_session_timeout_s": 6.0, "broker_heartbeat_interval_s": 0.5, **worker_overrides}
-        self.settings = Settings(kafka={"topic_prefix": self.prefix}, worker=self.worker)
+        self.alerts = alerts or {}
+        self.settings = Settings(kafka={"topic_prefix": self.prefix}, worker=self.worker, alerts=self.alerts)
         ensure_topics(self.settings.kafka)
 
     def env(self) -> dict[str, str]:
@@ -39,6 +40,8 @@ class KafkaEnv:
         e["HANGWATCH_KAFKA__TOPIC_PREFIX"] = self.prefix
         for k, v in self.worker.items():
             e[f"HANGWATCH_WORKER__{k.upper()}"] = str(v)
+        for k, v in self.alerts.items():
+            e[f"HANGWATCH_ALERTS__{k.upper()}"] = str(v)
         e["HANGWATCH_WORKER__DATA_DIR"] = str(ROOT / ".local" / "faust-test" / self.app_id)
         return e
 

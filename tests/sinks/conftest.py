@@ -20,12 +20,8 @@ from tests.sinks.sinkhelpers import CH_URL, KAFKA, RUN_TAG, Store, Topics
 
 
 @pytest.fixture(scope="session")
-def embedded_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("chdb")
-    # Hold the folder open for the whole session so the process never needs a second one.
-    keeper = EmbeddedBackend(path)
-    yield path
-    keeper.close()
+def embedded_root(chdb_root: Path) -> Path:
+    return chdb_root  # the one chdb folder of the test session (tests/conftest.py)
 
 
 _counter = iter(range(1_000_000))

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's demo command (make demo): install, start the local Kafka, run simulator ->
+# worker -> sink -> embedded ClickHouse (chdb) with a live summary, stop Kafka if this script
+# started it. Extra args go to `hangwatch demo` (e.g. --duration 120 --rate 500).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+"$HERE/bootstrap.sh"
+started=0
+if ! "$HERE/kafka.sh" status >/dev/null 2>&1; then "$HERE/kafka.sh" start; started=1; fi
+cleanup() { local rc=$?; [ "$started" = 1 ] && "$HERE/kafka.sh" stop; exit $rc; }
+trap cleanup EXIT INT TERM
+cd "$ROOT"
+"$ROOT/.venv/bin/hangwatch" demo "$@"

@@ -1,0 +1,21 @@
+"""Fixtures shared by every test package.
+
+chdb runs one embedded ClickHouse per process, bound to one folder: every test that needs
+the embedded store uses this one session-wide folder (each with its own database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sinks.backends.embedded import EmbeddedBackend
+
+
+@pytest.fixture(scope="session")
+def chdb_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("chdb")
+    keeper = EmbeddedBackend(path)  # held open for the session, so no test needs a second folder
+    yield path
+    keeper.close()
