@@ -4,6 +4,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PY="${PYTHON:-python3}"
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { log "Python >= 3.11 is required (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11"; exit 1; }
+# Debian's docker-compose 1.29 validates docker-compose.yml in the tests (no engine needed).
+if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing Debian's docker-compose (used to validate docker-compose.yml)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && apt-get install -y -qq docker-compose >/dev/null \
+    || log "could not install docker-compose; the compose validation test will fail"
+fi
 VENV="$ROOT/.venv"
 STAMP="$VENV/.hangwatch-installed"
 want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
