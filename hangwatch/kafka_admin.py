@@ -65,8 +65,8 @@ def _wait_for_metadata(admin: KafkaAdminClient, names: list[str], timeout_s: flo
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         described = admin.describe_topics(names)
-        if all(d["error_code"] == 0 and d["partitions"] and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in d["partitions"])
-               for d in described):
+        if all(d["error_code"] == 0 and d["partitions"]
+               and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in d["partitions"]) for d in described):
             return
         time.sleep(0.2)
     raise RuntimeError(f"topics {names} have no partition leaders after {timeout_s} s")

@@ -158,7 +158,7 @@ def parse_ts(value: str, field: str = "occurred_at") -> int:
         raise ContractError("bad_timestamp", f"not an RFC 3339 timestamp: {value[:40]!r}", field) from None
     if dt.tzinfo is None:
         raise ContractError("bad_timestamp", f"timestamp has no UTC offset: {value[:40]!r}", field)
-    return int(round(dt.timestamp() * 1000))
+    return round(dt.timestamp() * 1000)
 
 
 def _tname(v: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
+from faust.types import TableT
 
 from hangwatch.settings import Settings
 from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
@@ -32,9 +33,9 @@ class Pipeline:
     flags_out: faust.TopicT
     alerts_out: faust.TopicT
     dlq_out: faust.TopicT
-    rates_table: faust.Table  # per source partition: window cells, seen ids, watermark
-    borrowers_table: faust.Table  # per borrower: recent events, flag episodes
-    merge_table: faust.Table  # per partials partition: merged cells, source watermarks, spike state
+    rates_table: TableT  # per source partition: window cells, seen ids, watermark
+    borrowers_table: TableT  # per borrower: recent events, flag episodes
+    merge_table: TableT  # per partials partition: merged cells, source watermarks, spike state
 
 
 def _credentials(s: Settings) -> Any:
@@ -92,7 +93,7 @@ def create_pipeline(s: Settings) -> Pipeline:
            for t in (HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DLQ)}
     day_ms = 86_400_000
 
-    def table(name: str, retention_ms: int | None, help_: str) -> faust.Table:
+    def table(name: str, retention_ms: int | None, help_: str) -> TableT:
         configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)} if retention_ms else {}
         # bytes key and value types make Faust use the raw codec for the changelog, both when
         # we write it and when recovery reads it back.

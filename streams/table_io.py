@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import faust
+from faust.types import TableT
 
 from streams.outbox import Outbox
 
 
 class TableWriter:
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: TableT) -> None:
         self.table = table
         self._out = Outbox()
 
@@ -31,7 +31,7 @@ class TableWriter:
         return await self._out.flush()
 
 
-def partition_records(table: faust.Table, partition: int) -> Iterator[tuple[str, bytes]]:
+def partition_records(table: TableT, partition: int) -> Iterator[tuple[str, bytes]]:
     """(key without the "<partition>|" prefix, value) of one partition's records."""
     prefix = f"{partition}|".encode()
     n = len(prefix)

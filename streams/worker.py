@@ -66,7 +66,9 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def caught_up() -> set[int]:
         """Owned source partitions whose every record up to the broker's end offset has been
         processed (or was committed before this worker got the partition)."""
-        consumer = app.consumer
+        # _committed_offset is Faust's own record of the group's committed position; there is
+        # no public accessor for it.
+        consumer: Any = app.consumer
         topic_name = settings.kafka.topic(CALL_OUTCOMES)
         tps = [TP(topic_name, p) for p in owned[CALL_OUTCOMES]]
         if not tps:
@@ -86,8 +88,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
 
     def settled() -> bool:
         """Tables are recovered and no rebalance is in progress: state may be read."""
-        return (app.tables.recovery.completed.is_set() and not app.rebalancing
-                and not app.tables.recovery.in_recovery)
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in TableManagerT
+        return recovery.completed.is_set() and not app.rebalancing and not recovery.in_recovery
 
     @app.timer(interval=1.0)
     async def close_idle_windows() -> None:
@@ -109,7 +111,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
             _fail_stop("merge timer", e)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(app_: faust.App, revoked: set[Any], **_: Any) -> None:
+    async def on_revoked(app_: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0] if args else kwargs["revoked"]
         # Drop cached state of partitions that move away; it is rebuilt from the table
         # (recovered from the changelog) if they come back. Taking the locks waits for a batch
         # in flight to finish, so no write for a revoked partition happens after this.
@@ -120,7 +123,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
             stage2.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(RATE_PARTIALS))
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(app_: faust.App, assigned: set[Any], **_: Any) -> None:
+    async def on_assigned(app_: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs["assigned"]
         for name in owned:
             owned[name] |= {tp.partition for tp in assigned if tp.topic == settings.kafka.topic(name)}
 

@@ -20,8 +20,8 @@ _state: dict[str, Settings] = {}
 def configure(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", envvar="HANGWATCH_CONFIG", help="YAML settings file (see README, Configuration).",
-                     exists=True, dir_okay=False),
+        typer.Option("--config", "-c", envvar="HANGWATCH_CONFIG", exists=True, dir_okay=False,
+                     help="YAML settings file (see README, Configuration)."),
     ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = None,
 ) -> None:

@@ -24,7 +24,7 @@ ENV = {"CLICKHOUSE_PASSWORD": "x", "HANGWATCH_GRAFANA_CH_PASSWORD": "y", "GRAFAN
 def _compose_bin() -> str:
     exe = shutil.which("docker-compose")
     if exe is None:
-        pytest.fail("docker-compose (Debian package docker-compose 1.29) is not installed; deploy/local/bootstrap.sh installs it")
+        pytest.fail("docker-compose (Debian's docker-compose 1.29) is missing; deploy/local/bootstrap.sh installs it")
     return exe
 
 
