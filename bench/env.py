@@ -1,0 +1,273 @@
+"""Isolated run environments and process handling for the benchmarks.
+
+Every run gets its own topic prefix, worker app id, sink group and ClickHouse database (or
+chdb folder), so runs never see each other's data and can be cleaned up afterwards. Worker,
+sink and peers run as subprocesses (`python -m hangwatch worker|sink`, as deployed); their peak
+RSS is read from /proc/<pid>/status (VmHWM) while they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hangwatch.kafka_admin import admin_client, ensure_topics
+from hangwatch.settings import KafkaSettings, Settings
+from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local" / "bench"
+CH_URL = os.environ.get("HANGWATCH_BENCH_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:9000")
+BOOTSTRAP = os.environ.get("HANGWATCH_BENCH_KAFKA", "127.0.0.1:9092")
+SINK_TOPICS = {"call_events": CALL_OUTCOMES, "dead_letters": DLQ, "hangup_rates": HANGUP_RATES,
+               "borrower_flags": BORROWER_FLAGS, "hangup_alerts": HANGUP_ALERTS}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RunEnv:
+    """One run's topics (own prefix), worker app id, sink group and store."""
+
+    def __init__(self, label: str, *, backend: str = "native", grace_s: int = 60, idle_close_s: float = 1.0,
+                 worker_env: dict[str, str] | None = None) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.label = label
+        self.tag = tag
+        self.prefix = f"bench{tag}."
+        self.app_id = f"hw-bench-{tag}"
+        self.sink_group = f"hw-bench-sink-{tag}"
+        self.db = f"bench_{tag}"
+        self.backend = backend
+        self.chdb_path = LOCAL / "chdb" / tag
+        self.grace_s = grace_s
+        self.idle_close_s = idle_close_s
+        self.worker_env = worker_env or {}
+        self.kafka = KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=self.prefix)
+        self.logs = LOCAL / "logs" / tag
+        self.logs.mkdir(parents=True, exist_ok=True)
+        ensure_topics(self.kafka)
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    @property
+    def ch_url(self) -> str:
+        return f"{CH_URL.rstrip('/')}/{self.db}"
+
+    def env(self) -> dict[str, str]:
+        e = {k: v for k, v in os.environ.items() if not k.startswith("HANGWATCH_")}
+        e.update({
+            "PYTHONPATH": str(ROOT),
+            "HANGWATCH_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
+            "HANGWATCH_KAFKA__TOPIC_PREFIX": self.prefix,
+            "HANGWATCH_WORKER__APP_ID": self.app_id,
+            "HANGWATCH_WORKER__GRACE_S": str(self.grace_s),
+            "HANGWATCH_WORKER__IDLE_CLOSE_S": str(self.idle_close_s),
+            "HANGWATCH_WORKER__DATA_DIR": str(LOCAL / "faust" / self.app_id),
+            "HANGWATCH_WORKER__BROKER_SESSION_TIMEOUT_S": "10",
+            "HANGWATCH_WORKER__BROKER_HEARTBEAT_INTERVAL_S": "1",
+            "HANGWATCH_SINK__GROUP_ID": self.sink_group,
+            "HANGWATCH_SINK__LOG_INTERVAL_S": "0",
+            "HANGWATCH_LOG_LEVEL": "WARNING",
+        })
+        if self.backend == "native":
+            e["HANGWATCH_CLICKHOUSE__URL"] = self.ch_url
+        else:
+            e["HANGWATCH_CLICKHOUSE__EMBEDDED_PATH"] = str(self.chdb_path)
+            e["HANGWATCH_CLICKHOUSE__DATABASE"] = self.db
+        e.update(self.worker_env)
+        return e
+
+    def settings(self) -> Settings:
+        """The same settings the subprocesses load from env()."""
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(self.env())
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            admin = admin_client(self.kafka)
+            try:
+                mine = [t for t in admin.list_topics() if t.startswith(self.prefix) or t.startswith(self.app_id)]
+                if mine:
+                    admin.delete_topics(mine)
+                with contextlib.suppress(Exception):
+                    admin.delete_groups([self.app_id, self.sink_group])
+            finally:
+                admin.close()
+        if self.backend == "native":
+            with contextlib.suppress(Exception):
+                from clickhouse_driver import Client
+                Client.from_url(CH_URL).execute(f"DROP DATABASE IF EXISTS {self.db}")
+        shutil.rmtree(self.chdb_path, ignore_errors=True)
+        shutil.rmtree(LOCAL / "faust" / self.app_id, ignore_errors=True)
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident set (VmHWM) of a live process, MB."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    m = re.search(r"VmHWM:\s+(\d+) kB", text)
+    return int(m.group(1)) / 1024 if m else None
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    m = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(m.group(1)) / 1024 if m else None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Proc:
+    """A subprocess whose peak RSS and CPU time are sampled until it exits."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.peak_rss_mb = 0.0
+        self.cpu_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set() and self.proc.poll() is None:
+            self.sample()
+            self._stop.wait(0.5)
+
+    def sample(self) -> None:
+        hwm = peak_rss_mb(self.proc.pid)
+        if hwm is not None:
+            self.peak_rss_mb = max(self.peak_rss_mb, hwm)
+        cpu = cpu_seconds(self.proc.pid)
+        if cpu is not None:
+            self.cpu_s = cpu
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def assert_alive(self) -> None:
+        if not self.alive():
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.alive():
+            self.sample()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._stop.set()
+        self._thread.join(2)
+        self._log.close()
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value} (counters and histograms)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        with contextlib.suppress(ValueError):
+            out[name] = float(value)
+    return out
+
+
+def metric_sum(metrics: dict[str, float], prefix: str, exclude: tuple[str, ...] = ()) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith(prefix) and not any(x in k for x in exclude))
+
+
+class Offsets:
+    """End offsets of topics and the committed offsets of a consumer group (kafka-python)."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        from kafka import KafkaConsumer
+
+        self.admin = admin_client(kafka)
+        self.consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), enable_auto_commit=False)
+
+    def ends(self, topics: list[str]) -> dict[Any, int]:
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(t, p) for t in topics for p in (self.consumer.partitions_for_topic(t) or ())]
+        return dict(self.consumer.end_offsets(tps)) if tps else {}
+
+    def committed(self, group: str) -> dict[Any, int]:
+        try:
+            got = self.admin.list_group_offsets({group: None}).get(group, {})
+            return {tp: m.offset for tp, m in got.items()}
+        except Exception:
+            return {}
+
+    def caught_up(self, group: str, topics: list[str]) -> bool:
+        ends = self.ends(topics)
+        committed = self.committed(group)
+        return all(end == 0 or committed.get(tp, -1) >= end for tp, end in ends.items())
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,1 @@
+"""Peers the benchmark runs side by side with hangwatch on the same events."""

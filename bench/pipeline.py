@@ -1,0 +1,140 @@
+"""End-to-end throughput of hangwatch: backfill -> worker(s) -> Kafka -> sink -> ClickHouse.
+
+The whole event set is produced BEFORE the worker starts (a backfill with event times in the
+past), then worker(s) and sink start together. Clock:
+  t_first      the first event counted by a worker (worker metrics; Faust start-up excluded);
+  t_processed  every message of the topic processed by the partition stage;
+  t_final      the merge stage emitted a final RateUpdate for as many cells as the oracle has
+               (the last windows close by idleness, idle_close_s after the last event);
+  t_stored     the sink's group has committed every message of all five topics (it commits
+               only after ClickHouse accepted the rows) and, on the server, the stored results
+               equal the oracle.
+End-to-end throughput = messages / (t_stored - t_first). Results are checked against the
+oracle at the end; a mismatch fails the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from bench.data import Dataset, produce_records
+from bench.env import Offsets, Proc, RunEnv, free_port, metric_sum, python_module, scrape
+from bench.verify import check, read_chdb_subprocess, read_native, stored_results
+from schemas.topics import CALL_OUTCOMES
+
+
+def _worker_argv(port: int, profile_out: str | None, profiler: str) -> list[str]:
+    if profile_out:
+        return python_module("bench.profile_worker", "--metrics-port", str(port), "--out", profile_out,
+                             "--profiler", profiler)
+    return python_module("hangwatch", "worker", "--metrics-port", str(port))
+
+
+def _events_by_result(scraped: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in scraped:
+        for k, v in m.items():
+            if k.startswith("hangwatch_events_total"):
+                out[k.split('"')[1]] = out.get(k.split('"')[1], 0) + v
+    return out
+
+
+def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: int = 1, timeout_s: float = 240.0,
+                 profile_out: str | None = None, profiler: str = "pyinstrument", grace_s: int = 60,
+                 idle_close_s: float = 1.0, log: Any = print) -> dict[str, Any]:
+    env = RunEnv(label, backend=backend, grace_s=grace_s, idle_close_s=idle_close_s)
+    res: dict[str, Any] = {"variant": label, "backend": backend, "workers": workers, "messages": ds.messages}
+    procs: list[Proc] = []
+    offsets = Offsets(env.kafka)
+    try:
+        delivered, secs = produce_records(ds.records, env.kafka, env.topic(CALL_OUTCOMES))
+        res["produce_events_per_s"] = round(delivered / secs)
+        n_cells = len(ds.oracle_rates())
+        ports = [free_port() for _ in range(workers)]
+        t_start = time.perf_counter()
+        wprocs = [Proc(f"worker{i + 1}", _worker_argv(p, profile_out if i == 0 else None, profiler), env.env(),
+                       env.logs) for i, p in enumerate(ports)]
+        sink = Proc("sink", python_module("hangwatch", "sink"), env.env(), env.logs)
+        procs = [*wprocs, sink]
+        topics = [env.topic(t) for t in ("call-outcomes", "call-outcomes.dlq", "hangup-rates", "borrower-flags",
+                                         "hangup-alerts")]
+        marks: dict[str, float] = {}
+        last: list[dict[str, float]] = []
+        verified: dict[str, Any] | None = None
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            for p in procs:
+                p.assert_alive()
+            last = [scrape(p) for p in ports]
+            now = time.perf_counter()
+            processed = sum(metric_sum(m, "hangwatch_events_total", exclude=("not_owned",)) for m in last)
+            finals = sum(metric_sum(m, 'hangwatch_rate_updates_total{final="true"}') for m in last)
+            if processed > 0:
+                marks.setdefault("first", now)
+            if processed >= ds.messages:
+                marks.setdefault("processed", now)
+            if finals >= n_cells:
+                marks.setdefault("final", now)
+            if "processed" in marks and "final" in marks and offsets.caught_up(env.sink_group, topics):
+                if backend != "native":
+                    marks["stored"] = now
+                    break
+                got = check(ds, read_native(env.ch_url, env.db))
+                if got["ok"]:
+                    marks["stored"] = now
+                    verified = got
+                    break
+            time.sleep(0.25)
+        for p in procs:
+            p.sample()
+        res["peak_rss_mb"] = {p.name: round(p.peak_rss_mb, 1) for p in procs}
+        res["cpu_s"] = {p.name: round(p.cpu_s, 2) for p in procs}
+        res["startup_s"] = round(marks.get("first", t_start) - t_start, 2)
+        res["metrics"] = {
+            "events": _events_by_result(last),
+            "partition_stage_busy_s": round(sum(m.get('hangwatch_batch_seconds_sum{stage="partition"}', 0)
+                                                for m in last), 2),
+            "merge_stage_busy_s": round(sum(m.get('hangwatch_batch_seconds_sum{stage="merge"}', 0) for m in last), 2),
+            "partition_batches": sum(m.get('hangwatch_batch_seconds_count{stage="partition"}', 0) for m in last),
+            "merge_batches": sum(m.get('hangwatch_batch_seconds_count{stage="merge"}', 0) for m in last),
+            "rate_updates": sum(metric_sum(m, "hangwatch_rate_updates_total") for m in last),
+            "flags": sum(metric_sum(m, "hangwatch_flags_total") for m in last),
+        }
+        if "first" in marks:
+            res["seconds"] = {k: round(v - marks["first"], 2) for k, v in marks.items() if k != "first"}
+        if "stored" not in marks:
+            res["ok"] = False
+            with contextlib.suppress(Exception):
+                res["caught_up"] = offsets.caught_up(env.sink_group, topics)
+                if backend == "native":
+                    res["check"] = check(ds, read_native(env.ch_url, env.db))
+            res["problems"] = [f"timed out after {timeout_s:.0f} s: reached {sorted(marks)}"]
+            return res
+        t0 = marks["first"]
+        e2e = marks["stored"] - t0
+        res["events_per_s"] = round(ds.messages / e2e)
+        res["worker_events_per_s"] = round(ds.messages / (marks["processed"] - t0))
+        res["final_events_per_s"] = round(ds.messages / (marks["final"] - t0))
+        for p in procs:
+            p.stop()
+        if verified is None:
+            if backend == "native":
+                verified = check(ds, read_native(env.ch_url, env.db))
+            else:
+                verified = check(ds, read_chdb_subprocess(str(env.chdb_path), env.db))
+        res["ok"] = verified["ok"]
+        res["check"] = verified
+        if profile_out:
+            res["profile_file"] = profile_out
+        return res
+    finally:
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.stop()
+        offsets.close()
+        env.cleanup()
+
+
+__all__ = ["run_pipeline", "stored_results"]
