@@ -142,7 +142,9 @@ class AlertSettings(BaseModel):
     # z of the Wilson score interval (1.96 = 95 %).
     z: float = 1.96
     # Fire when the window's Wilson lower bound exceeds baseline * (1 + min_relative_increase).
-    min_relative_increase: float = 0.0
+    # 0.5: a spike must be at least 1.5 x the baseline rate; the daily rhythm of hang-ups
+    # (lunch, evenings) is a real but expected change that should not page anyone.
+    min_relative_increase: float = 0.5
     # Consecutive non-spiking final windows that resolve a firing alert (hysteresis).
     resolve_after_windows: int = 2
 

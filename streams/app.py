@@ -83,6 +83,9 @@ def create_pipeline(s: Settings) -> Pipeline:
         # Offsets are committed by Faust's commit loop only for acked events; the stages
         # ack a batch after its outputs and state are written.
         broker_commit_interval=1.0,
+        # Events of a revoked partition that were buffered but not processed are never
+        # acknowledged (see streams.worker); do not wait for them at rebalance.
+        stream_wait_empty=False,
         worker_redirect_stdouts=False,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}

@@ -60,20 +60,23 @@ class MergeStage:
             self.states.pop(p, None)
             self.spikes.pop(p, None)
 
-    async def process(self, events: Sequence[Any], owned: set[int]) -> None:
-        """Process one batch; events of partitions no longer owned are skipped (see
-        PartitionStage.process)."""
+    async def process(self, events: Sequence[Any], owned: set[int]) -> list[Any]:
+        """Process one batch; return the events processed (to acknowledge). Events of
+        partitions no longer owned are skipped and not acknowledged (see PartitionStage.process)."""
         async with self.lock:
             t0 = time.perf_counter()
             touched: set[int] = set()
+            done: list[Any] = []
             for event in events:
                 p = event.message.partition
                 if p not in owned:
                     continue
+                done.append(event)
                 apply_message(self.state_for(p), event.message.value)
                 touched.add(p)
             await self._emit(touched)
             metrics.BATCH_SECONDS.labels("merge").observe(time.perf_counter() - t0)
+            return done
 
     async def _emit(self, partitions: Iterable[int]) -> None:
         now = int(time.time() * 1000)

@@ -73,14 +73,18 @@ class PartitionStage:
             self.next_offset.pop(p, None)
 
     # ---- one batch -------------------------------------------------------------------------
-    async def process(self, events: Sequence[Any], owned: set[int]) -> None:
-        """Process one batch. Events of partitions this worker no longer owns (buffered before a
-        rebalance) are skipped: their new owner replays them from the committed offset, and two
-        writers of one partition's state would corrupt it."""
+    async def process(self, events: Sequence[Any], owned: set[int]) -> list[Any]:
+        """Process one batch; return the events processed, which the caller acknowledges.
+
+        Events of partitions this worker no longer owns (buffered before a rebalance) are
+        skipped and NOT acknowledged: their new owner replays them from the committed offset.
+        Two writers of one partition's state would corrupt it, and acknowledging a skipped
+        event would let its offset be committed unprocessed."""
         async with self.lock:
             t0 = time.perf_counter()
             now = now_ms()
             out = Outbox()
+            done: list[Any] = []
             by_borrower: dict[tuple[int, str], list[tuple[Any, int]]] = defaultdict(list)
             touched: set[int] = set()
             results: dict[str, int] = defaultdict(int)
@@ -90,6 +94,7 @@ class PartitionStage:
                 if p not in owned:
                     results["not_owned"] += 1
                     continue
+                done.append(event)
                 self.next_offset[p] = off + 1
                 try:
                     co = decode(msg.value, msg.key, now_ms=now)
@@ -131,6 +136,7 @@ class PartitionStage:
             await out.flush()
             await self._persist(touched)
             metrics.BATCH_SECONDS.labels("partition").observe(time.perf_counter() - t0)
+            return done
 
     def _add_partials(self, out: Outbox, p: int, st: PartitionRates) -> None:
         groups: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)

@@ -41,17 +41,21 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
 
     @app.agent(pipe.source, name="partition-stage")
     async def partition_agent(stream: Any) -> None:
-        async for events in stream.take_events(w.batch_max, within=w.batch_within_s):
+        # noack_take: Faust acknowledges nothing by itself; only events a stage processed and
+        # persisted are acknowledged, so only their offsets can ever be committed.
+        async for events in stream.noack_take(w.batch_max, within=w.batch_within_s):
             try:
-                await stage1.process(events, assigned(CALL_OUTCOMES))
+                for event in await stage1.process(events, assigned(CALL_OUTCOMES)):
+                    await stream.ack(event)
             except Exception as e:
                 _fail_stop("partition", e)
 
     @app.agent(pipe.partials, name="merge-stage")
     async def merge_agent(stream: Any) -> None:
-        async for events in stream.take_events(w.batch_max, within=w.batch_within_s):
+        async for events in stream.noack_take(w.batch_max, within=w.batch_within_s):
             try:
-                await stage2.process(events, assigned(RATE_PARTIALS))
+                for event in await stage2.process(events, assigned(RATE_PARTIALS)):
+                    await stream.ack(event)
             except Exception as e:
                 _fail_stop("merge", e)
 

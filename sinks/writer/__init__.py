@@ -35,7 +35,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event, *, backend: Backend 
         if validators is None:
             return SinkStats()
         worker = f"sink@{socket.gethostname()}:{os.getpid()}"
-        topic_tables = {topic: table for table, topic in settings.sink.topics.items()}
+        topic_tables = {settings.kafka.topic(topic): table for table, topic in settings.sink.topics.items()}
         loop = SinkLoop(settings, Router(topic_tables, validators, worker), Flusher(store, db, worker), stop)
         return await loop.run()
     finally:

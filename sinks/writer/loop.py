@@ -63,7 +63,8 @@ class SinkLoop:
         self.router = router
         self.flusher = flusher
         self.stop = stop
-        self.topics = list(self.cfg.topics.values())
+        # kafka.topic_prefix applies to every registry topic, the sink's included
+        self.topics = [self.kafka.topic(t) for t in self.cfg.topics.values()]
         self.batch = Batch(t.name for t in DATA_TABLES)
         self.pending_commit: dict[TopicPartition, int] = {}
         self.stats = SinkStats()
