@@ -69,8 +69,8 @@ def _pyinstrument_rows(session: Any) -> list[tuple[str, float]]:
     stack = [root]
     while stack:
         f = stack.pop()
-        own = f.total_self_time if hasattr(f, "total_self_time") else f.self_time
-        if own:
+        own = f.total_self_time  # own time, the synthetic [self]/[await] children included
+        if own and not f.is_synthetic:
             rows.append((f"{f.file_path or '<built-in>'}:{f.function}", own))
         stack.extend(f.children)
     return rows
@@ -105,7 +105,7 @@ def main() -> None:
     if a.profiler == "pyinstrument":
         from pyinstrument import Profiler
 
-        prof: Any = Profiler(interval=0.001, async_mode="disabled")
+        prof: Any = Profiler(interval=0.005, async_mode="disabled")
     else:
         import cProfile
 

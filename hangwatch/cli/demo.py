@@ -49,6 +49,7 @@ def demo(
 async def _run(s: Settings, duration: float, rate: float, seed: int, malformed: float, duplicates: float,
                log_dir: Path) -> None:
     from simulator import FaultConfig, SimConfig, generate, paced, produce
+    from sinks import migrate
     from sinks.backends import database_name, open_backend, where
     from sinks.writer import run_sink
 
@@ -58,6 +59,7 @@ async def _run(s: Settings, duration: float, rate: float, seed: int, malformed: 
                                   cwd=ROOT)
     backend = await asyncio.to_thread(open_backend, s.clickhouse)
     db = database_name(s.clickhouse)
+    await asyncio.to_thread(migrate.apply, backend, db, s.clickhouse.retention_days)
     stop_sink = asyncio.Event()
     sink_task = asyncio.create_task(run_sink(s, stop_sink, backend=backend))
     produced = {"n": 0}
@@ -124,10 +126,12 @@ def _summary(backend: Any, db: str, produced: int, elapsed: float, duration: flo
     flags = backend.query(f"SELECT uniqExact(flag_id) FROM {db}.borrower_flags").scalar() or 0
     head = Table.grid(padding=(0, 3))
     head.add_row(f"elapsed {elapsed:5.0f}/{duration:.0f} s", f"produced {produced:,}",
-                 f"{produced / max(elapsed, 1e-9):,.0f} events/s offered", f"stored {stored:,}",
+                 f"{produced / max(min(elapsed, duration), 1e-9):,.0f} events/s offered", f"stored {stored:,}",
                  f"DLQ {dlq:,}", f"borrowers flagged {flags:,}")
-    t = Table("branch", "attempts", "connected", "hung up", "hang-up rate", "decline rate",
-              title="last 15 minutes by branch (from the 60 s windows)")
+    t = Table(title="last 15 minutes by branch (from the 60 s windows)")
+    t.add_column("branch", min_width=18, no_wrap=True)
+    for name in ("attempts", "connected", "hung up", "hang-up rate", "decline rate"):
+        t.add_column(name, justify="right")
     for r in rows("rolling_rates", minutes=15, dimension="branch"):
         if "error" in r:
             continue
