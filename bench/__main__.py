@@ -5,7 +5,7 @@ Steps (each can be skipped with --skip NAME):
              per-record send, sink insert into the server)
   ceiling    bench/peers/raw_ceiling.py on the dataset (decode-only aiokafka consumer)
   ours       worker + sink -> ClickHouse server, 1 worker        (variant "ours native 1w")
-  chdb       worker + sink -> embedded chdb, 1 worker            (variant "ours chdb 1w")
+  chdb       worker + sink -> embedded chdb, 1 worker, first --chdb-events messages
   scale      worker x 2 in one consumer group + sink -> server   (variant "ours native 2w")
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
@@ -38,7 +38,8 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000, help="calls in the throughput dataset")
     ap.add_argument("--naive-events", type=int, default=20_000, help="messages for naive Faust (~100x slower)")
-    ap.add_argument("--profile-events", type=int, default=30_000)
+    ap.add_argument("--chdb-events", type=int, default=100_000, help="messages for the chdb variant")
+    ap.add_argument("--profile-events", type=int, default=20_000)
     ap.add_argument("--fresh-rate", type=float, default=2000)
     ap.add_argument("--fresh-seconds", type=float, default=60)
     ap.add_argument("--borrowers", type=int, default=1_000_000)
@@ -102,7 +103,7 @@ def main() -> int:
     if step("ours"):
         variant(run_pipeline, ds, label="ours native 1w", backend="native", workers=1)
     if step("chdb"):
-        variant(run_pipeline, ds, label="ours chdb 1w", backend="embedded", workers=1)
+        variant(run_pipeline, ds.head(a.chdb_events), label="ours chdb 1w", backend="embedded", workers=1)
     if step("scale"):
         variant(run_pipeline, ds, label="ours native 2w", backend="native", workers=2)
     if step("naive"):
