@@ -7,6 +7,8 @@ Steps (each can be skipped with --skip NAME):
   ours       worker + sink -> ClickHouse server, 1 worker        (variant "ours native 1w")
   chdb       worker + sink -> embedded chdb, 1 worker, first --chdb-events messages
   scale      worker x 2 in one consumer group + sink -> server   (variant "ours native 2w")
+  prototype  bench/prototype_worker.py: the worker with the recommended batched sends and
+             exact-size table values patched in (bench only), 1 worker -> server
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
   state      borrower state of --borrowers distinct borrowers (as stored, and with the fix)
@@ -30,7 +32,7 @@ from rich.console import Console
 
 from bench.env import LOCAL, ROOT
 
-STEPS = ("stages", "ceiling", "ours", "chdb", "scale", "naive", "freshness", "state", "profile")
+STEPS = ("stages", "ceiling", "ours", "chdb", "scale", "prototype", "naive", "freshness", "state", "profile")
 
 
 def main() -> int:
@@ -106,6 +108,9 @@ def main() -> int:
         variant(run_pipeline, ds.head(a.chdb_events), label="ours chdb 1w", backend="embedded", workers=1)
     if step("scale"):
         variant(run_pipeline, ds, label="ours native 2w", backend="native", workers=2)
+    if step("prototype"):
+        variant(run_pipeline, ds, label="prototype 1w (3 fixes)", backend="native", workers=1,
+                prototype="batched,copy,nospinner")
     if step("naive"):
         from bench.peers.run import run_naive
 

@@ -120,6 +120,7 @@ def main() -> None:
         if a.profiler == "pyinstrument":
             session = prof.stop()
             out.with_suffix(".txt").write_text(prof.output_text(unicode=True, show_all=False))
+            session.save(str(out.with_suffix(".pyisession")))  # re-render: pyinstrument --load FILE
             rows = _pyinstrument_rows(session)
         else:
             import io
