@@ -139,6 +139,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run one worker process until SIGTERM/SIGINT (blocking)."""
     pipe, _, _ = build(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # the terminal spinner redraws on every event loop tick and costs CPU
     if settings.metrics_port:
         from prometheus_client import start_http_server
 

@@ -8,6 +8,8 @@ Snapshots, not deltas, so that re-sending after a crash is harmless.
 Exactly-once effects on at-least-once input, without Kafka transactions:
 - `seen` remembers event_id -> (event time, source offset) while the event is inside the grace
   period. The same event_id at a *different* offset is a duplicate delivery and is skipped.
+  The ids first seen in one batch are persisted as ONE record ("s|<first>-<last offset>"),
+  not one record per event, and deleted when all of them are behind the watermark.
 - Every cell stores the highest source offset applied to it, in the same record as its counts,
   so after a crash the replay of an event whose effect on that cell was already persisted is
   not applied twice (it only re-marks the cell dirty so its snapshot is sent again).
@@ -47,8 +49,10 @@ class PartitionRates:
         # cell key -> counts (N_COUNTS ints) + [applied source offset]
         self.cells: dict[str, list[int]] = {}
         self.seen: dict[str, tuple[int, int]] = {}
+        # persisted seen records: key -> newest event time in it (for expiry)
+        self.seen_records: dict[str, int] = {}
         self._dirty_cells: set[str] = set()
-        self._dirty_seen: set[str] = set()
+        self._new_seen: list[tuple[str, int, int]] = []
         self._deleted: set[str] = set()
         self._watermark_dirty = False
         self.last_event_wall_ms = MIN_TIME
@@ -63,7 +67,7 @@ class PartitionRates:
             return "late"
         if seen is None:
             self.seen[e.event_id] = (t, offset)
-            self._dirty_seen.add(e.event_id)
+            self._new_seen.append((e.event_id, t, offset))
         status: Status = "replayed" if seen is not None else "counted"
         cells = self.cells
         dirty = self._dirty_cells
@@ -110,8 +114,10 @@ class PartitionRates:
         gone = [eid for eid, (t, _) in self.seen.items() if t < wm]
         for eid in gone:
             del self.seen[eid]
-            self._dirty_seen.discard(eid)
-            self._deleted.add(SEEN_PREFIX + eid)
+        old_seen = [k for k, newest in self.seen_records.items() if newest < wm]
+        for k in old_seen:
+            del self.seen_records[k]
+            self._deleted.add(k)
         limit_s = (wm - retention_ms) // 1000
         old = []
         for key in self.cells:
@@ -122,7 +128,7 @@ class PartitionRates:
             del self.cells[key]
             self._dirty_cells.discard(key)
             self._deleted.add(CELL_PREFIX + key)
-        return len(gone) + len(old)
+        return len(gone) + len(old) + len(old_seen)
 
     # ---- snapshots and persistence ----------------------------------------------------
     def drain_dirty_cells(self) -> dict[str, list[int]]:
@@ -132,11 +138,17 @@ class PartitionRates:
 
     def state_changes(self) -> Iterator[tuple[str, bytes | None]]:
         """Records to persist (key, value or None for delete), cells and seen ids first.
-        The watermark comes from `watermark_change` and must be written after these."""
+        The watermark comes from `watermark_change` and must be written after these.
+        Iterating hands over the batch's new seen ids as one record (call it once per persist)."""
         for k in self._dirty_cells:
             yield CELL_PREFIX + k, orjson.dumps(self.cells[k])
-        for eid in self._dirty_seen:
-            yield SEEN_PREFIX + eid, orjson.dumps(self.seen[eid])
+        if self._new_seen:
+            offsets = [o for _, _, o in self._new_seen]
+            key = f"{SEEN_PREFIX}{min(offsets)}-{max(offsets)}"
+            self.seen_records[key] = max(t for _, t, _ in self._new_seen)
+            self._deleted.discard(key)
+            yield key, orjson.dumps(self._new_seen)
+            self._new_seen = []
         for k in self._deleted:
             yield k, None
 
@@ -147,7 +159,7 @@ class PartitionRates:
 
     def mark_persisted(self) -> None:
         self._dirty_cells.clear()
-        self._dirty_seen.clear()
+        self._new_seen = []
         self._deleted.clear()
         self._watermark_dirty = False
 
@@ -164,8 +176,10 @@ class PartitionRates:
                 if len(c) == N_COUNTS + 1:
                     st.cells[key[len(CELL_PREFIX):]] = c
             elif key.startswith(SEEN_PREFIX):
-                t, off = orjson.loads(value)
-                st.seen[key[len(SEEN_PREFIX):]] = (t, off)
+                entries = orjson.loads(value)
+                for eid, t, off in entries:
+                    st.seen[eid] = (t, off)
+                st.seen_records[key] = max((t for _, t, _ in entries), default=MIN_TIME)
             elif key == WATERMARK_KEY:
                 st.max_event_ms, st.watermark_ms = orjson.loads(value)
         return st

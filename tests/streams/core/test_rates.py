@@ -175,3 +175,18 @@ def test_property_stream_equals_oracle(n: int, seed: int, dup_share: float, shuf
     keyed = sorted(((i + rnd.uniform(0, shuffle_window), e) for i, e in enumerate(deliveries)), key=lambda x: x[0])
     deliveries = [e for _, e in keyed]
     assert run_pipeline(deliveries, n_parts=parts, batch=batch) == as_lists(oracle_counts(events, SIZES))
+
+
+def test_seen_ids_persist_as_one_record_per_batch_and_expire() -> None:
+    st_ = PartitionRates(0, SIZES, GRACE_MS)
+    for i in range(50):
+        st_.process(ev(i, T0 + i * 1000), 100 + i)
+    seen_recs = [(k, v) for k, v in st_.state_changes() if k.startswith("s|")]
+    assert [k for k, _ in seen_recs] == ["s|100-149"]
+    st_.mark_persisted()
+    restored = PartitionRates.restore(0, SIZES, GRACE_MS, seen_recs)
+    assert restored.seen == st_.seen
+    assert restored.process(ev(3, T0 + 3000), 999) == "duplicate"
+    st_.advance_idle(T0 + 3_600_000)
+    st_.expire(retention_ms=10 * 3_600_000)
+    assert ("s|100-149", None) in list(st_.state_changes())
