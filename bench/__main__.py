@@ -7,8 +7,9 @@ Steps (each can be skipped with --skip NAME):
   ours       worker + sink -> ClickHouse server, 1 worker        (variant "ours native 1w")
   chdb       worker + sink -> embedded chdb, 1 worker, first --chdb-events messages
   scale      worker x 2 in one consumer group + sink -> server   (variant "ours native 2w")
-  prototype  bench/prototype_worker.py: the worker with the recommended batched sends and
-             exact-size table values patched in (bench only), 1 worker -> server
+  prototype  bench/prototype_worker.py: the worker with the recommended batched sends,
+             exact-size table values and no spinner patched in (bench only; skipped by
+             default since streams/ took these changes)
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
   state      borrower state of --borrowers distinct borrowers (as stored, and with the fix)
@@ -33,21 +34,23 @@ from rich.console import Console
 from bench.env import LOCAL, ROOT
 
 STEPS = ("stages", "ceiling", "ours", "chdb", "scale", "prototype", "naive", "freshness", "state", "profile")
+DEFAULT_SKIP = ("prototype",)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=200_000, help="calls in the throughput dataset")
-    ap.add_argument("--naive-events", type=int, default=20_000, help="messages for naive Faust (~100x slower)")
-    ap.add_argument("--chdb-events", type=int, default=100_000, help="messages for the chdb variant")
+    ap.add_argument("--events", type=int, default=100_000, help="calls in the throughput dataset")
+    ap.add_argument("--naive-events", type=int, default=10_000, help="messages for naive Faust (slow)")
+    ap.add_argument("--chdb-events", type=int, default=50_000, help="messages for the chdb variant")
     ap.add_argument("--profile-events", type=int, default=20_000)
     ap.add_argument("--fresh-rate", type=float, default=2000)
     ap.add_argument("--fresh-seconds", type=float, default=60)
     ap.add_argument("--borrowers", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--skip", default="", help=f"comma-separated steps to skip: {', '.join(STEPS)}")
-    ap.add_argument("--only", default="", help="comma-separated steps to run (default: all)")
+    ap.add_argument("--skip", default=",".join(DEFAULT_SKIP),
+                    help=f"comma-separated steps to skip: {', '.join(STEPS)} (default: %(default)s)")
+    ap.add_argument("--only", default="", help="comma-separated steps to run (default: all but --skip)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--ch-url", default=None, help="ClickHouse server (default clickhouse://default@127.0.0.1:9000)")
     a = ap.parse_args()
@@ -66,7 +69,8 @@ def main() -> int:
     console = Console(width=160)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     t_all = time.perf_counter()
-    results: dict[str, Any] = {"started": stamp, "host": _host(), "steps": steps, "variants": []}
+    results: dict[str, Any] = {"started": stamp, "host": _host(), "code": _code_state(), "steps": steps,
+                               "variants": []}
 
     def step(name: str) -> bool:
         if name in steps:
@@ -154,6 +158,16 @@ def main() -> int:
     if bad:
         console.print(f"[red]failed runs: {bad}[/red]")
     return 1 if bad else 0
+
+
+def _code_state() -> dict[str, Any]:
+    """The commit measured and any uncommitted change to the pipeline's code (others may be editing)."""
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "streams", "sinks", "schemas", "hangwatch", "simulator")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
 
 
 def _host() -> dict[str, Any]:

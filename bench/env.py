@@ -144,13 +144,20 @@ def rss_mb(pid: int) -> float | None:
     return int(m.group(1)) / 1024 if m else None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a live process."""
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a live process."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process."""
+    t = cpu_times(pid)
+    return None if t is None else t[0] + t[1]
 
 
 class Proc:
@@ -163,6 +170,7 @@ class Proc:
         self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         self.peak_rss_mb = 0.0
         self.cpu_s = 0.0
+        self.sys_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -176,9 +184,10 @@ class Proc:
         hwm = peak_rss_mb(self.proc.pid)
         if hwm is not None:
             self.peak_rss_mb = max(self.peak_rss_mb, hwm)
-        cpu = cpu_seconds(self.proc.pid)
+        cpu = cpu_times(self.proc.pid)
         if cpu is not None:
-            self.cpu_s = cpu
+            self.cpu_s = cpu[0] + cpu[1]
+            self.sys_s = cpu[1]
 
     @property
     def pid(self) -> int:

@@ -16,6 +16,7 @@ oracle at the end; a mismatch fails the run.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
@@ -26,11 +27,11 @@ from schemas.topics import CALL_OUTCOMES
 
 
 def _worker_argv(port: int, profile_out: str | None, profiler: str, prototype: str | None = None) -> list[str]:
-    if prototype:
-        return python_module("bench.prototype_worker", "--metrics-port", str(port), "--fixes", prototype)
     if profile_out:
         return python_module("bench.profile_worker", "--metrics-port", str(port), "--out", profile_out,
-                             "--profiler", profiler)
+                             "--profiler", profiler, "--fixes", prototype or "")
+    if prototype:
+        return python_module("bench.prototype_worker", "--metrics-port", str(port), "--fixes", prototype)
     return python_module("hangwatch", "worker", "--metrics-port", str(port))
 
 
@@ -47,7 +48,8 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
                  profile_out: str | None = None, profiler: str = "pyinstrument", grace_s: int = 60,
                  idle_close_s: float = 1.0, prototype: str | None = None) -> dict[str, Any]:
     env = RunEnv(label, backend=backend, grace_s=grace_s, idle_close_s=idle_close_s)
-    res: dict[str, Any] = {"variant": label, "backend": backend, "workers": workers, "messages": ds.messages}
+    res: dict[str, Any] = {"variant": label, "backend": backend, "workers": workers, "messages": ds.messages,
+                           "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
     procs: list[Proc] = []
     offsets = Offsets(env.kafka)
     try:
@@ -92,8 +94,10 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
             time.sleep(0.25)
         for p in procs:
             p.sample()
+        res["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
         res["peak_rss_mb"] = {p.name: round(p.peak_rss_mb, 1) for p in procs}
         res["cpu_s"] = {p.name: round(p.cpu_s, 2) for p in procs}
+        res["sys_cpu_s"] = {p.name: round(p.sys_s, 2) for p in procs}
         res["startup_s"] = round(marks.get("first", t_start) - t_start, 2)
         res["metrics"] = {
             "events": _events_by_result(last),
