@@ -12,7 +12,8 @@ Steps (each can be skipped with --skip NAME):
              default since streams/ took these changes)
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
-  state      borrower state of --borrowers distinct borrowers (as stored, and with the fix)
+  state      borrower state of --borrowers distinct borrowers (the worker's path, and as before
+             ccbcabb stored orjson's 4 KB-backed bytes)
   profile    the worker under pyinstrument on the first --profile-events messages
 Every pipeline run is checked against the batch oracle; a mismatch marks the run failed.
 Output: tables on the terminal, bench/results/bench-<stamp>.json and .png (+ latest.*).
@@ -40,9 +41,9 @@ DEFAULT_SKIP = ("prototype",)
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=100_000, help="calls in the throughput dataset")
-    ap.add_argument("--naive-events", type=int, default=10_000, help="messages for naive Faust (slow)")
-    ap.add_argument("--chdb-events", type=int, default=50_000, help="messages for the chdb variant")
+    ap.add_argument("--events", type=int, default=200_000, help="calls in the throughput dataset")
+    ap.add_argument("--naive-events", type=int, default=20_000, help="messages for naive Faust (slow)")
+    ap.add_argument("--chdb-events", type=int, default=100_000, help="messages for the chdb variant")
     ap.add_argument("--profile-events", type=int, default=20_000)
     ap.add_argument("--fresh-rate", type=float, default=2000)
     ap.add_argument("--fresh-seconds", type=float, default=60)
@@ -129,7 +130,7 @@ def main() -> int:
         console.print(results["freshness"])
     if step("state"):
         results["state"] = {}
-        for name, extra in (("as_is", []), ("copy_values", ["--copy-values"])):
+        for name, extra in (("worker", []), ("raw_orjson_before_ccbcabb", ["--raw-orjson"])):
             out = subprocess.run([sys.executable, "-m", "bench.state_size", "--borrowers", str(a.borrowers), *extra],
                                  cwd=ROOT, capture_output=True, text=True, timeout=300)
             results["state"][name] = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0

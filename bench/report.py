@@ -49,14 +49,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     s["fresh_ch_p99_ms"] = (fr.get("to_clickhouse_ms") or {}).get("p99")
     s["fresh_flag_p99_ms"] = (fr.get("to_flag_ms") or {}).get("p99")
     st = results.get("state") or {}
-    asis = st.get("as_is") or {}
-    if asis.get("rss_with_state_mb") is not None:
+    worker = st.get("worker") or {}
+    if worker.get("rss_with_state_mb") is not None:
         # a process with the worker's modules imported and the borrower table of 1M borrowers
         # (a lower bound of the worker's RSS: Faust's runtime buffers come on top)
-        s["worker_rss_1m_borrowers_mb"] = asis["rss_with_state_mb"]
-        fixed = st.get("copy_values") or {}
-        if fixed.get("rss_with_state_mb") is not None:
-            s["worker_rss_1m_borrowers_fixed_mb"] = fixed["rss_with_state_mb"]
+        s["worker_rss_1m_borrowers_mb"] = worker["rss_with_state_mb"]
     checks = {}
     for k, target in TARGETS.items():
         got = s.get(k)
