@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections import defaultdict
@@ -111,7 +112,8 @@ def run_freshness(rate: float = 2000, seconds: float = 60, borrowers: int = 5000
                   log: Any = print) -> dict[str, Any]:
     env = RunEnv("freshness", grace_s=60, idle_close_s=2.0)
     procs: list[Proc] = []
-    res: dict[str, Any] = {"rate": rate, "seconds": seconds, "borrower_population": borrowers}
+    res: dict[str, Any] = {"rate": rate, "seconds": seconds, "borrower_population": borrowers,
+                           "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
     poller: _Poller | None = None
     try:
         w = Proc("worker1", python_module("hangwatch", "worker"), env.env(), env.logs)
@@ -166,6 +168,7 @@ def run_freshness(rate: float = 2000, seconds: float = 60, borrowers: int = 5000
         got = asyncio.run(main())
         for p in procs:
             p.sample()
+        res["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
         res["peak_rss_mb"] = {p.name: round(p.peak_rss_mb, 1) for p in procs}
         res["cpu_s"] = {p.name: round(p.cpu_s, 2) for p in procs}
         assert poller is not None

@@ -97,8 +97,9 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
             t2.add_column(k, justify="right")
         t2.add_row(*[_fmt(st.get(k)) for k in ("decode", "rates", "flags", "merge", "send_events_per_s", "sink")])
         console.print(t2)
-        console.print(f"writes per event: {st.get('writes_per_event')}; aiokafka per-record send: "
-                      f"{_fmt(st.get('send_per_record'))} records/s")
+        console.print(f"writes per event: {st.get('writes_per_event')}; aiokafka send: "
+                      f"{_fmt(st.get('send_batched'))} records/s batched, {_fmt(st.get('send_per_record'))} "
+                      "records/s one by one")
 
     fr = results.get("freshness")
     if fr:
