@@ -84,7 +84,8 @@ class _Poller(threading.Thread):
                 hist.append((t, a))
 
 
-async def _collect_flags(env: RunEnv, out: list[float], stop: asyncio.Event, ready: asyncio.Event) -> None:
+async def _collect_flags(env: RunEnv, out: list[tuple[int, float]], stop: asyncio.Event,
+                         ready: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = env.topic(BORROWER_FLAGS)
@@ -103,20 +104,23 @@ async def _collect_flags(env: RunEnv, out: list[float], stop: asyncio.Event, rea
             for msgs in data.values():
                 for m in msgs:
                     f = orjson.loads(m.value)
-                    out.append(now - parse_ts(f["last_event_at"], "last_event_at"))
+                    t = parse_ts(f["last_event_at"], "last_event_at")
+                    out.append((t, now - t))
     finally:
         await c.stop()
 
 
 def run_freshness(rate: float = 2000, seconds: float = 60, borrowers: int = 5000, seed: int = 11,
-                  log: Any = print) -> dict[str, Any]:
+                  prototype: str | None = None) -> dict[str, Any]:
     env = RunEnv("freshness", grace_s=60, idle_close_s=2.0)
     procs: list[Proc] = []
     res: dict[str, Any] = {"rate": rate, "seconds": seconds, "borrower_population": borrowers,
                            "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
     poller: _Poller | None = None
     try:
-        w = Proc("worker1", python_module("hangwatch", "worker"), env.env(), env.logs)
+        argv = (python_module("bench.prototype_worker", "--fixes", prototype) if prototype
+                else python_module("hangwatch", "worker"))
+        w = Proc("worker1", argv, env.env(), env.logs)
         sink = Proc("sink", python_module("hangwatch", "sink"), env.env(), env.logs)
         procs = [w, sink]
         poller = _Poller(env.ch_url.rsplit("/", 1)[0], env.db)
@@ -139,7 +143,7 @@ def run_freshness(rate: float = 2000, seconds: float = 60, borrowers: int = 5000
             await asyncio.sleep(2)  # let the worker's first windows settle
             assert poller is not None
             poller.start()
-            flags: list[float] = []
+            flags: list[tuple[int, float]] = []
             stop, ready = asyncio.Event(), asyncio.Event()
             flag_task = asyncio.create_task(_collect_flags(env, flags, stop, ready))
             await asyncio.wait([flag_task, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
@@ -200,7 +204,18 @@ def run_freshness(rate: float = 2000, seconds: float = 60, borrowers: int = 5000
                 to_rate.append(hit - e.occurred_at_ms)
         res["to_clickhouse_ms"] = percentiles(to_ch)
         res["to_rate_ms"] = percentiles(to_rate)
-        res["to_flag_ms"] = percentiles(got["flags"])
+        res["to_flag_ms"] = percentiles([lat for _, lat in got["flags"]])
+        # p99 per 10 s of produce time: shows whether the tail is steady or comes in bursts
+        t0 = min((r.event.occurred_at_ms for r in records if r.event is not None), default=0)
+        series: dict[str, dict[int, list[float]]] = {"flag": defaultdict(list), "ch": defaultdict(list)}
+        for t, lat in got["flags"]:
+            series["flag"][int((t - t0) // 10_000) * 10].append(lat)
+        for r in records:
+            if r.event is not None and r.event.event_id in poller.seen:
+                e = r.event
+                series["ch"][int((e.occurred_at_ms - t0) // 10_000) * 10].append(poller.seen[e.event_id]
+                                                                                 - e.occurred_at_ms)
+        res["p99_by_10s"] = {k: {s: percentiles(v)["p99"] for s, v in sorted(d.items())} for k, d in series.items()}
         res["not_visible"] = missing
         res["poll_errors"] = poller.errors
         res["ok"] = missing == 0 and bool(got["flags"])

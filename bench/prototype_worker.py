@@ -95,6 +95,24 @@ def patch(fixes: set[str]) -> None:
     if "copy" in fixes:
         table_io.TableWriter.put = put_copy  # type: ignore[method-assign]
 
+    if "gcstats" in fixes:  # not a fix: log every garbage collection of generation 2 and its pause
+        import gc
+        import time
+
+        started: list[float] = []
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if info.get("generation") != 2:
+                return
+            if phase == "start":
+                started[:] = [time.perf_counter()]
+            elif started:
+                pause_ms = (time.perf_counter() - started[0]) * 1000
+                log.warning("gc gen2 pause %.0f ms, collected %s, objects %d", pause_ms, info.get("collected"),
+                            len(gc.get_objects()))
+
+        gc.callbacks.append(on_gc)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
