@@ -7,9 +7,6 @@ Steps (each can be skipped with --skip NAME):
   ours       worker + sink -> ClickHouse server, 1 worker        (variant "ours native 1w")
   chdb       worker + sink -> embedded chdb, 1 worker, first --chdb-events messages
   scale      worker x 2 in one consumer group + sink -> server   (variant "ours native 2w")
-  prototype  bench/prototype_worker.py: the worker with the recommended batched sends,
-             exact-size table values and no spinner patched in (bench only; skipped by
-             default since streams/ took these changes)
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
   state      borrower state of --borrowers distinct borrowers (the worker's path, and as before
@@ -34,8 +31,8 @@ from rich.console import Console
 
 from bench.env import LOCAL, ROOT
 
-STEPS = ("stages", "ceiling", "ours", "chdb", "scale", "prototype", "naive", "freshness", "state", "profile")
-DEFAULT_SKIP = ("prototype",)
+STEPS = ("stages", "ceiling", "ours", "chdb", "scale", "naive", "freshness", "state", "profile")
+DEFAULT_SKIP: tuple[str, ...] = ()
 
 
 def main() -> int:
@@ -113,9 +110,6 @@ def main() -> int:
         variant(run_pipeline, ds.head(a.chdb_events), label="ours chdb 1w", backend="embedded", workers=1)
     if step("scale"):
         variant(run_pipeline, ds, label="ours native 2w", backend="native", workers=2)
-    if step("prototype"):
-        variant(run_pipeline, ds, label="prototype 1w (3 fixes)", backend="native", workers=1,
-                prototype="batched,copy,nospinner")
     if step("naive"):
         from bench.peers.run import run_naive
 

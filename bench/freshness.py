@@ -110,16 +110,14 @@ async def _collect_flags(env: RunEnv, out: list[tuple[int, float]], stop: asynci
         await c.stop()
 
 
-def run_freshness(rate: float = 2000, seconds: float = 60, borrowers: int = 5000, seed: int = 11,
-                  prototype: str | None = None) -> dict[str, Any]:
+def run_freshness(rate: float = 2000, seconds: float = 60, borrowers: int = 5000, seed: int = 11) -> dict[str, Any]:
     env = RunEnv("freshness", grace_s=60, idle_close_s=2.0)
     procs: list[Proc] = []
     res: dict[str, Any] = {"rate": rate, "seconds": seconds, "borrower_population": borrowers,
                            "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
     poller: _Poller | None = None
     try:
-        argv = (python_module("bench.prototype_worker", "--fixes", prototype) if prototype
-                else python_module("hangwatch", "worker"))
+        argv = python_module("hangwatch", "worker")
         w = Proc("worker1", argv, env.env(), env.logs)
         sink = Proc("sink", python_module("hangwatch", "sink"), env.env(), env.logs)
         procs = [w, sink]

@@ -26,12 +26,10 @@ from bench.verify import check, read_chdb_subprocess, read_native, stored_result
 from schemas.topics import CALL_OUTCOMES
 
 
-def _worker_argv(port: int, profile_out: str | None, profiler: str, prototype: str | None = None) -> list[str]:
+def _worker_argv(port: int, profile_out: str | None, profiler: str) -> list[str]:
     if profile_out:
         return python_module("bench.profile_worker", "--metrics-port", str(port), "--out", profile_out,
-                             "--profiler", profiler, "--fixes", prototype or "")
-    if prototype:
-        return python_module("bench.prototype_worker", "--metrics-port", str(port), "--fixes", prototype)
+                             "--profiler", profiler)
     return python_module("hangwatch", "worker", "--metrics-port", str(port))
 
 
@@ -46,7 +44,7 @@ def _events_by_result(scraped: list[dict[str, float]]) -> dict[str, float]:
 
 def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: int = 1, timeout_s: float = 240.0,
                  profile_out: str | None = None, profiler: str = "pyinstrument", grace_s: int = 60,
-                 idle_close_s: float = 1.0, prototype: str | None = None) -> dict[str, Any]:
+                 idle_close_s: float = 1.0) -> dict[str, Any]:
     env = RunEnv(label, backend=backend, grace_s=grace_s, idle_close_s=idle_close_s)
     res: dict[str, Any] = {"variant": label, "backend": backend, "workers": workers, "messages": ds.messages,
                            "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
@@ -58,7 +56,7 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
         n_cells = len(ds.oracle_rates())
         ports = [free_port() for _ in range(workers)]
         t_start = time.perf_counter()
-        wprocs = [Proc(f"worker{i + 1}", _worker_argv(p, profile_out if i == 0 else None, profiler, prototype),
+        wprocs = [Proc(f"worker{i + 1}", _worker_argv(p, profile_out if i == 0 else None, profiler),
                        env.env(),
                        env.logs) for i, p in enumerate(ports)]
         sink = Proc("sink", python_module("hangwatch", "sink"), env.env(), env.logs)

@@ -85,13 +85,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output path without extension")
     ap.add_argument("--metrics-port", type=int)
     ap.add_argument("--profiler", choices=("pyinstrument", "cprofile"), default="pyinstrument")
-    ap.add_argument("--fixes", default="", help="profile the prototype: fixes of bench.prototype_worker to patch in")
     a = ap.parse_args()
-    fixes = {f for f in a.fixes.split(",") if f}
-    if fixes:
-        from bench.prototype_worker import patch
-
-        patch(fixes)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -107,8 +101,7 @@ def main() -> None:
         start_http_server(a.metrics_port, addr="127.0.0.1")
     pipe, _, _ = build(settings)
     worker = faust.Worker(pipe.app, loglevel="warn", quiet=True, redirect_stdouts=False)
-    if "nospinner" in fixes:
-        worker.spinner = None
+    worker.spinner = None  # as streams.worker.run_worker does
     sys.argv = sys.argv[:1]
     if a.profiler == "pyinstrument":
         from pyinstrument import Profiler
