@@ -32,3 +32,17 @@ stop_pid() {
   rm -f "$pidfile"
   log "$name stopped"
 }
+
+# start_services NAME...: start each local service that is not running and stop exactly those
+# when the calling script exits (keeps a developer's already-running services untouched).
+start_services() {
+  STARTED_SERVICES=()
+  trap '_rc=$?; for _s in "${STARTED_SERVICES[@]}"; do "$HERE/$_s.sh" stop || true; done; exit $_rc' EXIT INT TERM
+  local svc
+  for svc in "$@"; do
+    if ! "$HERE/$svc.sh" status >/dev/null 2>&1; then
+      "$HERE/$svc.sh" start
+      STARTED_SERVICES+=("$svc")
+    fi
+  done
+}

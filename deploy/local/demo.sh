@@ -4,9 +4,6 @@
 # started it. Extra args go to `hangwatch demo` (e.g. --duration 120 --rate 500).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 "$HERE/bootstrap.sh"
-started=0
-if ! "$HERE/kafka.sh" status >/dev/null 2>&1; then "$HERE/kafka.sh" start; started=1; fi
-cleanup() { local rc=$?; [ "$started" = 1 ] && "$HERE/kafka.sh" stop; exit $rc; }
-trap cleanup EXIT INT TERM
+start_services kafka
 cd "$ROOT"
 "$ROOT/.venv/bin/hangwatch" demo "$@"
