@@ -133,17 +133,18 @@ def _latest(columns: list[str], version: str, prefix: str) -> str:
         "with the latest explanation and evidence.", limit=20, since=None)
 def top_flagged_borrowers(db: str, limit: int, since: datetime | str | None) -> str:
     # A flag's current state is its furthest status (raised < escalated < resolved); the
-    # emission time breaks ties between redeliveries.
+    # emission time breaks ties between redeliveries. Where two flags of a borrower share a
+    # last event time, flag_id picks one, so the answer does not depend on part order.
     version = "toUInt64(toInt8(status)) * 10000000000000 + emitted_at_ms"
     cols = ["borrower_id", "loan_id", "rule_id", "status", "severity", "explanation", "evidence", "evidence_count",
             "last_event_at"]
     since_sql = f"\n  AND f_last_event_at >= {literal(_ago(since))}" if since else ""
     return f"""SELECT f_borrower_id AS borrower, count() AS open_flags,
        arrayElement(['low', 'medium', 'high'], max(toInt8(f_severity))) AS max_severity,
-       groupUniqArray(toString(f_rule_id)) AS rules,
+       arraySort(groupUniqArray(toString(f_rule_id))) AS rules,
        max(f_last_event_at) AS last_event,
-       argMax(f_explanation, f_last_event_at) AS explanation,
-       argMax(f_evidence, f_last_event_at) AS evidence,
+       argMax(f_explanation, (f_last_event_at, flag_id)) AS explanation,
+       argMax(f_evidence, (f_last_event_at, flag_id)) AS evidence,
        sum(f_evidence_count) AS evidence_calls
 FROM
 (
