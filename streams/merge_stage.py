@@ -4,7 +4,8 @@ Partials are keyed by dimension|value, so one merge partition owns every window 
 dimension value: its counts across all source partitions and its spike baseline. Per batch:
 apply partials and watermarks, finalize closed cells, run the spike detector on newly final
 5-minute cells of branch/campaign/script_version in window order, send RateUpdates and
-alerts and await delivery, then write the state changelog; Faust acks the batch after that.
+alerts and await delivery, then write the state changelog, then the position record (the
+next partials offset to process: streams.core.positions); Faust acks the batch after that.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 
 import orjson
 
-from schemas.topics import CALL_OUTCOMES, topic
+from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import metrics
 from streams.app import Pipeline
 from streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
 from streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from streams.core.windows import parse_cell_key
+from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
 from streams.table_io import TableWriter, partition_records
 
@@ -43,6 +45,7 @@ class MergeStage:
         self.spikes: dict[int, dict[str, SpikeState]] = {}
         self.lock = asyncio.Lock()
         self.io = TableWriter(pipe.merge_table)
+        self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(RATE_PARTIALS))
 
     def state_for(self, p: int) -> MergeRates:
         st = self.states.get(p)
@@ -52,13 +55,25 @@ class MergeStage:
             self.states[p] = st
             self.spikes[p] = {k[len(SPIKE_PREFIX):]: SpikeState.from_bytes(v) for k, v in records
                               if k.startswith(SPIKE_PREFIX)}
-            log.info("merge partition %d: restored %d cells, %d spike states", p, len(st.cells), len(self.spikes[p]))
+            log.info("merge partition %d: restored %d cells, %d spike states, next offset %s", p, len(st.cells),
+                     len(self.spikes[p]), st.position.next_offset)
         return st
 
+    async def start(self, partitions: Iterable[int]) -> None:
+        """Give partitions without a persisted position their start offset."""
+        fresh = [p for p in partitions if self.state_for(p).position.next_offset is None]
+        for p, offset in (await self.delivery.start_offsets(fresh)).items():
+            self.states[p].position.next_offset = offset
+
+    def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        return {p: st.position.next_offset if (st := self.states.get(p)) else None for p in partitions}
+
     def forget(self, partitions: Iterable[int]) -> None:
+        partitions = list(partitions)
         for p in partitions:
             self.states.pop(p, None)
             self.spikes.pop(p, None)
+        self.delivery.forget(partitions)
 
     async def process(self, events: Sequence[Any], owned: set[int]) -> list[Any]:
         """Process one batch; return the events processed (to acknowledge). Events of
@@ -66,15 +81,25 @@ class MergeStage:
         async with self.lock:
             t0 = time.perf_counter()
             touched: set[int] = set()
+            gaps: dict[int, int] = {}
             done: list[Any] = []
+            await self.start({e.message.partition for e in events} & owned)
             for event in events:
                 p = event.message.partition
                 if p not in owned:
                     continue
+                st = self.state_for(p)
+                delivery = st.accept(event.message.offset)
+                if delivery == "gap":
+                    gaps.setdefault(p, st.position.next_offset)  # type: ignore[arg-type]
+                    continue
                 done.append(event)
-                apply_message(self.state_for(p), event.message.value)
-                touched.add(p)
+                if delivery == "process":
+                    apply_message(st, event.message.value)
+                    touched.add(p)
             await self._emit(touched)
+            self.delivery.arrived({e.message.partition for e in done})
+            await self.delivery.seek_back(gaps)
             metrics.BATCH_SECONDS.labels("merge").observe(time.perf_counter() - t0)
             return done
 
@@ -101,13 +126,21 @@ class MergeStage:
                 out.add(self.pipe.rates_out, u["key"].encode(), orjson.dumps(u))
                 metrics.RATE_UPDATES.labels(str(u["final"]).lower()).inc()
         await out.flush()
+        positions = []
         for p in partitions:
             st = self.states[p]
             for k, v in st.state_changes():
                 self.io.put(p, f"{p}|{k}".encode(), v)
+            pos = st.position_change()
+            if pos is not None:
+                positions.append((p, pos))
             st.mark_persisted()
         for p, dv, s in spike_changes:
             self.io.put(p, f"{p}|{SPIKE_PREFIX}{dv}".encode(), s.to_bytes())
+        await self.io.flush()
+        # the positions only once everything they cover is on the changelog
+        for p, (k, v) in positions:
+            self.io.put(p, f"{p}|{k}".encode(), v)
         await self.io.flush()
 
     async def tick(self, assigned: set[int]) -> None:

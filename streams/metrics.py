@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("hangwatch_events_total", "Events consumed from call-outcomes, by result",
-                 ["result"])  # counted, duplicate, late, replayed, invalid
+                 ["result"])  # counted, duplicate, late, replayed, invalid, replay_skipped, gap, not_owned
 DEAD_LETTERS = Counter("hangwatch_dead_letters_total", "Messages sent to the DLQ, by error kind", ["kind"])
 RATE_UPDATES = Counter("hangwatch_rate_updates_total", "RateUpdate records emitted", ["final"])
 FLAGS = Counter("hangwatch_flags_total", "Borrower flag transitions emitted", ["rule", "status"])
@@ -14,3 +14,5 @@ BATCH_SECONDS = Histogram("hangwatch_batch_seconds", "Time to process one batch,
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 WATERMARK_LAG = Gauge("hangwatch_watermark_lag_seconds", "Wall clock minus watermark, per source partition",
                       ["partition"])
+DELIVERY_GAPS = Counter("hangwatch_delivery_gaps_total",
+                        "Seeks back after the consumer skipped records (streams.core.positions)", ["topic"])

@@ -7,7 +7,10 @@ its offsets can be committed. Order inside a batch:
 2. state (window cells, seen ids, borrower states) is written to the tables' changelogs;
 3. the watermark is written last, and broadcast to the merge stage.
 A crash anywhere in between replays the batch; the offsets and ids in the state make the
-replay harmless (streams.core.partition_rates, streams.core.flags).
+replay harmless (streams.core.partition_rates, streams.core.flags). The watermark record also
+holds the next offset to process, which decides what a delivered record is: a replay of
+persisted work (skipped), the next record, or one after a gap the consumer left (seek back;
+streams.core.positions).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from streams.core.flags import BorrowerState, apply_events
 from streams.core.merge_rates import encode_partials, encode_watermark
 from streams.core.partition_rates import MIN_TIME, PartitionRates
 from streams.core.rules_config import RuleSet, load_rules
+from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
 from streams.table_io import TableWriter, partition_records
 
@@ -50,8 +54,7 @@ class PartitionStage:
         self.rules: RuleSet = load_rules(w.rules_file, w.timezone)
         self.n_partials = topic(RATE_PARTIALS).partitions
         self.states: dict[int, PartitionRates] = {}
-        # Next source offset to process per partition, since this worker got it (idleness).
-        self.next_offset: dict[int, int] = {}
+        self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(CALL_OUTCOMES))
         self.lock = asyncio.Lock()
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.rates_io = TableWriter(pipe.rates_table)
@@ -63,14 +66,29 @@ class PartitionStage:
         if st is None:
             st = PartitionRates.restore(p, self.sizes, self.grace_ms, partition_records(self.pipe.rates_table, p))
             self.states[p] = st
-            log.info("partition %d: restored %d window cells, %d seen ids, watermark %s", p, len(st.cells),
-                     len(st.seen), st.watermark_ms)
+            log.info("partition %d: restored %d window cells, %d seen ids, watermark %s, next offset %s", p,
+                     len(st.cells), len(st.seen), st.watermark_ms, st.position.next_offset)
         return st
 
+    async def start(self, partitions: Iterable[int]) -> None:
+        """Give partitions without a persisted position their start offset."""
+        fresh = [p for p in partitions if self.state_for(p).position.next_offset is None]
+        for p, offset in (await self.delivery.start_offsets(fresh)).items():
+            self.states[p].position.next_offset = offset
+            log.info("partition %d: no persisted position, starting at offset %d", p, offset)
+
+    def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        return {p: self.next_offset(p) for p in partitions}
+
+    def next_offset(self, p: int) -> int | None:
+        st = self.states.get(p)
+        return st.position.next_offset if st is not None else None
+
     def forget(self, partitions: Iterable[int]) -> None:
+        partitions = list(partitions)
         for p in partitions:
             self.states.pop(p, None)
-            self.next_offset.pop(p, None)
+        self.delivery.forget(partitions)
 
     # ---- one batch -------------------------------------------------------------------------
     async def process(self, events: Sequence[Any], owned: set[int]) -> list[Any]:
@@ -87,15 +105,27 @@ class PartitionStage:
             done: list[Any] = []
             by_borrower: dict[tuple[int, str], list[tuple[Any, int]]] = defaultdict(list)
             touched: set[int] = set()
+            moved: set[int] = set()
+            gaps: dict[int, int] = {}
             results: dict[str, int] = defaultdict(int)
+            await self.start({e.message.partition for e in events} & owned)
             for event in events:
                 msg = event.message
                 p, off = msg.partition, msg.offset
                 if p not in owned:
                     results["not_owned"] += 1
                     continue
+                st = self.state_for(p)
+                delivery = st.accept(off)
+                if delivery == "gap":
+                    gaps.setdefault(p, st.position.next_offset)  # type: ignore[arg-type]
+                    results["gap"] += 1
+                    continue
                 done.append(event)
-                self.next_offset[p] = off + 1
+                if delivery == "replay":
+                    results["replay_skipped"] += 1
+                    continue
+                moved.add(p)
                 try:
                     co = decode(msg.value, msg.key, now_ms=now)
                 except ContractError as err:
@@ -106,18 +136,15 @@ class PartitionStage:
                     metrics.DEAD_LETTERS.labels(err.kind).inc()
                     results["invalid"] += 1
                     continue
-                st = self.state_for(p)
                 st.last_event_wall_ms = now
                 results[st.process(co, off)] += 1
                 touched.add(p)
                 by_borrower[(p, co.borrower_id)].append((co, off))
             for r, n in results.items():
                 metrics.EVENTS.labels(r).inc(n)
-            if os.environ.get("HANGWATCH_DEBUG_BATCHES"):
-                parts = sorted({(e.message.partition) for e in events})
-                offs = {p: (min(e.message.offset for e in events if e.message.partition == p),
-                            max(e.message.offset for e in events if e.message.partition == p)) for p in parts}
-                log.warning("batch %s results=%s owned=%s", offs, dict(results), sorted(owned))
+            if log.isEnabledFor(logging.DEBUG):
+                spans = {p: (min(o), max(o)) for p, o in _offsets_by_partition(events).items()}
+                log.debug("batch offsets=%s results=%s owned=%s", spans, dict(results), sorted(owned))
 
             # Borrower flags (every valid event, late ones too: the rules look back 7 days).
             for (p, borrower_id), items in by_borrower.items():
@@ -134,7 +161,9 @@ class PartitionStage:
             for p in touched:
                 self._add_partials(out, p, self.states[p])
             await out.flush()
-            await self._persist(touched)
+            await self._persist(touched | moved)
+            self.delivery.arrived(moved | {e.message.partition for e in done})
+            await self.delivery.seek_back(gaps)
             metrics.BATCH_SECONDS.labels("partition").observe(time.perf_counter() - t0)
             return done
 
@@ -161,6 +190,7 @@ class PartitionStage:
             wm = st.watermark_change()
             if wm is not None:
                 self.rates_io.put(p, f"{p}|{wm[0]}".encode(), wm[1])
+            if st.watermark_moved:
                 for q in range(self.n_partials):
                     wm_out.add(self.pipe.partials, b"", encode_watermark(p, st.watermark_ms), partition=q)
                 metrics.WATERMARK_LAG.labels(str(p)).set(max(0.0, (now_ms() - st.watermark_ms) / 1000))
@@ -192,6 +222,13 @@ class PartitionStage:
 
     def partition_watermarks(self) -> dict[int, int]:
         return {p: st.watermark_ms for p, st in self.states.items() if st.watermark_ms != MIN_TIME}
+
+
+def _offsets_by_partition(events: Sequence[Any]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = defaultdict(list)
+    for e in events:
+        out[e.message.partition].append(e.message.offset)
+    return out
 
 
 def _ts_ms(ts: float | None) -> int | None:

@@ -69,24 +69,21 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
 
     async def caught_up() -> set[int]:
         """Owned source partitions whose every record up to the broker's end offset has been
-        processed (or was committed before this worker got the partition)."""
-        # _committed_offset is Faust's own record of the group's committed position; there is
-        # no public accessor for it.
+        processed."""
         consumer: Any = app.consumer
         topic_name = settings.kafka.topic(CALL_OUTCOMES)
         tps = [TP(topic_name, p) for p in owned[CALL_OUTCOMES]]
         if not tps:
             return set()
+        async with stage1.lock:
+            await stage1.start(tp.partition for tp in tps)
         ends = await consumer.highwaters(*tps)
         out = set()
         for tp in tps:
-            position = stage1.next_offset.get(tp.partition)
-            if position is None:
-                # nothing processed since assignment: where the group's commit left off, or
-                # the start for a group that never committed (auto_offset_reset=earliest)
-                position = consumer._committed_offset.get(tp) or 0
+            # the stage's own persisted position (streams.core.positions)
+            position = stage1.next_offset(tp.partition)
             end = ends.get(tp)
-            if end is not None and position >= end:
+            if end is not None and position is not None and position >= end:
                 out.add(tp.partition)
         return out
 
@@ -114,9 +111,22 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         except Exception as e:
             _fail_stop("merge timer", e)
 
+    @app.timer(interval=2.0)
+    async def unstick_delivery() -> None:
+        # A partition whose records stopped coming although the broker has more is sought
+        # back to the stage's position (streams.delivery).
+        if not settled():
+            return
+        try:
+            await stage1.delivery.unstick(stage1.positions(assigned(CALL_OUTCOMES)))
+            await stage2.delivery.unstick(stage2.positions(assigned(RATE_PARTIALS)))
+        except Exception as e:  # advisory: a broker hiccup here must not stop the worker
+            log.warning("delivery watchdog: %r (retrying in 2 s)", e)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = args[0] if args else kwargs["revoked"]
+        log.info("revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
         # Drop cached state of partitions that move away; it is rebuilt from the table
         # (recovered from the changelog) if they come back. Taking the locks waits for a batch
         # in flight to finish, so no write for a revoked partition happens after this.
@@ -131,6 +141,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         assigned: set[TP] = args[0] if args else kwargs["assigned"]
         for name in owned:
             owned[name] |= {tp.partition for tp in assigned if tp.topic == settings.kafka.topic(name)}
+        log.info("assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
     return pipe, stage1, stage2
 

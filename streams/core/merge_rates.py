@@ -21,10 +21,12 @@ import orjson
 
 from schemas.records import ALERT_DIMENSIONS, RateUpdate
 from streams.core.partition_rates import MIN_TIME
+from streams.core.positions import Delivery, Position
 from streams.core.windows import N_COUNTS, parse_cell_key, rate_update
 
 CELL_PREFIX: Final = "m|"
 SRC_WM_PREFIX: Final = "w|"
+POSITION_KEY: Final = "o"
 
 
 class MergedCell:
@@ -68,6 +70,18 @@ class MergeRates:
         self._dirty_wm: set[int] = set()
         self._deleted: set[str] = set()
         self.ignored_partials = 0
+        # Next offset of this partials partition to process (streams.core.positions).
+        self.position = Position()
+
+    def accept(self, offset: int) -> Delivery:
+        return self.position.accept(offset)
+
+    def position_change(self) -> tuple[str, bytes] | None:
+        """The position record, when it changed; the shell writes it after `state_changes`
+        are on the changelog, so a persisted position never runs ahead of the cells."""
+        if not self.position.dirty:
+            return None
+        return POSITION_KEY, orjson.dumps(self.position.next_offset)
 
     def apply_partial(self, src: int, key: str, counts: list[int]) -> bool:
         """Apply one partition's snapshot of a cell. Returns False (and changes nothing) for a
@@ -151,6 +165,7 @@ class MergeRates:
         self._dirty.clear()
         self._dirty_wm.clear()
         self._deleted.clear()
+        self.position.dirty = False
 
     @classmethod
     def restore(cls, n_sources: int, records: Iterable[tuple[str, bytes]]) -> MergeRates:
@@ -162,6 +177,8 @@ class MergeRates:
                 st.cells[key[len(CELL_PREFIX):]] = MergedCell.from_bytes(value)
             elif key.startswith(SRC_WM_PREFIX):
                 st.src_watermarks[int(key[len(SRC_WM_PREFIX):])] = orjson.loads(value)
+            elif key == POSITION_KEY:
+                st.position.next_offset = orjson.loads(value)
         return st
 
 

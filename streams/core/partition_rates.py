@@ -14,6 +14,8 @@ Exactly-once effects on at-least-once input, without Kafka transactions:
   so after a crash the replay of an event whose effect on that cell was already persisted is
   not applied twice (it only re-marks the cell dirty so its snapshot is sent again).
 - The watermark record is persisted last (the shell writes it after the cells and seen ids).
+  It also holds the next source offset to process (streams.core.positions): records below it
+  are replays and are skipped, a record above it means the delivery skipped records.
 
 Lateness: an event is late when its time is before the partition's watermark
 (max event time seen - grace). Late events are not counted here (the raw store keeps them and
@@ -29,6 +31,7 @@ from typing import Final, Literal
 import orjson
 
 from schemas.call_outcome import CallOutcome
+from streams.core.positions import Delivery, Position
 from streams.core.windows import N_COUNTS, add_outcome, dimension_values, parse_cell_key, window_start_s
 
 MIN_TIME: Final = -(2**62)
@@ -55,7 +58,14 @@ class PartitionRates:
         self._new_seen: list[tuple[str, int, int]] = []
         self._deleted: set[str] = set()
         self._watermark_dirty = False
+        # Next source offset to process, persisted in the watermark record.
+        self.position = Position()
         self.last_event_wall_ms = MIN_TIME
+
+    def accept(self, offset: int) -> Delivery:
+        """Whether to process the record at `offset` (streams.core.positions); call it for
+        every record, invalid ones too."""
+        return self.position.accept(offset)
 
     # ---- processing -------------------------------------------------------------------
     def process(self, e: CallOutcome, offset: int) -> Status:
@@ -152,16 +162,23 @@ class PartitionRates:
         for k in self._deleted:
             yield k, None
 
+    @property
+    def watermark_moved(self) -> bool:
+        """The watermark moved since the last persist (the shell broadcasts it)."""
+        return self._watermark_dirty
+
     def watermark_change(self) -> tuple[str, bytes] | None:
-        if not self._watermark_dirty:
+        """The watermark + position record, when either changed; written last."""
+        if not (self._watermark_dirty or self.position.dirty):
             return None
-        return WATERMARK_KEY, orjson.dumps([self.max_event_ms, self.watermark_ms])
+        return WATERMARK_KEY, orjson.dumps([self.max_event_ms, self.watermark_ms, self.position.next_offset])
 
     def mark_persisted(self) -> None:
         self._dirty_cells.clear()
         self._new_seen = []
         self._deleted.clear()
         self._watermark_dirty = False
+        self.position.dirty = False
 
     @classmethod
     def restore(cls, partition: int, window_sizes_s: Iterable[int], grace_ms: int,
@@ -181,5 +198,7 @@ class PartitionRates:
                     st.seen[eid] = (t, off)
                 st.seen_records[key] = max((t for _, t, _ in entries), default=MIN_TIME)
             elif key == WATERMARK_KEY:
-                st.max_event_ms, st.watermark_ms = orjson.loads(value)
+                w = orjson.loads(value)
+                st.max_event_ms, st.watermark_ms = w[0], w[1]
+                st.position.next_offset = w[2] if len(w) > 2 else None  # written before positions existed
         return st

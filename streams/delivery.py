@@ -1,0 +1,82 @@
+"""The consumer side of streams.core.positions for one input topic: where a partition with no
+persisted position starts, seeking back when the delivery skipped records, and a watchdog
+for partitions whose records stopped coming although the broker has more."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from faust.types import TP
+
+from streams import metrics
+
+log = logging.getLogger(__name__)
+# A seek is repeated only if the record it asked for has not come after this long: records
+# fetched before the seek are still on their way and show the same gap meanwhile.
+RESEEK_AFTER_S = 5.0
+# A partition behind the broker's end offset with no record for this long is sought to its
+# position (records dropped by the consumer after a seek or a rebalance never come back).
+STALL_AFTER_S = 10.0
+
+
+class DeliveryGuard:
+    def __init__(self, app: Any, topic_name: str) -> None:
+        self.app = app
+        self.topic_name = topic_name
+        self._seeks: dict[int, tuple[int, float]] = {}
+        self._progress: dict[int, float] = {}
+
+    async def start_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Start position of partitions whose stage state holds none (first run, or state
+        lost): the beginning of the retained log, as auto_offset_reset=earliest, so state
+        is rebuilt from the input instead of resuming wherever the group's commit points."""
+        tps = [TP(self.topic_name, p) for p in partitions]
+        if not tps:
+            return {}
+        earliest = await self.app.consumer.earliest_offsets(*tps)
+        return {tp.partition: int(earliest.get(tp) or 0) for tp in tps}
+
+    def arrived(self, partitions: Iterable[int]) -> None:
+        """Partitions whose records came in order (processed or skipped as replays)."""
+        now = time.monotonic()
+        for p in partitions:
+            self._progress[p] = now
+            self._seeks.pop(p, None)
+
+    async def seek_back(self, gaps: Mapping[int, int], why: str = "the delivery skipped records") -> None:
+        """Seek each partition of `gaps` back to its next offset (partition -> offset)."""
+        now = time.monotonic()
+        for p, offset in gaps.items():
+            last = self._seeks.get(p)
+            if last is not None and last[0] == offset and now - last[1] < RESEEK_AFTER_S:
+                continue
+            log.warning("%s[%d]: %s; seeking to offset %d", self.topic_name, p, why, offset)
+            metrics.DELIVERY_GAPS.labels(self.topic_name).inc()
+            await self.app.consumer.seek(TP(self.topic_name, p), offset)
+            self._seeks[p] = (offset, now)
+            self._progress[p] = now
+
+    async def unstick(self, positions: Mapping[int, int | None]) -> None:
+        """Seek partitions that are behind the broker's end offset and had no record for
+        STALL_AFTER_S to their position."""
+        known = {p: pos for p, pos in positions.items() if pos is not None}
+        if not known:
+            return
+        ends = await self.app.consumer.highwaters(*(TP(self.topic_name, p) for p in known))
+        now = time.monotonic()
+        stalled = {}
+        for p, pos in known.items():
+            end = ends.get(TP(self.topic_name, p))
+            if end is None or pos >= end:
+                self._progress[p] = now  # nothing to wait for
+            elif now - self._progress.setdefault(p, now) >= STALL_AFTER_S:
+                stalled[p] = pos
+        await self.seek_back(stalled, "no record for a while although the broker has more")
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._seeks.pop(p, None)
+            self._progress.pop(p, None)
