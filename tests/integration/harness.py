@@ -14,17 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from hangwatch.kafka_admin import admin_client, ensure_topics
 from hangwatch.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Known bug, open in the Streams issue: under heavy CI load a restart or rebalance can leave
-# windows short or late (seen intermittently; these tests pass on an idle machine).
-KNOWN_RESTART_BUG = pytest.mark.xfail(strict=False, reason="known restart/rebalance bug under load (Streams issue)")
 
 
 class KafkaEnv:

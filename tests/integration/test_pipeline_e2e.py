@@ -20,7 +20,7 @@ from sinks.backends.embedded import EmbeddedBackend
 from sinks.backends.native import NativeBackend
 from sinks.backends.url import parse_url
 from streams.core.rules_config import load_rules
-from tests.integration.harness import KNOWN_RESTART_BUG, KafkaEnv, WorkerProcess, wait_for
+from tests.integration.harness import KafkaEnv, WorkerProcess, wait_for
 from tests.integration.test_worker_flags_alerts import yesterday_8am_ms
 from tests.oracles.flags import oracle_flags
 from tests.oracles.rates import oracle_counts
@@ -53,7 +53,6 @@ def stored_final_rates(backend: Backend, db: str) -> dict[str, list[int]]:
     return {f"{r[0]}|{r[1]}|{r[2]}|{r[3]}": list(r[4:]) for r in res.rows}
 
 
-@KNOWN_RESTART_BUG
 def test_simulator_to_clickhouse_equals_the_oracles(store: tuple[Backend, ClickHouseSettings]) -> None:
     backend, ch = store
     env = KafkaEnv()

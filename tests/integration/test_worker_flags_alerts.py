@@ -15,7 +15,7 @@ from schemas.call_outcome import CallOutcome
 from simulator import FaultConfig, SimConfig, SpikeConfig, generate, produce
 from streams.core.rules_config import load_rules
 from streams.core.spikes import AlertConfig
-from tests.integration.harness import KNOWN_RESTART_BUG, KafkaEnv, WorkerProcess, read_json, wait_for
+from tests.integration.harness import KafkaEnv, WorkerProcess, read_json, wait_for
 from tests.oracles.alerts import oracle_alerts
 from tests.oracles.flags import oracle_flags
 
@@ -66,7 +66,6 @@ def test_flags_equal_the_oracle_with_duplicates_and_reordering_and_one_raise_per
         assert all(e["call_id"] for e in f["evidence"])
 
 
-@KNOWN_RESTART_BUG
 def test_flags_survive_a_sigkill(kenv: KafkaEnv) -> None:
     cfg = SimConfig(seed=12, rate=0.3, count=12000, start_ms=yesterday_8am_ms(days=6), borrowers=600,
                     refuser_share=0.2, faults=FaultConfig(duplicates=0.02))

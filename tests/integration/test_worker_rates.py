@@ -15,7 +15,6 @@ import pytest
 from schemas.call_outcome import OUTCOMES, CallOutcome
 from streams.core.windows import COUNT_FIELDS
 from tests.integration.harness import (
-    KNOWN_RESTART_BUG,
     KafkaEnv,
     WorkerProcess,
     latest_rates,
@@ -143,7 +142,6 @@ def test_bad_input_goes_to_dlq_with_original_bytes_and_the_worker_keeps_running(
         assert (base64.b64decode(d["key_b64"]) if d["key_b64"] else None) == (key or None) or key is None
 
 
-@KNOWN_RESTART_BUG
 def test_sigkill_mid_stream_then_restart_is_exact(kenv: KafkaEnv) -> None:
     events = make_events(20000, 4, past_start(), spacing_ms=100)
     produce(kenv, "call-outcomes", wire(events))
@@ -157,10 +155,6 @@ def test_sigkill_mid_stream_then_restart_is_exact(kenv: KafkaEnv) -> None:
         w2.stop()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, open in the Streams issue: in about 1 run of 3 a 3600 s cell ends one or a few "
-    "counts short after the partitions move between two live workers (60 s and 300 s cells exact); "
-    "single-worker SIGKILL/restart is exact"))
 def test_two_workers_one_stopped_mid_stream_is_exact(kenv: KafkaEnv) -> None:
     # The member leaves the group with SIGTERM (a deploy, a scale-down): its partitions and
     # their state move to the other worker. A SIGKILLed worker is test_sigkill_mid_stream_...
