@@ -115,6 +115,11 @@ class WorkerSettings(BaseModel):
     batch_within_s: float = 0.2
     # Borrower evidence kept this long (event time) beyond the longest rule span.
     borrower_retention_s: int = 8 * 24 * 3600
+    # Borrowers with no call for longer than the rules' retention are aged out of the
+    # borrower table (streams.core.flags.sweep): one pass over a partition this often, this
+    # many borrowers per timer tick (about 15 ms of work).
+    borrower_sweep_interval_s: float = 600.0
+    borrower_sweep_batch: int = 5000
     # Closed windows kept in state this long after they become final (for late recompute
     # of the spike baseline and idempotent replays), then deleted with tombstones.
     window_retention_s: int = 2 * 3600

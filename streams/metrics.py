@@ -16,3 +16,5 @@ WATERMARK_LAG = Gauge("hangwatch_watermark_lag_seconds", "Wall clock minus water
                       ["partition"])
 DELIVERY_GAPS = Counter("hangwatch_delivery_gaps_total",
                         "Seeks back after the consumer skipped records (streams.core.positions)", ["topic"])
+BORROWERS_SWEPT = Counter("hangwatch_borrowers_swept_total",
+                          "Borrower states deleted after no call for longer than the rules' retention")

@@ -30,7 +30,7 @@ from schemas.call_outcome import ContractError, decode
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import dead_letters, metrics
 from streams.app import Pipeline
-from streams.core.flags import BorrowerState, apply_events
+from streams.core.flags import BorrowerState, apply_events, sweep, too_late
 from streams.core.merge_rates import encode_partials, encode_watermark
 from streams.core.partition_rates import MIN_TIME, PartitionRates
 from streams.core.rules_config import RuleSet, load_rules
@@ -59,6 +59,9 @@ class PartitionStage:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.rates_io = TableWriter(pipe.rates_table)
         self.borrowers_io = TableWriter(pipe.borrowers_table)
+        # borrower sweep: keys left in the current pass, and when the next pass starts
+        self._sweep_keys: dict[int, list[bytes]] = {}
+        self._sweep_due: dict[int, float] = {}
 
     # ---- state per partition -------------------------------------------------------------
     def state_for(self, p: int) -> PartitionRates:
@@ -88,6 +91,8 @@ class PartitionStage:
         partitions = list(partitions)
         for p in partitions:
             self.states.pop(p, None)
+            self._sweep_keys.pop(p, None)
+            self._sweep_due.pop(p, None)
         self.delivery.forget(partitions)
 
     # ---- one batch -------------------------------------------------------------------------
@@ -137,8 +142,12 @@ class PartitionStage:
                     results["invalid"] += 1
                     continue
                 st.last_event_wall_ms = now
+                watermark = st.watermark_ms
                 results[st.process(co, off)] += 1
                 touched.add(p)
+                if too_late(co.occurred_at_ms, watermark, self.rules):
+                    results["too_late_for_flags"] += 1
+                    continue
                 by_borrower[(p, co.borrower_id)].append((co, off))
             for r, n in results.items():
                 metrics.EVENTS.labels(r).inc(n)
@@ -217,8 +226,39 @@ class PartitionStage:
                 if p in caught_up and now - st.last_event_wall_ms >= idle_ms and st.advance_idle(now):
                     moved.append(p)
                 st.expire(self.pipe.settings.worker.window_retention_s * 1000)
+                self._sweep_borrowers(p, st.watermark_ms)
             await self._persist([p for p in assigned if p in self.states])
             return moved
+
+    def _sweep_borrowers(self, p: int, watermark_ms: int) -> None:
+        """One slice of the pass over partition p's borrowers (streams.core.flags.sweep);
+        the changes go out with the next persist."""
+        if watermark_ms == MIN_TIME:
+            return
+        w = self.pipe.settings.worker
+        keys = self._sweep_keys.get(p)
+        if not keys:
+            if time.monotonic() < self._sweep_due.get(p, 0.0):
+                return
+            self._sweep_due[p] = time.monotonic() + w.borrower_sweep_interval_s
+            prefix = f"{p}|".encode()
+            keys = self._sweep_keys[p] = [k for k in self.pipe.borrowers_table.data if k.startswith(prefix)]
+        data = self.pipe.borrowers_table.data
+        deleted = 0
+        for _ in range(min(len(keys), w.borrower_sweep_batch)):
+            key = keys.pop()
+            raw = data.get(key)
+            if raw is None:
+                continue
+            state = BorrowerState.from_bytes(raw)
+            kept = sweep(state, watermark_ms, self.rules)
+            if kept is None:
+                self.borrowers_io.put(p, key, None)
+                deleted += 1
+            elif (new := kept.to_bytes()) != raw:
+                self.borrowers_io.put(p, key, new)
+        if deleted:
+            metrics.BORROWERS_SWEPT.inc(deleted)
 
     def partition_watermarks(self) -> dict[int, int]:
         return {p: st.watermark_ms for p, st in self.states.items() if st.watermark_ms != MIN_TIME}

@@ -344,11 +344,41 @@ def _day_events(held: list[list[Any]], day: int, rules: RuleSet) -> Iterable[tup
             yield r, tod
 
 
-def _prune(st: BorrowerState, rules: RuleSet) -> None:
+def sweep(st: BorrowerState, horizon_ms: int, rules: RuleSet) -> BorrowerState | None:
+    """Age the state of a borrower with no recent calls, as if a call came at `horizon_ms` (the
+    partition's watermark, event time): why a borrower called once does not stay forever.
+
+    Returns None when nothing is left worth keeping (delete the record), else the state, with
+    its events dropped once they are older than retention behind the horizon. What stays: an
+    open episode (a later `completed` call must resolve it) and the reset anchor of a resolved
+    one (the next episode's flag_id must differ from the first one's, which is anchored "").
+    Only events more than max_lateness behind the partition's watermark could still need the
+    dropped history, and the worker ignores those for the rules (see `too_late`)."""
+    held = st.events
+    if held and held[-1][T] >= horizon_ms - rules.retention_ms:
+        return st  # called recently: apply_events keeps it pruned
+    _prune(st, rules, newest=horizon_ms)
+    for rule_id in list(st.rr):
+        base, log = st.rr[rule_id]
+        if not log and base[0] == _NONE and not base[2]:
+            del st.rr[rule_id]  # no episode and no reset anchor: nothing to remember
+    if st.events or st.emitted or st.rr:
+        return st
+    return None
+
+
+def too_late(event_ms: int, watermark_ms: int, rules: RuleSet) -> bool:
+    """An event this far behind the partition's watermark is not applied to the borrower rules:
+    the borrower's older history may have been swept (`sweep`)."""
+    return event_ms < watermark_ms - rules.max_lateness_ms
+
+
+def _prune(st: BorrowerState, rules: RuleSet, newest: int | None = None) -> None:
     """Keep the state bounded: events within retention of the newest, walk-log entries a re-walk
     can still start after, and emitted memory that a re-walk could still re-derive."""
     held = st.events
-    newest = held[-1][T]
+    if newest is None:
+        newest = held[-1][T]
     cut = bisect.bisect_left(held, [newest - rules.retention_ms])
     if cut:
         del held[:cut]

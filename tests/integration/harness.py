@@ -105,12 +105,16 @@ def produce(env: KafkaEnv, topic: str, records: Iterable[tuple[bytes | None, byt
     return n
 
 
-def read_topic(env: KafkaEnv, topic: str, timeout_s: float = 2.0) -> list[Any]:
-    """Every record currently in the topic (all partitions), as consumer records."""
-    name = env.topic(topic)
+def read_topic(env: KafkaEnv, topic: str, timeout_s: float = 2.0, absolute: bool = False) -> list[Any]:
+    """Every record currently in the topic (all partitions), as consumer records. `topic` is a
+    registry name, or with absolute=True a full name (e.g. a Faust changelog)."""
+    name = topic if absolute else env.topic(topic)
     c = KafkaConsumer(bootstrap_servers=env.settings.kafka.bootstrap_servers, enable_auto_commit=False,
                       auto_offset_reset="earliest", consumer_timeout_ms=int(timeout_s * 1000))
     parts = c.partitions_for_topic(name) or set()
+    if not parts:  # not created yet (e.g. a changelog before its worker started)
+        c.close()
+        return []
     tps = [TopicPartition(name, p) for p in parts]
     c.assign(tps)
     end = c.end_offsets(tps)

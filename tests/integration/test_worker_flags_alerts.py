@@ -15,7 +15,8 @@ from schemas.call_outcome import CallOutcome
 from simulator import FaultConfig, SimConfig, SpikeConfig, generate, produce
 from streams.core.rules_config import load_rules
 from streams.core.spikes import AlertConfig
-from tests.integration.harness import KafkaEnv, WorkerProcess, read_json, wait_for
+from tests.integration.harness import KafkaEnv, WorkerProcess, read_json, read_topic, wait_for
+from tests.integration.harness import produce as produce_raw
 from tests.oracles.alerts import oracle_alerts
 from tests.oracles.flags import oracle_flags
 
@@ -80,6 +81,41 @@ def test_flags_survive_a_sigkill(kenv: KafkaEnv) -> None:
                  "flags equal to the oracle after a restart", [w2], every_s=2.0)
     finally:
         w2.stop()
+
+
+def test_borrowers_without_recent_calls_are_swept_from_the_state(kenv: KafkaEnv) -> None:
+    """Three weeks after their calls: a borrower never flagged is deleted (a tombstone on the
+    changelog), a borrower whose flag was resolved keeps only its small reset anchor."""
+    env = KafkaEnv(borrower_sweep_interval_s=1.0)
+    try:
+        t0 = yesterday_8am_ms(days=21)
+        calls = [CallOutcome(event_id=f"e{i}", call_id=f"c{i}", borrower_id=b, loan_id="l1",
+                             occurred_at_ms=t0 + i * 3_600_000, campaign="post_loan_review", channel="robot",
+                             agent_id=None, branch="br-1", outcome=o,
+                             hangup_stage="greeting" if o == "hung_up" else None, duration_s=3.0, attempt_no=1,
+                             pre_notified=True, credit_grade=None, first_time_borrower=None, script_version="v1")
+                 for i, (b, o) in enumerate([("quiet", "completed"), ("flagged", "hung_up"), ("flagged", "refused"),
+                                             ("flagged", "hung_up"), ("flagged", "completed")])]
+        produce_raw(env, "call-outcomes", [(c.borrower_id.encode(), c.to_json()) for c in calls])
+        changelog = f"{env.app_id}-borrower-state-changelog"
+
+        def latest_state() -> dict[str, bytes | None]:
+            out: dict[str, bytes | None] = {}
+            for r in read_topic(env, changelog, absolute=True):
+                out[r.key.decode().split("|", 1)[1]] = r.value
+            return out
+
+        w = WorkerProcess(env)
+        try:
+            final = wait_for(lambda: (s := latest_state()).get("quiet", b"") is None and s, 90,
+                             "the quiet borrower's tombstone", [w], every_s=2.0)
+        finally:
+            w.stop()
+        flagged = final["flagged"]
+        assert flagged is not None and b'"e":[]' in flagged and len(flagged) < 120
+        assert sorted(f["status"] for f in read_json(env, "borrower-flags")) == ["raised", "resolved"]
+    finally:
+        env.cleanup()
 
 
 # A 3 h baseline keeps the run short; the simulator's time-of-day effects are real changes,
