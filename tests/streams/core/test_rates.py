@@ -35,10 +35,10 @@ def partition_of(e: CallOutcome, n: int) -> int:
 
 
 def run_pipeline(deliveries: list[CallOutcome], n_parts: int = 3, batch: int = 7,
-                 crash_after: int | None = None) -> dict[str, list[int]]:
+                 crash_after: int | None = None, sizes: tuple[int, ...] = SIZES) -> dict[str, list[int]]:
     """Feed deliveries (arrival order) through partition stages and one merge stage; optionally
     'crash' a partition stage after a batch whose state was NOT persisted and replay it."""
-    parts = {p: PartitionRates(p, SIZES, GRACE_MS) for p in range(n_parts)}
+    parts = {p: PartitionRates(p, sizes, GRACE_MS) for p in range(n_parts)}
     persisted: dict[int, dict[str, bytes]] = {p: {} for p in range(n_parts)}
     merge = MergeRates(n_parts)
     by_part: dict[int, list[tuple[int, CallOutcome]]] = {p: [] for p in range(n_parts)}
@@ -56,7 +56,7 @@ def run_pipeline(deliveries: list[CallOutcome], n_parts: int = 3, batch: int = 7
             apply_message(merge, encode_partials(p, sorted(st_.drain_dirty_cells().items())))
             if crash_after is not None and batches_done == crash_after:
                 # state lost: restore from the last persisted records and replay the chunk
-                parts[p] = PartitionRates.restore(p, SIZES, GRACE_MS, persisted[p].items())
+                parts[p] = PartitionRates.restore(p, sizes, GRACE_MS, persisted[p].items())
                 crash_after = None
                 continue
             for k, v in st_.state_changes():
@@ -175,6 +175,44 @@ def test_property_stream_equals_oracle(n: int, seed: int, dup_share: float, shuf
     keyed = sorted(((i + rnd.uniform(0, shuffle_window), e) for i, e in enumerate(deliveries)), key=lambda x: x[0])
     deliveries = [e for _, e in keyed]
     assert run_pipeline(deliveries, n_parts=parts, batch=batch) == as_lists(oracle_counts(events, SIZES))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 150), seed=st.integers(0, 10_000), batch=st.integers(1, 40),
+       crash_after=st.one_of(st.none(), st.integers(0, 5)))
+def test_property_derived_and_directly_counted_sizes_equal_the_oracle(n: int, seed: int, batch: int,
+                                                                     crash_after: int | None) -> None:
+    """90 s is not a multiple of 60 s (counted per event); 300 s and 7200 s are (derived)."""
+    sizes = (60, 90, 300, 7200)
+    events = make_events(n, seed)
+    got = run_pipeline(events, batch=batch, crash_after=crash_after, sizes=sizes)
+    assert got == as_lists(oracle_counts(events, sizes))
+
+
+def test_derived_cells_are_not_persisted_and_old_records_of_them_are_deleted() -> None:
+    st_ = PartitionRates(0, SIZES, GRACE_MS)
+    st_.process(ev(1, T0), 0)
+    assert {k.split("|")[1] for k, _ in st_.state_changes() if k.startswith("c|")} == {"60"}
+    assert {k.split("|")[0] for k in st_.drain_dirty_cells()} == {"60", "300", "3600"}
+    old_record = (f"c|3600|{T0 // 1000}|all|all", b"[1,0,0,0,0,0,0,0,0,0,0,0]")
+    restored = PartitionRates.restore(0, SIZES, GRACE_MS, [old_record])
+    assert restored.cells == {} and (old_record[0], None) in list(restored.state_changes())
+
+
+def test_a_smallest_cell_lives_as_long_as_its_largest_derived_window() -> None:
+    st_ = PartitionRates(0, SIZES, GRACE_MS)
+    st_.process(ev(1, T0), 0)  # minute 0 of the hour
+    st_.process(ev(2, T0 + 59 * 60_000), 1)  # minute 59
+    st_.advance_idle(T0 + 3_600_000 + GRACE_MS + 30 * 60_000)  # the hour closed 30 min ago
+    st_.expire(retention_ms=20 * 60_000)
+    # the hour ended 10 minutes past the retention limit: both minutes go together
+    assert st_.cells == {} and st_.children == {}
+    st2 = PartitionRates(0, SIZES, GRACE_MS)
+    st2.process(ev(1, T0), 0)
+    st2.process(ev(2, T0 + 59 * 60_000), 1)
+    st2.advance_idle(T0 + 3_600_000 + GRACE_MS)
+    st2.expire(retention_ms=20 * 60_000)  # minute 0 ended long ago, but its hour did not
+    assert len(st2.cells) == 20 and st2.drain_dirty_cells()[f"3600|{T0 // 1000}|all|all"][0] == 2
 
 
 def test_seen_ids_persist_as_one_record_per_batch_and_expire() -> None:
