@@ -270,6 +270,9 @@ class PartitionRates:
                                 t[i] += counts[i]
             elif key.startswith(SEEN_PREFIX):
                 entries = orjson.loads(value)
+                if len(entries) == 2 and all(type(x) is int for x in entries):
+                    # written before ids were batched: "s|<event_id>" -> [event time, offset]
+                    entries = [[key[len(SEEN_PREFIX):], *entries]]
                 for eid, t, off in entries:
                     st.seen[eid] = (t, off)
                 st.seen_records[key] = max((t for _, t, _ in entries), default=MIN_TIME)

@@ -52,6 +52,13 @@ def test_partition_state_written_before_positions_existed_restores_without_one()
     assert st.position.next_offset is None and st.watermark_ms == 400
 
 
+def test_seen_ids_written_one_record_per_event_by_earlier_versions_restore() -> None:
+    old = {"s|ev-1": orjson.dumps([1000, 7]), "s|3-4": orjson.dumps([["ev-2", 1100, 3], ["ev-3", 1200, 4]])}
+    st = PartitionRates.restore(0, SIZES, GRACE_MS, old.items())
+    assert st.seen == {"ev-1": (1000, 7), "ev-2": (1100, 3), "ev-3": (1200, 4)}
+    assert st.seen_records == {"s|ev-1": 1000, "s|3-4": 1200}  # both deleted once behind the watermark
+
+
 def test_merge_position_is_a_separate_record_written_after_the_cells() -> None:
     m = MergeRates(2)
     m.position.next_offset = 0
