@@ -1,0 +1,88 @@
+"""DeliveryGuard's decisions: when to seek, and when not to seek again. The consumer is a
+stand-in that records calls; the seeking itself is exercised against the real broker in
+tests/integration (test_worker_chaos, test_worker_rates)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from streams import delivery
+from streams.delivery import DeliveryGuard
+
+TOPIC = "call-outcomes"
+
+
+class RecordingConsumer:
+    def __init__(self, ends: dict[int, int], earliest: dict[int, int] | None = None) -> None:
+        self.ends = ends
+        self.earliest = earliest or {}
+        self.seeks: list[tuple[int, int]] = []
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp.partition, offset))
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.ends[tp.partition] for tp in tps if tp.partition in self.ends}
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.earliest.get(tp.partition, 0) for tp in tps}
+
+
+class App:
+    def __init__(self, consumer: RecordingConsumer) -> None:
+        self.consumer: Any = consumer
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [1000.0]
+    monkeypatch.setattr(delivery.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_gap_seeks_once_until_the_record_comes_or_the_wait_runs_out(clock: list[float]) -> None:
+    c = RecordingConsumer({0: 100})
+    g = DeliveryGuard(App(c), TOPIC)
+    asyncio.run(g.seek_back({0: 40}))
+    clock[0] += 1
+    asyncio.run(g.seek_back({0: 40}))  # records fetched before the seek still show the gap
+    assert c.seeks == [(0, 40)]
+    clock[0] += delivery.RESEEK_AFTER_S
+    asyncio.run(g.seek_back({0: 40}))
+    assert c.seeks == [(0, 40), (0, 40)]
+    g.arrived([0])
+    asyncio.run(g.seek_back({0: 55}))  # a new gap after progress: sought at once
+    assert c.seeks[-1] == (0, 55)
+
+
+def test_a_partition_behind_the_end_with_no_record_for_a_while_is_sought(clock: list[float]) -> None:
+    c = RecordingConsumer({0: 100, 1: 50})
+    g = DeliveryGuard(App(c), TOPIC)
+    asyncio.run(g.unstick({0: 60, 1: 50, 2: None}))  # 1 is caught up, 2 has no position yet
+    clock[0] += delivery.STALL_AFTER_S - 1
+    asyncio.run(g.unstick({0: 60, 1: 50}))
+    assert c.seeks == []
+    clock[0] += 1
+    asyncio.run(g.unstick({0: 60, 1: 50}))
+    assert c.seeks == [(0, 60)]
+
+
+def test_progress_keeps_the_watchdog_quiet(clock: list[float]) -> None:
+    c = RecordingConsumer({0: 100})
+    g = DeliveryGuard(App(c), TOPIC)
+    for _ in range(5):
+        asyncio.run(g.unstick({0: 60}))
+        clock[0] += delivery.STALL_AFTER_S / 2
+        g.arrived([0])
+    assert c.seeks == []
+
+
+def test_a_partition_without_state_starts_at_the_beginning_of_the_retained_log() -> None:
+    c = RecordingConsumer({}, earliest={3: 1234})
+    g = DeliveryGuard(App(c), TOPIC)
+    assert asyncio.run(g.start_offsets([3, 1])) == {3: 1234, 1: 0}
+    assert asyncio.run(g.start_offsets([])) == {}
