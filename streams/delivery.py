@@ -12,6 +12,7 @@ from typing import Any
 from faust.types import TP
 
 from streams import metrics
+from streams.core.positions import Position
 
 log = logging.getLogger(__name__)
 # A seek is repeated only if the record it asked for has not come after this long: records
@@ -29,15 +30,27 @@ class DeliveryGuard:
         self._seeks: dict[int, tuple[int, float]] = {}
         self._progress: dict[int, float] = {}
 
-    async def start_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
-        """Start position of partitions whose stage state holds none (first run, or state
-        lost): the beginning of the retained log, as auto_offset_reset=earliest, so state
-        is rebuilt from the input instead of resuming wherever the group's commit points."""
-        tps = [TP(self.topic_name, p) for p in partitions]
+    async def start(self, positions: Mapping[int, Position]) -> dict[int, int]:
+        """Give positions that hold no offset (first run, or state lost) the beginning of the
+        retained log, as auto_offset_reset=earliest, so state is rebuilt from the input
+        instead of resuming wherever the group's commit points. Returns what was set."""
+        tps = [TP(self.topic_name, p) for p, pos in positions.items() if pos.next_offset is None]
         if not tps:
             return {}
         earliest = await self.app.consumer.earliest_offsets(*tps)
-        return {tp.partition: int(earliest.get(tp) or 0) for tp in tps}
+        started = {tp.partition: int(earliest.get(tp) or 0) for tp in tps}
+        for p, offset in started.items():
+            positions[p].next_offset = offset
+            log.info("%s[%d]: no persisted position, starting at offset %d", self.topic_name, p, offset)
+        return started
+
+    async def end_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The broker's end offset of each partition (one request)."""
+        tps = [TP(self.topic_name, p) for p in partitions]
+        if not tps:
+            return {}
+        ends = await self.app.consumer.highwaters(*tps)
+        return {tp.partition: end for tp, end in ends.items() if end is not None}
 
     def arrived(self, partitions: Iterable[int]) -> None:
         """Partitions whose records came in order (processed or skipped as replays)."""
@@ -59,17 +72,15 @@ class DeliveryGuard:
             self._seeks[p] = (offset, now)
             self._progress[p] = now
 
-    async def unstick(self, positions: Mapping[int, int | None]) -> None:
-        """Seek partitions that are behind the broker's end offset and had no record for
-        STALL_AFTER_S to their position."""
-        known = {p: pos for p, pos in positions.items() if pos is not None}
-        if not known:
-            return
-        ends = await self.app.consumer.highwaters(*(TP(self.topic_name, p) for p in known))
+    async def unstick(self, positions: Mapping[int, int | None], ends: Mapping[int, int]) -> None:
+        """Seek partitions that are behind the broker's end offset (`ends`, from end_offsets)
+        and had no record for STALL_AFTER_S to their position."""
         now = time.monotonic()
         stalled = {}
-        for p, pos in known.items():
-            end = ends.get(TP(self.topic_name, p))
+        for p, pos in positions.items():
+            if pos is None:
+                continue
+            end = ends.get(p)
             if end is None or pos >= end:
                 self._progress[p] = now  # nothing to wait for
             elif now - self._progress.setdefault(p, now) >= STALL_AFTER_S:

@@ -61,9 +61,7 @@ class MergeStage:
 
     async def start(self, partitions: Iterable[int]) -> None:
         """Give partitions without a persisted position their start offset."""
-        fresh = [p for p in partitions if self.state_for(p).position.next_offset is None]
-        for p, offset in (await self.delivery.start_offsets(fresh)).items():
-            self.states[p].position.next_offset = offset
+        await self.delivery.start({p: self.state_for(p).position for p in partitions})
 
     def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
         return {p: st.position.next_offset if (st := self.states.get(p)) else None for p in partitions}

@@ -75,17 +75,11 @@ class PartitionStage:
 
     async def start(self, partitions: Iterable[int]) -> None:
         """Give partitions without a persisted position their start offset."""
-        fresh = [p for p in partitions if self.state_for(p).position.next_offset is None]
-        for p, offset in (await self.delivery.start_offsets(fresh)).items():
-            self.states[p].position.next_offset = offset
-            log.info("partition %d: no persisted position, starting at offset %d", p, offset)
+        await self.delivery.start({p: self.state_for(p).position for p in partitions})
 
     def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
-        return {p: self.next_offset(p) for p in partitions}
-
-    def next_offset(self, p: int) -> int | None:
-        st = self.states.get(p)
-        return st.position.next_offset if st is not None else None
+        """Next offset to process per partition (None: not loaded or not started yet)."""
+        return {p: st.position.next_offset if (st := self.states.get(p)) else None for p in partitions}
 
     def forget(self, partitions: Iterable[int]) -> None:
         partitions = list(partitions)
@@ -170,8 +164,8 @@ class PartitionStage:
             for p in touched:
                 self._add_partials(out, p, self.states[p])
             await out.flush()
-            await self._persist(touched | moved)
-            self.delivery.arrived(moved | {e.message.partition for e in done})
+            await self._persist(moved)  # every partition with a processed record (touched is a subset)
+            self.delivery.arrived({e.message.partition for e in done})
             await self.delivery.seek_back(gaps)
             metrics.BATCH_SECONDS.labels("partition").observe(time.perf_counter() - t0)
             return done

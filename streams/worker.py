@@ -19,6 +19,7 @@ from faust.types import TP
 from hangwatch.settings import Settings
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
 from streams.app import Pipeline, create_pipeline
+from streams.delivery import DeliveryGuard
 from streams.merge_stage import MergeStage
 from streams.partition_stage import PartitionStage
 
@@ -67,25 +68,18 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     def assigned(registry_name: str) -> set[int]:
         return set(owned[registry_name])
 
-    async def caught_up() -> set[int]:
-        """Owned source partitions whose every record up to the broker's end offset has been
-        processed."""
-        consumer: Any = app.consumer
-        topic_name = settings.kafka.topic(CALL_OUTCOMES)
-        tps = [TP(topic_name, p) for p in owned[CALL_OUTCOMES]]
-        if not tps:
-            return set()
+    async def source_positions() -> tuple[dict[int, int | None], dict[int, int]]:
+        """The partition stage's position and the broker's end offset of every owned source
+        partition (one request, shared by the idle check and the delivery watchdog)."""
+        partitions = assigned(CALL_OUTCOMES)
         async with stage1.lock:
-            await stage1.start(tp.partition for tp in tps)
-        ends = await consumer.highwaters(*tps)
-        out = set()
-        for tp in tps:
-            # the stage's own persisted position (streams.core.positions)
-            position = stage1.next_offset(tp.partition)
-            end = ends.get(tp)
-            if end is not None and position is not None and position >= end:
-                out.add(tp.partition)
-        return out
+            await stage1.start(partitions)
+        return stage1.positions(partitions), await stage1.delivery.end_offsets(partitions)
+
+    def caught_up(positions: dict[int, int | None], ends: dict[int, int]) -> set[int]:
+        """Owned source partitions whose every record up to the broker's end offset has been
+        processed (by the stage's own position, streams.core.positions)."""
+        return {p for p, pos in positions.items() if pos is not None and p in ends and pos >= ends[p]}
 
     def settled() -> bool:
         """Tables are recovered and no rebalance is in progress: state may be read."""
@@ -98,9 +92,11 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         if not settled():
             return
         try:
-            await stage1.tick(assigned(CALL_OUTCOMES), await caught_up())
+            positions, ends = await source_positions()
+            await stage1.tick(assigned(CALL_OUTCOMES), caught_up(positions, ends))
         except Exception as e:
             _fail_stop("partition timer", e)
+        await watchdog(stage1.delivery, positions, ends)
 
     @app.timer(interval=30.0)
     async def expire_merged() -> None:
@@ -111,17 +107,25 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         except Exception as e:
             _fail_stop("merge timer", e)
 
-    @app.timer(interval=2.0)
-    async def unstick_delivery() -> None:
+    async def watchdog(guard: DeliveryGuard, positions: dict[int, int | None], ends: dict[int, int]) -> None:
         # A partition whose records stopped coming although the broker has more is sought
         # back to the stage's position (streams.delivery).
+        try:
+            await guard.unstick(positions, ends)
+        except Exception as e:  # advisory: a broker hiccup here must not stop the worker
+            log.warning("delivery watchdog of %s: %r (retrying)", guard.topic_name, e)
+
+    @app.timer(interval=2.0)
+    async def unstick_partials() -> None:
         if not settled():
             return
+        partitions = assigned(RATE_PARTIALS)
         try:
-            await stage1.delivery.unstick(stage1.positions(assigned(CALL_OUTCOMES)))
-            await stage2.delivery.unstick(stage2.positions(assigned(RATE_PARTIALS)))
-        except Exception as e:  # advisory: a broker hiccup here must not stop the worker
-            log.warning("delivery watchdog: %r (retrying in 2 s)", e)
+            ends = await stage2.delivery.end_offsets(partitions)
+        except Exception as e:  # advisory, as in watchdog
+            log.warning("delivery watchdog of %s: %r (retrying)", stage2.delivery.topic_name, e)
+            return
+        await watchdog(stage2.delivery, stage2.positions(partitions), ends)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -38,13 +37,6 @@ def sim(cfg: SimConfig, env: KafkaEnv) -> list[CallOutcome]:
 
 def stream_flags(env: KafkaEnv) -> list[dict]:
     return read_json(env, "borrower-flags")
-
-
-@pytest.fixture
-def kenv() -> Iterator[KafkaEnv]:
-    env = KafkaEnv()
-    yield env
-    env.cleanup()
 
 
 def test_flags_equal_the_oracle_with_duplicates_and_reordering_and_one_raise_per_episode(kenv: KafkaEnv) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,13 +13,6 @@ from tests.integration.test_worker_rates import make_events, past_start, wait_ex
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 KAFKA = str(ROOT / "deploy" / "local" / "kafka.sh")
-
-
-@pytest.fixture
-def kenv() -> Iterator[KafkaEnv]:
-    env = KafkaEnv()
-    yield env
-    env.cleanup()
 
 
 def test_broker_outage_mid_stream_pauses_and_resumes_exactly(kenv: KafkaEnv) -> None:

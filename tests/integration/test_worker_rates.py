@@ -7,7 +7,6 @@ import base64
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,6 @@ from tests.oracles.rates import oracle_counts
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "call_outcome"
 SIZES = (60, 300, 3600)
-
-
-@pytest.fixture
-def kenv() -> Iterator[KafkaEnv]:
-    env = KafkaEnv()
-    yield env
-    env.cleanup()
 
 
 def make_events(n: int, seed: int, start_ms: int, spacing_ms: int = 250) -> list[CallOutcome]:

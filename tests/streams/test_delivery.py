@@ -11,6 +11,7 @@ import pytest
 from faust.types import TP
 
 from streams import delivery
+from streams.core.positions import Position
 from streams.delivery import DeliveryGuard
 
 TOPIC = "call-outcomes"
@@ -35,6 +36,12 @@ class RecordingConsumer:
 class App:
     def __init__(self, consumer: RecordingConsumer) -> None:
         self.consumer: Any = consumer
+
+
+def unstick(g: DeliveryGuard, positions: dict[int, int | None]) -> None:
+    """As the worker's timers do: one end-offsets request, then the watchdog's decision."""
+    ends = asyncio.run(g.end_offsets(positions))
+    asyncio.run(g.unstick(positions, ends))
 
 
 @pytest.fixture
@@ -62,12 +69,12 @@ def test_a_gap_seeks_once_until_the_record_comes_or_the_wait_runs_out(clock: lis
 def test_a_partition_behind_the_end_with_no_record_for_a_while_is_sought(clock: list[float]) -> None:
     c = RecordingConsumer({0: 100, 1: 50})
     g = DeliveryGuard(App(c), TOPIC)
-    asyncio.run(g.unstick({0: 60, 1: 50, 2: None}))  # 1 is caught up, 2 has no position yet
+    unstick(g, {0: 60, 1: 50, 2: None})  # 1 is caught up, 2 has no position yet
     clock[0] += delivery.STALL_AFTER_S - 1
-    asyncio.run(g.unstick({0: 60, 1: 50}))
+    unstick(g, {0: 60, 1: 50})
     assert c.seeks == []
     clock[0] += 1
-    asyncio.run(g.unstick({0: 60, 1: 50}))
+    unstick(g, {0: 60, 1: 50})
     assert c.seeks == [(0, 60)]
 
 
@@ -75,7 +82,7 @@ def test_progress_keeps_the_watchdog_quiet(clock: list[float]) -> None:
     c = RecordingConsumer({0: 100})
     g = DeliveryGuard(App(c), TOPIC)
     for _ in range(5):
-        asyncio.run(g.unstick({0: 60}))
+        unstick(g, {0: 60})
         clock[0] += delivery.STALL_AFTER_S / 2
         g.arrived([0])
     assert c.seeks == []
@@ -84,5 +91,7 @@ def test_progress_keeps_the_watchdog_quiet(clock: list[float]) -> None:
 def test_a_partition_without_state_starts_at_the_beginning_of_the_retained_log() -> None:
     c = RecordingConsumer({}, earliest={3: 1234})
     g = DeliveryGuard(App(c), TOPIC)
-    assert asyncio.run(g.start_offsets([3, 1])) == {3: 1234, 1: 0}
-    assert asyncio.run(g.start_offsets([])) == {}
+    positions = {3: Position(), 1: Position(), 2: Position(77)}
+    assert asyncio.run(g.start(positions)) == {3: 1234, 1: 0}
+    assert [positions[p].next_offset for p in (3, 1, 2)] == [1234, 0, 77]
+    assert asyncio.run(g.start({})) == {}
