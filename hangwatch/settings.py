@@ -110,9 +110,9 @@ class WorkerSettings(BaseModel):
     # A partition that receives no events for this long advances its watermark by the wall
     # clock, so windows close even when no more events arrive for them.
     idle_close_s: float = 10.0
-    # Events are processed in batches (Faust stream.take): up to this many, or this long.
-    batch_max: int = 2000
-    batch_within_s: float = 0.2
+    # Each fetch from the broker is one batch (streams.faust_transport), of at most this many
+    # messages: bigger batches amortise the broker round trips that every batch waits for.
+    batch_max: int = 10000
     # Borrower evidence kept this long (event time) beyond the longest rule span.
     borrower_retention_s: int = 8 * 24 * 3600
     # Borrowers with no call for longer than the rules' retention are aged out of the

@@ -19,6 +19,7 @@ from faust.types import TableT
 
 from hangwatch.settings import Settings
 from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
+from streams.faust_transport import HangwatchApp
 
 
 @dataclasses.dataclass
@@ -29,6 +30,8 @@ class Pipeline:
     app: faust.App
     source: faust.TopicT
     partials: faust.TopicT
+    source_batches: faust.ChannelT  # call-outcomes, one list of messages per fetch
+    partials_batches: faust.ChannelT  # hangwatch-rate-partials, likewise
     rates_out: faust.TopicT
     flags_out: faust.TopicT
     alerts_out: faust.TopicT
@@ -58,7 +61,7 @@ def create_pipeline(s: Settings) -> Pipeline:
     brokers = ";".join(f"kafka://{h.strip()}" for h in s.kafka.bootstrap_servers.split(","))
     n_source = topic(CALL_OUTCOMES).partitions
     w.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = HangwatchApp(
         w.app_id,
         broker=brokers,
         broker_credentials=_credentials(s),
@@ -108,6 +111,8 @@ def create_pipeline(s: Settings) -> Pipeline:
         app=app,
         source=source,
         partials=partials,
+        source_batches=app.batches_of(source),
+        partials_batches=app.batches_of(partials),
         rates_out=out[HANGUP_RATES],
         flags_out=out[BORROWER_FLAGS],
         alerts_out=out[HANGUP_ALERTS],

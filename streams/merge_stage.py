@@ -14,9 +14,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import orjson
+from faust.types import Message
 
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import metrics
@@ -73,32 +73,33 @@ class MergeStage:
             self.spikes.pop(p, None)
         self.delivery.forget(partitions)
 
-    async def process(self, events: Sequence[Any], owned: set[int]) -> list[Any]:
-        """Process one batch; return the events processed (to acknowledge). Events of
+    async def process(self, messages: Sequence[Message], owned: set[int]) -> list[Message]:
+        """Process one batch; return the messages processed (to acknowledge). Messages of
         partitions no longer owned are skipped and not acknowledged (see PartitionStage.process)."""
         async with self.lock:
             t0 = time.perf_counter()
             touched: set[int] = set()
             gaps: dict[int, int] = {}
-            done: list[Any] = []
-            await self.start({e.message.partition for e in events} & owned)
-            for event in events:
-                p = event.message.partition
+            done: list[Message] = []
+            await self.start({m.partition for m in messages} & owned)
+            for msg in messages:
+                p = msg.partition
                 if p not in owned:
                     continue
                 st = self.state_for(p)
-                delivery = st.accept(event.message.offset)
+                delivery = st.accept(msg.offset)
                 if delivery == "gap":
                     gaps.setdefault(p, st.position.next_offset)  # type: ignore[arg-type]
                     continue
-                done.append(event)
-                if delivery == "process":
-                    apply_message(st, event.message.value)
+                done.append(msg)
+                if delivery == "process" and msg.value is not None:  # partials never send tombstones
+                    apply_message(st, msg.value)
                     touched.add(p)
             await self._emit(touched)
-            self.delivery.arrived({e.message.partition for e in done})
+            self.delivery.arrived({m.partition for m in done})
             await self.delivery.seek_back(gaps)
             metrics.BATCH_SECONDS.labels("merge").observe(time.perf_counter() - t0)
+            metrics.BATCH_MESSAGES.labels("merge").observe(len(messages))
             return done
 
     async def _emit(self, partitions: Iterable[int]) -> None:

@@ -12,6 +12,8 @@ FLAGS = Counter("hangwatch_flags_total", "Borrower flag transitions emitted", ["
 ALERTS = Counter("hangwatch_alerts_total", "Spike alert transitions emitted", ["status"])
 BATCH_SECONDS = Histogram("hangwatch_batch_seconds", "Time to process one batch, by stage", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+BATCH_MESSAGES = Histogram("hangwatch_batch_messages", "Messages per batch (one fetch), by stage", ["stage"],
+                           buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 20000))
 WATERMARK_LAG = Gauge("hangwatch_watermark_lag_seconds", "Wall clock minus watermark, per source partition",
                       ["partition"])
 DELIVERY_GAPS = Counter("hangwatch_delivery_gaps_total",

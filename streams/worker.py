@@ -36,27 +36,29 @@ def _fail_stop(stage: str, exc: BaseException) -> None:
 def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     pipe = create_pipeline(settings)
     app = pipe.app
-    w = settings.worker
     stage1 = PartitionStage(pipe)
     stage2 = MergeStage(pipe)
 
-    @app.agent(pipe.source, name="partition-stage")
-    async def partition_agent(stream: Any) -> None:
-        # noack_take: Faust acknowledges nothing by itself; only events a stage processed and
-        # persisted are acknowledged, so only their offsets can ever be committed.
-        async for events in stream.noack_take(w.batch_max, within=w.batch_within_s):
+    ack = app.consumer.ack
+
+    # Each item is one fetch of the topic's messages (streams.faust_transport). Only messages
+    # a stage processed and persisted are acknowledged, so only their offsets can ever be
+    # committed.
+    @app.agent(pipe.source_batches, name="partition-stage")
+    async def partition_agent(fetches: Any) -> None:
+        async for messages in fetches:
             try:
-                for event in await stage1.process(events, assigned(CALL_OUTCOMES)):
-                    await stream.ack(event)
+                for m in await stage1.process(messages, assigned(CALL_OUTCOMES)):
+                    ack(m)
             except Exception as e:
                 _fail_stop("partition", e)
 
-    @app.agent(pipe.partials, name="merge-stage")
-    async def merge_agent(stream: Any) -> None:
-        async for events in stream.noack_take(w.batch_max, within=w.batch_within_s):
+    @app.agent(pipe.partials_batches, name="merge-stage")
+    async def merge_agent(fetches: Any) -> None:
+        async for messages in fetches:
             try:
-                for event in await stage2.process(events, assigned(RATE_PARTIALS)):
-                    await stream.ack(event)
+                for m in await stage2.process(messages, assigned(RATE_PARTIALS)):
+                    ack(m)
             except Exception as e:
                 _fail_stop("merge", e)
 

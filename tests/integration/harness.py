@@ -29,7 +29,7 @@ class KafkaEnv:
         tag = uuid.uuid4().hex[:8]
         self.prefix = f"t{tag}."
         self.app_id = f"hw-test-{tag}"
-        self.worker = {"app_id": self.app_id, "grace_s": 600, "idle_close_s": 2.0, "batch_within_s": 0.1,
+        self.worker = {"app_id": self.app_id, "grace_s": 600, "idle_close_s": 2.0,
                        "broker_session_timeout_s": 6.0, "broker_heartbeat_interval_s": 0.5, **worker_overrides}
         self.alerts = alerts or {}
         self.settings = Settings(kafka={"topic_prefix": self.prefix}, worker=self.worker, alerts=self.alerts)
