@@ -147,7 +147,10 @@ def main() -> int:
     print_report(results, console)
     js = write_json(results, a.out, stamp)
     png = write_chart(results, a.out, stamp)
-    console.print(f"results: {js.relative_to(ROOT)}, {png.relative_to(ROOT)} "
+    def shown(path: Path) -> Path:
+        return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+    console.print(f"results: {shown(js)}, {shown(png)} "
                   f"(total {results['seconds_total']:.0f} s)")
     bad = [r["variant"] for r in results["variants"] if not r.get("ok") and r["variant"] != "naive Faust"]
     if bad:

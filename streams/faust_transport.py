@@ -91,6 +91,8 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         callback = self.callback
         batch_channels = self.batch_channels
         batches: dict[str, list[Message]] = {}
+        # read offsets of batched messages, applied once the batch is handed over
+        batched_up_to: dict[TP, int] = {}
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
@@ -102,7 +104,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                     await asyncio.sleep(0)
                     since_yield = 0
                 offset = message.offset
-                r_offset = read_offset[tp]
+                r_offset = batched_up_to[tp] if tp in batched_up_to else read_offset[tp]
                 if r_offset is not None and offset < r_offset:
                     continue  # already delivered (Faust drops these the same way)
                 if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
@@ -112,6 +114,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                     await self.commit()
                 if tp.topic in batch_channels:
                     batches.setdefault(tp.topic, []).append(message)
+                    batched_up_to[tp] = offset
                     continue
                 await callback(message)
                 read_offset[tp] = offset
@@ -119,8 +122,9 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 # blocks while the agent still holds an earlier fetch: the consumer's own
                 # prefetch buffer keeps filling, so the next fetch is a bigger batch
                 await batch_channels[name].put(cast(Any, messages))
-                for m in messages:  # read once handed over (a cancelled put leaves them unread)
-                    read_offset[m.tp] = m.offset
+                for tp, offset in batched_up_to.items():  # read once handed over (a cancelled
+                    if tp.topic == name:  # put leaves them unread)
+                        read_offset[tp] = offset
         finally:
             await cast(Any, fetched).aclose()
 

@@ -1,0 +1,112 @@
+"""BatchDrainConsumer's delivery of one fetch: batched topics arrive as one list per fetch,
+in order, read offsets move only once a batch is handed over, and no false gaps are recorded
+(a gap marks offsets as acknowledged, so one inside a batch would let Faust commit offsets
+nobody processed). The consumer is Faust's own object, not started; the fetch is a list. The
+path against the real broker is covered by tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from faust.types import TP, Message
+
+from streams.faust_transport import BatchDrainConsumer, HangwatchApp
+
+SOURCE = "t.call-outcomes"
+OTHER = "t.other"
+
+
+def _message(topic: str, partition: int, offset: int) -> Message:
+    return Message(topic, partition, offset, timestamp=0.0, timestamp_type=0, headers=[], key=b"k", value=b"v",
+                   checksum=None, tp=TP(topic, partition))
+
+
+async def _fetch(messages: list[Message]) -> AsyncIterator[tuple[TP, Message]]:
+    for m in messages:
+        yield m.tp, m
+
+
+class RecordingChannel:
+    def __init__(self, block: asyncio.Event | None = None) -> None:
+        self.items: list[list[Message]] = []
+        self.block = block
+
+    async def put(self, value: Any) -> None:
+        if self.block is not None:
+            await self.block.wait()
+        self.items.append(value)
+
+
+def _consumer() -> tuple[BatchDrainConsumer, list[Message], list[tuple[TP, int, int]]]:
+    app = HangwatchApp("test-transport", broker="kafka://127.0.0.1:1")
+    consumer = app.consumer
+    assert isinstance(consumer, BatchDrainConsumer)
+    delivered: list[Message] = []
+    gaps: list[tuple[TP, int, int]] = []
+
+    async def callback(message: Message) -> None:
+        delivered.append(message)
+
+    async def add_gap(tp: TP, start: int, end: int) -> None:
+        gaps.append((tp, start, end))
+
+    consumer.callback = callback
+    consumer._add_gap = add_gap  # type: ignore[method-assign,assignment]
+    consumer._commit_every = None
+    app.topics.acks_enabled_for = lambda topic: True  # type: ignore[method-assign]
+    return consumer, delivered, gaps
+
+
+def test_batched_topic_arrives_as_one_list_per_fetch_without_gaps() -> None:
+    consumer, delivered, gaps = _consumer()
+    channel = RecordingChannel()
+    consumer.batch_channels[SOURCE] = channel  # type: ignore[assignment]
+    for p in (0, 1):  # the previous fetch ended at 99
+        consumer._read_offset[TP(SOURCE, p)] = 99
+    fetch = [_message(SOURCE, p, o) for o in range(100, 350) for p in (0, 1)] + [_message(OTHER, 0, 7)]
+    asyncio.run(consumer._deliver(_fetch(fetch)))
+
+    assert len(channel.items) == 1
+    batch = channel.items[0]
+    assert [(m.partition, m.offset) for m in batch] == [(m.partition, m.offset) for m in fetch if m.topic == SOURCE]
+    assert [(m.topic, m.offset) for m in delivered] == [(OTHER, 7)]  # the rest: the conductor, one by one
+    assert gaps == []
+    assert consumer._read_offset[TP(SOURCE, 0)] == 349
+    assert consumer._read_offset[TP(SOURCE, 1)] == 349
+
+
+def test_a_real_gap_is_still_recorded_once() -> None:
+    consumer, _, gaps = _consumer()
+    consumer.batch_channels[SOURCE] = RecordingChannel()  # type: ignore[assignment]
+    consumer._read_offset[TP(SOURCE, 0)] = 9
+    asyncio.run(consumer._deliver(_fetch([_message(SOURCE, 0, o) for o in (10, 11, 15, 16)])))
+    assert gaps == [(TP(SOURCE, 0), 12, 15)]
+
+
+def test_already_read_offsets_are_not_delivered_again() -> None:
+    consumer, _, _ = _consumer()
+    channel = RecordingChannel()
+    consumer.batch_channels[SOURCE] = channel  # type: ignore[assignment]
+    consumer._read_offset[TP(SOURCE, 0)] = 5
+    asyncio.run(consumer._deliver(_fetch([_message(SOURCE, 0, o) for o in range(3, 8)])))
+    assert [m.offset for m in channel.items[0]] == [5, 6, 7]
+
+
+def test_a_cancelled_hand_over_leaves_the_batch_unread() -> None:
+    """A rebalance cancels the delivery while the agent still holds the previous fetch: the
+    fetch was not handed over, so its offsets must not count as read."""
+    consumer, _, _ = _consumer()
+    consumer.batch_channels[SOURCE] = RecordingChannel(block=asyncio.Event())  # type: ignore[assignment]
+
+    async def run() -> None:
+        task = asyncio.ensure_future(consumer._deliver(_fetch([_message(SOURCE, 0, o) for o in range(5)])))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert consumer._read_offset[TP(SOURCE, 0)] is None
