@@ -30,7 +30,10 @@ def _worker_argv(port: int, profile_out: str | None, profiler: str) -> list[str]
     if profile_out:
         return python_module("bench.profile_worker", "--metrics-port", str(port), "--out", profile_out,
                              "--profiler", profiler)
-    return python_module("hangwatch", "worker", "--metrics-port", str(port))
+    # info: the workers' assignments, restores and seeks in .local/bench/logs (a few lines per
+    # rebalance), the evidence when a run fails; HANGWATCH_BENCH_WORKER_LOG_LEVEL overrides it
+    level = os.environ.get("HANGWATCH_BENCH_WORKER_LOG_LEVEL", "info")
+    return python_module("hangwatch", "worker", "--metrics-port", str(port), "--faust-log-level", level)
 
 
 def _events_by_result(scraped: list[dict[str, float]]) -> dict[str, float]:

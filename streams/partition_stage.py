@@ -191,8 +191,8 @@ class PartitionStage:
             st = self.states[p]
             for k, v in st.state_changes():
                 self.rates_io.put(p, f"{p}|{k}".encode(), v)
-        await self.rates_io.flush()
-        await self.borrowers_io.flush()
+        # independent of each other: one round trip for both
+        await asyncio.gather(self.rates_io.flush(), self.borrowers_io.flush())
         wm_out = Outbox()
         for p in partitions:
             st = self.states[p]
@@ -204,8 +204,7 @@ class PartitionStage:
                     wm_out.add(self.pipe.partials, b"", encode_watermark(p, st.watermark_ms), partition=q)
                 metrics.WATERMARK_LAG.labels(str(p)).set(max(0.0, (now_ms() - st.watermark_ms) / 1000))
             st.mark_persisted()
-        await self.rates_io.flush()
-        await wm_out.flush()
+        await asyncio.gather(self.rates_io.flush(), wm_out.flush())  # the table's copy and the broadcast
 
     # ---- timers ----------------------------------------------------------------------------
     async def tick(self, assigned: set[int], caught_up: set[int]) -> list[int]:

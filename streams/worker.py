@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import faust
@@ -24,6 +25,7 @@ from streams.merge_stage import MergeStage
 from streams.partition_stage import PartitionStage
 
 log = logging.getLogger(__name__)
+UNSETTLED_WARN_S = 60.0
 
 
 def _fail_stop(stage: str, exc: BaseException) -> None:
@@ -83,10 +85,25 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         processed (by the stage's own position, streams.core.positions)."""
         return {p for p, pos in positions.items() if pos is not None and p in ends and pos >= ends[p]}
 
+    unsettled_since: list[float] = []  # monotonic time the worker stopped being settled
+
     def settled() -> bool:
         """Tables are recovered and no rebalance is in progress: state may be read."""
         recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in TableManagerT
-        return recovery.completed.is_set() and not app.rebalancing and not recovery.in_recovery
+        flags = {"recovery_completed": recovery.completed.is_set(), "rebalancing": bool(app.rebalancing),
+                 "in_recovery": bool(recovery.in_recovery)}
+        ok = flags["recovery_completed"] and not flags["rebalancing"] and not flags["in_recovery"]
+        # The timers (idle close, delivery watchdog) wait while unsettled; say so if it lasts.
+        now = time.monotonic()
+        if ok:
+            unsettled_since.clear()
+        elif not unsettled_since:
+            unsettled_since.append(now)
+        elif now - unsettled_since[0] > UNSETTLED_WARN_S:
+            log.warning("not settled for %.0f s (rebalance or table recovery in progress): %s",
+                        now - unsettled_since[0], flags)
+            unsettled_since[0] = now
+        return ok
 
     @app.timer(interval=1.0)
     async def close_idle_windows() -> None:
