@@ -113,6 +113,12 @@ class WorkerSettings(BaseModel):
     # Each fetch from the broker is one batch (streams.faust_transport), of at most this many
     # messages: bigger batches amortise the broker round trips that every batch waits for.
     batch_max: int = 10000
+    # The broker holds a fetch until it has fetch_min_bytes or fetch_linger_ms passed: at low
+    # rates a batch then gathers this much time of events instead of a few (each batch costs
+    # broker round trips); under load fetches fill at once. The linger adds at most this much
+    # latency to flags and rates.
+    fetch_linger_ms: int = Field(default=100, ge=0, le=5000)
+    fetch_min_bytes: int = Field(default=1024 * 1024, ge=1)
     # Borrower evidence kept this long (event time) beyond the longest rule span.
     borrower_retention_s: int = 8 * 24 * 3600
     # Borrowers with no call for longer than the rules' retention are aged out of the

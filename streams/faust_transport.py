@@ -39,12 +39,36 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ChannelT, ConsumerT, Message, TopicT, TransportT
 from mode import Service, ServiceT
 
+from streams.stuck import Watch
+
 # Same cadence as Faust's loop: let agents run between deliveries of a large fetch.
 YIELD_EVERY = 100
 
 
+class LingeringConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the broker asked to hold each fetch until it has
+    `fetch_min_bytes` or `fetch_linger_ms` passed (Faust sends min 1 byte, so at a low rate
+    every fetch carries a handful of records and each batch pays its broker round trips and
+    per-batch work for them). Under load fetches fill at once; the linger bounds the delay."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        owner = cast("BatchDrainConsumer", self.consumer)
+        # AIOKafkaConsumer keeps its constructor arguments and hands them to its Fetcher at start()
+        consumer._fetch_min_bytes = owner.fetch_min_bytes
+        consumer._fetch_max_wait_ms = owner.fetch_linger_ms
+        return consumer
+
+
 class BatchDrainConsumer(faust_aiokafka.Consumer):
     """aiokafka-backed Faust consumer whose drain loop awaits once per fetch."""
+
+    #: the broker answers a fetch once it has this many bytes or this many ms passed
+    fetch_min_bytes: int = 1
+    fetch_linger_ms: int = 1500  # Faust's own fetch_max_wait_ms
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return LingeringConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     #: topic name -> channel that receives that topic's messages of a fetch as one list
     batch_channels: dict[str, ChannelT]
@@ -52,6 +76,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_channels = {}
+        self.watch = Watch()  # the worker replaces it with the one it reports
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - runs in the Fetcher
         consumer_should_stop = cast(Service, self)._stopped.is_set
@@ -59,10 +84,15 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                fetched = cast(AsyncIterator[tuple[TP, Message]], self.getmany(timeout=1.0))
+                # The fetch itself is awaited here, outside the delivery task, as Faust's loop
+                # does: cancelling a getmany that waits on the consumer thread at a rebalance
+                # would lose the records that call still returns there (the thread's position
+                # moves past them, possibly past a seek that recovery just made).
+                fetched = [pair async for pair in cast(AsyncIterator[tuple[TP, Message]],
+                                                        self.getmany(timeout=1.0))]
                 # As in Faust: getmany may return at once in a loop without yielding.
                 await self.sleep(0)
-                if not self.should_stop:
+                if fetched and not self.should_stop:
                     delivery = asyncio.ensure_future(self._deliver(fetched))
                     # wait_first cancels the delivery if the flow is suspended (rebalance)
                     # or the service stops; an exception in it propagates from here.
@@ -84,10 +114,14 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _deliver(self, fetched: AsyncIterator[tuple[TP, Message]]) -> None:
+    async def _deliver(self, fetched: list[tuple[TP, Message]]) -> None:
         """Deliver one fetch in order, with Faust's per-message bookkeeping (read offsets,
         gap tracking for acks, commit every N acks): messages of batch topics as one list per
         topic after the fetch, the others one by one to the conductor."""
+        with self.watch.running("consumer: delivering a fetch"):
+            await self._deliver_fetch(fetched)
+
+    async def _deliver_fetch(self, fetched: list[tuple[TP, Message]]) -> None:
         callback = self.callback
         batch_channels = self.batch_channels
         batches: dict[str, list[Message]] = {}
@@ -98,7 +132,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         commit_every = self._commit_every
         since_yield = 0
         try:
-            async for tp, message in fetched:
+            for tp, message in fetched:
                 since_yield += 1
                 if since_yield > YIELD_EVERY:
                     await asyncio.sleep(0)
@@ -125,8 +159,13 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
                 for tp, offset in batched_up_to.items():  # read once handed over (a cancelled
                     if tp.topic == name:  # put leaves them unread)
                         read_offset[tp] = offset
-        finally:
-            await cast(Any, fetched).aclose()
+        except asyncio.CancelledError:
+            # At a rebalance Faust clears the agents' queues and cancels their waiting putters
+            # (mode's ThrowableQueue.clear); wait_first also cancels this task when the flow is
+            # suspended. Either way the rest of this fetch was not handed over and stays unread.
+            # Letting the CancelledError out would end the drain loop for good (wait_first
+            # re-raises a task's exception) and the worker would stop fetching.
+            return
 
 
 class BatchDrainTransport(faust_aiokafka.Transport):
@@ -138,6 +177,13 @@ class BatchDrainTransport(faust_aiokafka.Transport):
 class HangwatchApp(faust.App):
     """faust.App whose consumer transport uses `BatchDrainConsumer` (the producer transport
     and everything else are Faust's defaults)."""
+
+    def linger_fetches(self, min_bytes: int, linger_ms: int) -> None:
+        """Ask the broker to hold fetches until `min_bytes` or `linger_ms` (before start)."""
+        consumer = self.consumer
+        if isinstance(consumer, BatchDrainConsumer):
+            consumer.fetch_min_bytes = min_bytes
+            consumer.fetch_linger_ms = linger_ms
 
     def batches_of(self, source: TopicT, maxsize: int = 1) -> ChannelT:
         """A channel that receives `source`'s messages as one list per fetch; use it as an

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 from faust.types import Message
@@ -44,6 +44,10 @@ class MergeStage:
         self.states: dict[int, MergeRates] = {}
         self.spikes: dict[int, dict[str, SpikeState]] = {}
         self.lock = asyncio.Lock()
+        # Partitions this worker owns (the worker updates the set in place at rebalances) and
+        # whether state may be read now (tables recovered, no rebalance running).
+        self.owned: set[int] = set()
+        self.ready: Callable[[], bool] = lambda: True
         self.io = TableWriter(pipe.merge_table)
         self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(RATE_PARTIALS))
 
@@ -73,10 +77,13 @@ class MergeStage:
             self.spikes.pop(p, None)
         self.delivery.forget(partitions)
 
-    async def process(self, messages: Sequence[Message], owned: set[int]) -> list[Message]:
+    async def process(self, messages: Sequence[Message]) -> list[Message]:
         """Process one batch; return the messages processed (to acknowledge). Messages of
         partitions no longer owned are skipped and not acknowledged (see PartitionStage.process)."""
         async with self.lock:
+            if not self.ready():  # as in PartitionStage.process
+                return []
+            owned = set(self.owned)
             t0 = time.perf_counter()
             touched: set[int] = set()
             gaps: dict[int, int] = {}
@@ -142,9 +149,12 @@ class MergeStage:
             self.io.put(p, f"{p}|{k}".encode(), v)
         await self.io.flush()
 
-    async def tick(self, assigned: set[int]) -> None:
+    async def tick(self) -> None:
         """Expire old final cells."""
         async with self.lock:
+            if not self.ready():
+                return
+            assigned = set(self.owned)
             retention_ms = self.pipe.settings.worker.window_retention_s * 1000
             for p in assigned:
                 self.state_for(p).expire(retention_ms)

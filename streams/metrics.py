@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("hangwatch_events_total", "Events consumed from call-outcomes, by result",
-                 ["result"])  # counted, duplicate, late, replayed, invalid, replay_skipped, gap, not_owned
+                 ["result"])  # counted, duplicate, late, replayed, invalid, replay_skipped, gap, not_owned, not_ready
 DEAD_LETTERS = Counter("hangwatch_dead_letters_total", "Messages sent to the DLQ, by error kind", ["kind"])
 RATE_UPDATES = Counter("hangwatch_rate_updates_total", "RateUpdate records emitted", ["final"])
 FLAGS = Counter("hangwatch_flags_total", "Borrower flag transitions emitted", ["rule", "status"])

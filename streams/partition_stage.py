@@ -21,7 +21,7 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -57,6 +57,10 @@ class PartitionStage:
         self.states: dict[int, PartitionRates] = {}
         self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(CALL_OUTCOMES))
         self.lock = asyncio.Lock()
+        # Partitions this worker owns (the worker updates the set in place at rebalances) and
+        # whether state may be read now (tables recovered, no rebalance running).
+        self.owned: set[int] = set()
+        self.ready: Callable[[], bool] = lambda: True
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.rates_io = TableWriter(pipe.rates_table)
         self.borrowers_io = TableWriter(pipe.borrowers_table)
@@ -91,7 +95,7 @@ class PartitionStage:
         self.delivery.forget(partitions)
 
     # ---- one batch -------------------------------------------------------------------------
-    async def process(self, messages: Sequence[Message], owned: set[int]) -> list[Message]:
+    async def process(self, messages: Sequence[Message]) -> list[Message]:
         """Process one batch; return the messages processed, which the caller acknowledges.
 
         Messages of partitions this worker no longer owns (buffered before a rebalance) are
@@ -99,6 +103,13 @@ class PartitionStage:
         Two writers of one partition's state would corrupt it, and acknowledging a skipped
         event would let its offset be committed unprocessed."""
         async with self.lock:
+            # Ownership and readiness are read under the lock: a batch that waited for it
+            # across a rebalance must not write state for a partition that moved away, nor
+            # restore state from a table whose recovery is still running.
+            if not self.ready():
+                metrics.EVENTS.labels("not_ready").inc(len(messages))
+                return []
+            owned = set(self.owned)
             t0 = time.perf_counter()
             now = now_ms()
             out = Outbox()
@@ -207,7 +218,7 @@ class PartitionStage:
         await asyncio.gather(self.rates_io.flush(), wm_out.flush())  # the table's copy and the broadcast
 
     # ---- timers ----------------------------------------------------------------------------
-    async def tick(self, assigned: set[int], caught_up: set[int]) -> list[int]:
+    async def tick(self, caught_up: set[int]) -> list[int]:
         """Wall-clock work: close windows of idle partitions, expire old state. Returns the
         partitions whose watermark moved.
 
@@ -215,6 +226,9 @@ class PartitionStage:
         read everything up to the high watermark: a backlog (a restart, a slow start, a
         backfill) must never be mistaken for silence, or its events would all become late."""
         async with self.lock:
+            if not self.ready():
+                return []
+            assigned = set(self.owned)
             now = now_ms()
             idle_ms = self.pipe.settings.worker.idle_close_s * 1000
             moved = []

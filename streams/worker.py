@@ -21,11 +21,15 @@ from hangwatch.settings import Settings
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
 from streams.app import Pipeline, create_pipeline
 from streams.delivery import DeliveryGuard
+from streams.faust_transport import BatchDrainConsumer
 from streams.merge_stage import MergeStage
 from streams.partition_stage import PartitionStage
+from streams.stuck import StuckReporter, Watch
 
 log = logging.getLogger(__name__)
 UNSETTLED_WARN_S = 60.0
+STUCK_CHECK_S = 15.0
+STUCK_AFTER_S = 60.0
 
 
 def _fail_stop(stage: str, exc: BaseException) -> None:
@@ -42,6 +46,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     stage2 = MergeStage(pipe)
 
     ack = app.consumer.ack
+    watch = Watch()
 
     # Each item is one fetch of the topic's messages (streams.faust_transport). Only messages
     # a stage processed and persisted are acknowledged, so only their offsets can ever be
@@ -50,7 +55,9 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def partition_agent(fetches: Any) -> None:
         async for messages in fetches:
             try:
-                for m in await stage1.process(messages, assigned(CALL_OUTCOMES)):
+                with watch.running("partition-stage batch"):
+                    done = await stage1.process(messages)
+                for m in done:
                     ack(m)
             except Exception as e:
                 _fail_stop("partition", e)
@@ -59,15 +66,17 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def merge_agent(fetches: Any) -> None:
         async for messages in fetches:
             try:
-                for m in await stage2.process(messages, assigned(RATE_PARTIALS)):
+                with watch.running("merge-stage batch"):
+                    done = await stage2.process(messages)
+                for m in done:
                     ack(m)
             except Exception as e:
                 _fail_stop("merge", e)
 
     # Partitions this worker owns, maintained from the rebalance signals: a revoked partition
     # leaves the set before its revocation completes, so a batch buffered before the rebalance
-    # cannot write state for it afterwards.
-    owned: dict[str, set[int]] = {CALL_OUTCOMES: set(), RATE_PARTIALS: set()}
+    # cannot write state for it afterwards. The stages read these very sets (under their locks).
+    owned: dict[str, set[int]] = {CALL_OUTCOMES: stage1.owned, RATE_PARTIALS: stage2.owned}
 
     def assigned(registry_name: str) -> set[int]:
         return set(owned[registry_name])
@@ -75,10 +84,11 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def source_positions() -> tuple[dict[int, int | None], dict[int, int]]:
         """The partition stage's position and the broker's end offset of every owned source
         partition (one request, shared by the idle check and the delivery watchdog)."""
-        partitions = assigned(CALL_OUTCOMES)
         async with stage1.lock:
+            partitions = assigned(CALL_OUTCOMES)
             await stage1.start(partitions)
-        return stage1.positions(partitions), await stage1.delivery.end_offsets(partitions)
+            positions = stage1.positions(partitions)
+        return positions, await stage1.delivery.end_offsets(partitions)
 
     def caught_up(positions: dict[int, int | None], ends: dict[int, int]) -> set[int]:
         """Owned source partitions whose every record up to the broker's end offset has been
@@ -105,26 +115,32 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
             unsettled_since[0] = now
         return ok
 
+    # A batch that arrives while tables recover or a rebalance runs is not processed (nor
+    # acknowledged): the consumer is sought to the committed offsets after recovery.
+    stage1.ready = stage2.ready = settled
+
     @app.timer(interval=1.0)
     async def close_idle_windows() -> None:
         # Only after table recovery: a stage must not rebuild state from a half-read changelog.
         if not settled():
             return
-        try:
-            positions, ends = await source_positions()
-            await stage1.tick(assigned(CALL_OUTCOMES), caught_up(positions, ends))
-        except Exception as e:
-            _fail_stop("partition timer", e)
-        await watchdog(stage1.delivery, positions, ends)
+        with watch.running("timer close_idle_windows"):
+            try:
+                positions, ends = await source_positions()
+                await stage1.tick(caught_up(positions, ends))
+            except Exception as e:
+                _fail_stop("partition timer", e)
+            await watchdog(stage1.delivery, positions, ends)
 
     @app.timer(interval=30.0)
     async def expire_merged() -> None:
         if not settled():
             return
-        try:
-            await stage2.tick(assigned(RATE_PARTIALS))
-        except Exception as e:
-            _fail_stop("merge timer", e)
+        with watch.running("timer expire_merged"):
+            try:
+                await stage2.tick()
+            except Exception as e:
+                _fail_stop("merge timer", e)
 
     async def watchdog(guard: DeliveryGuard, positions: dict[int, int | None], ends: dict[int, int]) -> None:
         # A partition whose records stopped coming although the broker has more is sought
@@ -139,12 +155,19 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         if not settled():
             return
         partitions = assigned(RATE_PARTIALS)
-        try:
-            ends = await stage2.delivery.end_offsets(partitions)
-        except Exception as e:  # advisory, as in watchdog
-            log.warning("delivery watchdog of %s: %r (retrying)", stage2.delivery.topic_name, e)
-            return
-        await watchdog(stage2.delivery, stage2.positions(partitions), ends)
+        with watch.running("timer unstick_partials"):
+            try:
+                ends = await stage2.delivery.end_offsets(partitions)
+            except Exception as e:  # advisory, as in watchdog
+                log.warning("delivery watchdog of %s: %r (retrying)", stage2.delivery.topic_name, e)
+                return
+            await watchdog(stage2.delivery, stage2.positions(partitions), ends)
+
+    # A batch, timer run or fetch delivery that takes minutes waits on something that will not
+    # come; its stack in the log says what (the worker keeps running; this only reports).
+    app.add_dependency(StuckReporter(watch, every_s=STUCK_CHECK_S, older_than_s=STUCK_AFTER_S))
+    if isinstance(app.consumer, BatchDrainConsumer):
+        app.consumer.watch = watch
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
@@ -153,7 +176,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         # Drop cached state of partitions that move away; it is rebuilt from the table
         # (recovered from the changelog) if they come back. Taking the locks waits for a batch
         # in flight to finish, so no write for a revoked partition happens after this.
-        for name in owned:
+        for name in owned:  # in place: the stages hold these sets
             owned[name] -= {tp.partition for tp in revoked if tp.topic == settings.kafka.topic(name)}
         async with stage1.lock, stage2.lock:
             stage1.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(CALL_OUTCOMES))

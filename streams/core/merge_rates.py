@@ -14,6 +14,7 @@ version that increases per key and `final` set once closed.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -70,6 +71,9 @@ class MergeRates:
         self._dirty_wm: set[int] = set()
         self._deleted: set[str] = set()
         self.ignored_partials = 0
+        # (window end s, key) of every cell not final yet: finalize() pops the closed ones
+        # instead of scanning all cells on every batch (small batches at low rates).
+        self._open: list[tuple[int, str]] = []
         # Next offset of this partials partition to process (streams.core.positions).
         self.position = Position()
 
@@ -94,6 +98,7 @@ class MergeRates:
                 self.ignored_partials += 1
                 return False
             cell = self.cells[key] = MergedCell()
+            heapq.heappush(self._open, (start + size, key))
         if cell.parts.get(src) != counts:
             cell.parts[src] = list(counts)
             cell.recompute()
@@ -112,14 +117,16 @@ class MergeRates:
         """Mark closed cells final; return the newly final ones in window-start order."""
         gw_s = self.global_watermark_ms() // 1000
         newly = []
-        for key, cell in self.cells.items():
-            if cell.final:
+        open_cells = self._open
+        while open_cells and open_cells[0][0] <= gw_s:
+            _, key = heapq.heappop(open_cells)
+            cell = self.cells.get(key)
+            if cell is None or cell.final:
                 continue
-            size, start, _, _ = parse_cell_key(key)
-            if start + size <= gw_s:
-                cell.final = True
-                self._dirty.add(key)
-                newly.append((start, key, cell))
+            cell.final = True
+            self._dirty.add(key)
+            _, start, _, _ = parse_cell_key(key)
+            newly.append((start, key, cell))
         newly.sort(key=lambda x: (x[0], x[1]))
         return [(k, c) for _, k, c in newly]
 
@@ -174,11 +181,16 @@ class MergeRates:
             if value is None:
                 continue
             if key.startswith(CELL_PREFIX):
-                st.cells[key[len(CELL_PREFIX):]] = MergedCell.from_bytes(value)
+                cell_key = key[len(CELL_PREFIX):]
+                cell = st.cells[cell_key] = MergedCell.from_bytes(value)
+                if not cell.final:
+                    size, start, _, _ = parse_cell_key(cell_key)
+                    st._open.append((start + size, cell_key))
             elif key.startswith(SRC_WM_PREFIX):
                 st.src_watermarks[int(key[len(SRC_WM_PREFIX):])] = orjson.loads(value)
             elif key == POSITION_KEY:
                 st.position.next_offset = orjson.loads(value)
+        heapq.heapify(st._open)
         return st
 
 

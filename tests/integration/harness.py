@@ -67,7 +67,10 @@ class WorkerProcess:
         self.log_path = ROOT / ".local" / "test-logs" / f"{env.app_id}-{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop)
-        self.proc = subprocess.Popen([sys.executable, "-m", "hangwatch", "worker"], env=env.env(), cwd=ROOT,
+        # info: assignments, restores and seeks in the log (a few lines per rebalance), the
+        # evidence when a test fails
+        self.proc = subprocess.Popen([sys.executable, "-m", "hangwatch", "worker", "--faust-log-level", "info"],
+                                     env=env.env(), cwd=ROOT,
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

@@ -1,0 +1,61 @@
+"""Which of the worker's units of work (a stage batch, a timer run) has been running for long,
+and where it waits: a hung await would otherwise stop a worker without a word."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from mode import Service
+
+log = logging.getLogger(__name__)
+
+
+class Watch:
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[float, asyncio.Task[object] | None]] = {}
+
+    @contextlib.contextmanager
+    def running(self, name: str) -> Iterator[None]:
+        self._running[name] = (time.monotonic(), asyncio.current_task())
+        try:
+            yield
+        finally:
+            self._running.pop(name, None)
+
+    def report(self, older_than_s: float) -> list[str]:
+        """Log (warning) each unit running longer than `older_than_s`, with the stack of the
+        task running it; returns their names."""
+        now = time.monotonic()
+        slow = []
+        for name, (since, task) in list(self._running.items()):
+            if now - since < older_than_s:
+                continue
+            slow.append(name)
+            stack = io.StringIO()
+            if task is not None:
+                task.print_stack(limit=30, file=stack)
+            log.warning("%s has been running for %.0f s; it waits here:\n%s", name, now - since, stack.getvalue())
+        return slow
+
+
+class StuckReporter(Service):
+    """Reports `watch` every `every_s` from the moment the app starts: a Faust timer would
+    only start after the first table recovery, which is one of the things that can hang."""
+
+    def __init__(self, watch: Watch, every_s: float, older_than_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch = watch
+        self.every_s = every_s
+        self.older_than_s = older_than_s
+
+    @Service.task
+    async def _report(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.every_s)
+            self.watch.report(self.older_than_s)
