@@ -76,7 +76,7 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_channels = {}
-        self.watch = Watch()  # the worker replaces it with the one it reports
+        self.watch = Watch()  # fetch deliveries; the worker adds its batches and timers and reports it
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - runs in the Fetcher
         consumer_should_stop = cast(Service, self)._stopped.is_set
@@ -118,10 +118,6 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         """Deliver one fetch in order, with Faust's per-message bookkeeping (read offsets,
         gap tracking for acks, commit every N acks): messages of batch topics as one list per
         topic after the fetch, the others one by one to the conductor."""
-        with self.watch.running("consumer: delivering a fetch"):
-            await self._deliver_fetch(fetched)
-
-    async def _deliver_fetch(self, fetched: list[tuple[TP, Message]]) -> None:
         callback = self.callback
         batch_channels = self.batch_channels
         batches: dict[str, list[Message]] = {}
@@ -131,41 +127,42 @@ class BatchDrainConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         commit_every = self._commit_every
         since_yield = 0
-        try:
-            for tp, message in fetched:
-                since_yield += 1
-                if since_yield > YIELD_EVERY:
-                    await asyncio.sleep(0)
-                    since_yield = 0
-                offset = message.offset
-                r_offset = batched_up_to[tp] if tp in batched_up_to else read_offset[tp]
-                if r_offset is not None and offset < r_offset:
-                    continue  # already delivered (Faust drops these the same way)
-                if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                    await self._add_gap(tp, r_offset + 1, offset)
-                if commit_every is not None and self._n_acked >= commit_every:
-                    self._n_acked = 0
-                    await self.commit()
-                if tp.topic in batch_channels:
-                    batches.setdefault(tp.topic, []).append(message)
-                    batched_up_to[tp] = offset
-                    continue
-                await callback(message)
-                read_offset[tp] = offset
-            for name, messages in batches.items():
-                # blocks while the agent still holds an earlier fetch: the consumer's own
-                # prefetch buffer keeps filling, so the next fetch is a bigger batch
-                await batch_channels[name].put(cast(Any, messages))
-                for tp, offset in batched_up_to.items():  # read once handed over (a cancelled
-                    if tp.topic == name:  # put leaves them unread)
-                        read_offset[tp] = offset
-        except asyncio.CancelledError:
-            # At a rebalance Faust clears the agents' queues and cancels their waiting putters
-            # (mode's ThrowableQueue.clear); wait_first also cancels this task when the flow is
-            # suspended. Either way the rest of this fetch was not handed over and stays unread.
-            # Letting the CancelledError out would end the drain loop for good (wait_first
-            # re-raises a task's exception) and the worker would stop fetching.
-            return
+        with self.watch.running("consumer: delivering a fetch"):
+            try:
+                for tp, message in fetched:
+                    since_yield += 1
+                    if since_yield > YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    r_offset = batched_up_to[tp] if tp in batched_up_to else read_offset[tp]
+                    if r_offset is not None and offset < r_offset:
+                        continue  # already delivered (Faust drops these the same way)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    if tp.topic in batch_channels:
+                        batches.setdefault(tp.topic, []).append(message)
+                        batched_up_to[tp] = offset
+                        continue
+                    await callback(message)
+                    read_offset[tp] = offset
+                for name, messages in batches.items():
+                    # blocks while the agent still holds an earlier fetch: the consumer's own
+                    # prefetch buffer keeps filling, so the next fetch is a bigger batch
+                    await batch_channels[name].put(cast(Any, messages))
+                    for tp, offset in batched_up_to.items():  # read once handed over (a cancelled
+                        if tp.topic == name:  # put leaves them unread)
+                            read_offset[tp] = offset
+            except asyncio.CancelledError:
+                # At a rebalance Faust clears the agents' queues and cancels their waiting putters
+                # (mode's ThrowableQueue.clear); wait_first also cancels this task when the flow is
+                # suspended. Either way the rest of this fetch was not handed over and stays unread.
+                # Letting the CancelledError out would end the drain loop for good (wait_first
+                # re-raises a task's exception) and the worker would stop fetching.
+                return
 
 
 class BatchDrainTransport(faust_aiokafka.Transport):

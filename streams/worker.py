@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP
@@ -24,7 +24,7 @@ from streams.delivery import DeliveryGuard
 from streams.faust_transport import BatchDrainConsumer
 from streams.merge_stage import MergeStage
 from streams.partition_stage import PartitionStage
-from streams.stuck import StuckReporter, Watch
+from streams.stuck import StuckReporter
 
 log = logging.getLogger(__name__)
 UNSETTLED_WARN_S = 60.0
@@ -45,8 +45,9 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     stage1 = PartitionStage(pipe)
     stage2 = MergeStage(pipe)
 
-    ack = app.consumer.ack
-    watch = Watch()
+    consumer = cast(BatchDrainConsumer, app.consumer)  # HangwatchApp's (pipe.*_batches need it)
+    ack = consumer.ack
+    watch = consumer.watch
 
     # Each item is one fetch of the topic's messages (streams.faust_transport). Only messages
     # a stage processed and persisted are acknowledged, so only their offsets can ever be
@@ -85,6 +86,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         """The partition stage's position and the broker's end offset of every owned source
         partition (one request, shared by the idle check and the delivery watchdog)."""
         async with stage1.lock:
+            if not stage1.ready():  # start() restores state: not from a table still recovering
+                return {}, {}
             partitions = assigned(CALL_OUTCOMES)
             await stage1.start(partitions)
             positions = stage1.positions(partitions)
@@ -121,9 +124,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
 
     @app.timer(interval=1.0)
     async def close_idle_windows() -> None:
-        # Only after table recovery: a stage must not rebuild state from a half-read changelog.
-        if not settled():
-            return
+        # Waits for table recovery inside (source_positions, tick): a stage must not rebuild
+        # state from a half-read changelog.
         with watch.running("timer close_idle_windows"):
             try:
                 positions, ends = await source_positions()
@@ -134,8 +136,6 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
 
     @app.timer(interval=30.0)
     async def expire_merged() -> None:
-        if not settled():
-            return
         with watch.running("timer expire_merged"):
             try:
                 await stage2.tick()
@@ -166,8 +166,6 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     # A batch, timer run or fetch delivery that takes minutes waits on something that will not
     # come; its stack in the log says what (the worker keeps running; this only reports).
     app.add_dependency(StuckReporter(watch, every_s=STUCK_CHECK_S, older_than_s=STUCK_AFTER_S))
-    if isinstance(app.consumer, BatchDrainConsumer):
-        app.consumer.watch = watch
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
