@@ -95,6 +95,10 @@ class RunEnv:
         e.update(self.worker_env)
         return e
 
+    def worker_env_for(self, name: str) -> dict[str, str]:
+        """env() with the worker's own data dir (two workers must not share RocksDB files)."""
+        return {**self.env(), "HANGWATCH_WORKER__DATA_DIR": str(LOCAL / "faust" / self.app_id / name)}
+
     def settings(self) -> Settings:
         """The same settings the subprocesses load from env()."""
         saved = dict(os.environ)

@@ -62,7 +62,7 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
         ports = [free_port() for _ in range(workers)]
         t_start = time.perf_counter()
         wprocs = [Proc(f"worker{i + 1}", _worker_argv(p, profile_out if i == 0 else None, profiler),
-                       env.env(),
+                       env.worker_env_for(f"worker{i + 1}"),
                        env.logs) for i, p in enumerate(ports)]
         sink = Proc("sink", python_module("hangwatch", "sink"), env.env(), env.logs)
         procs = [*wprocs, sink]

@@ -1,14 +1,17 @@
 """Borrower state size with N distinct borrowers, measured the way the worker holds it.
 
-The worker keeps one BorrowerState per borrower in the borrower-state table (Faust memory
-store: a dict of key bytes -> value bytes, key "<partition>|<borrower_id>"). This process
-imports the worker's modules (streams.worker, Faust: the worker's baseline RSS), then builds
-that dict for N borrowers with the worker's own functions (apply_events, to_bytes and
-streams.table_io.TableWriter.put, as PartitionStage does), one call each, from simulator
-events with fresh borrower and event ids, and reports the bytes held and the RSS growth.
---raw-orjson stores to_bytes()'s result as it is instead (the worker before ccbcabb: orjson's
-bytes keep a ~4 KB buffer each). Run as its own process:
-    python -m bench.state_size --borrowers 1000000 [--raw-orjson]
+The worker keeps one BorrowerState per borrower in the borrower-state table, key
+"<partition>|<borrower_id>". This process builds the worker's own pipeline (streams.app:
+Faust, the table and its store as configured, worker.borrower_store), then writes N borrowers
+through the worker's own functions (apply_events, to_bytes, streams.table_io's writer, as
+PartitionStage does), one call each, from simulator events with fresh borrower and event ids,
+in batches of 10,000 as the worker flushes them (the changelog records are dropped instead of
+sent: no broker is needed). It reports the bytes held and the RSS growth.
+
+--store memory|rocksdb picks the store (default: the worker's setting). --raw-orjson (memory
+store) keeps to_bytes()'s result as it is (the worker before ccbcabb: orjson's bytes keep a
+~4 KB buffer each). Run as its own process:
+    python -m bench.state_size --borrowers 1000000 [--store memory] [--raw-orjson]
 """
 
 from __future__ import annotations
@@ -17,74 +20,109 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
+import tempfile
 import time
 import zlib
+from pathlib import Path
+from typing import Any
 
 from bench.env import peak_rss_mb, rss_mb
 
-
-class _Table:
-    """What TableWriter needs of a Faust table: the store dict and a changelog topic."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.changelog_topic = None
+BATCH = 10_000
 
 
-def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False) -> dict[str, float | int | bool]:
-    import os
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
+
+def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str | None = None) -> dict[str, Any]:
     import streams.worker  # noqa: F401  (the worker's imports: its baseline memory)
     from bench.data import make_dataset
     from hangwatch.settings import Settings
+    from streams.app import create_pipeline
     from streams.core.flags import apply_events
     from streams.core.rules_config import load_rules
-    from streams.table_io import TableWriter
+    from streams.table_io import RocksTableWriter, writer_for
 
-    w = Settings().worker
-    rules = load_rules(w.rules_file, w.timezone)
-    templates = list(make_dataset(min(borrowers, 5_000), seed=seed).events)
-    gc.collect()
-    pid = os.getpid()
-    base = rss_mb(pid) or 0.0
-    table = _Table()
-    writer = TableWriter(table)  # type: ignore[arg-type]
-    data = table.data
-    now = int(time.time() * 1000)
-    t0 = time.perf_counter()
-    for i in range(borrowers):
-        t = templates[i % len(templates)]
-        bid = f"b-{i:012x}"
-        e = dataclasses.replace(t, borrower_id=bid, event_id=f"{t.event_id}-{i}")
-        p = zlib.crc32(bid.encode()) % 4
-        st, _ = apply_events(None, bid, [(e, i)], rules, now_ms=now)
-        key = f"{p}|{bid}".encode()
-        if raw_orjson:
-            data[key] = st.to_bytes()
-        else:
-            writer.put(p, key, st.to_bytes())
-            if i % 10_000 == 0:
-                writer._out._records.clear()  # the changelog records are sent and dropped per batch
-    writer._out._records.clear()
-    secs = time.perf_counter() - t0
-    del templates
-    gc.collect()
-    after = rss_mb(pid) or 0.0
-    held = sum(len(k) + len(v) for k, v in data.items())
-    return {"borrowers": borrowers, "path": "raw orjson bytes" if raw_orjson else "TableWriter.put",
-            "state_bytes": held,
-            "bytes_per_borrower": round(held / borrowers, 1),
+    with tempfile.TemporaryDirectory(prefix="hw-state-") as tmp:
+        s = Settings()
+        s.worker.data_dir = Path(tmp)
+        if store:
+            s.worker.borrower_store = store  # type: ignore[assignment]
+        w = s.worker
+        rules = load_rules(w.rules_file, w.timezone)
+        pipe = create_pipeline(s)
+        table = pipe.borrowers_table
+        writer = writer_for(table)
+        templates = list(make_dataset(min(borrowers, 5_000), seed=seed).events)
+        gc.collect()
+        pid = os.getpid()
+        base = rss_mb(pid) or 0.0
+        now = int(time.time() * 1000)
+        value_bytes = 0
+
+        def end_batch() -> None:
+            writer._out._records.clear()  # sent and dropped per batch by the worker
+            if isinstance(writer, RocksTableWriter):
+                overlay, writer._overlay = writer._overlay, {}
+                writer.write_delivered(overlay)
+
+        t0 = time.perf_counter()
+        for i in range(borrowers):
+            t = templates[i % len(templates)]
+            bid = f"b-{i:012x}"
+            e = dataclasses.replace(t, borrower_id=bid, event_id=f"{t.event_id}-{i}")
+            p = zlib.crc32(bid.encode()) % 4
+            key = f"{p}|{bid}".encode()
+            writer.get(p, key)  # the worker's lookup (a miss)
+            st, _ = apply_events(None, bid, [(e, i)], rules, now_ms=now)  # a new borrower: raw is None
+            value = st.to_bytes()
+            value_bytes += len(key) + len(value)
+            if raw_orjson:
+                table.data[key] = value
+            else:
+                writer.put(p, key, value)
+            if i % BATCH == BATCH - 1:
+                end_batch()
+        end_batch()
+        secs = time.perf_counter() - t0
+        del templates
+        gc.collect()
+        after = rss_mb(pid) or 0.0
+        rocks = isinstance(writer, RocksTableWriter)
+        out: dict[str, Any] = {
+            "borrowers": borrowers,
+            "store": "rocksdb" if rocks else "memory",
+            "path": "raw orjson bytes" if raw_orjson else type(writer).__name__,
+            "state_bytes": value_bytes, "bytes_per_borrower": round(value_bytes / borrowers, 1),
             "rss_baseline_mb": round(base, 1), "rss_with_state_mb": round(after, 1),
             "rss_growth_mb": round(after - base, 1), "peak_rss_mb": round(peak_rss_mb(pid) or 0.0, 1),
             "build_seconds": round(secs, 1)}
+        if rocks:
+            # the read path after the build: every borrower looked up once (the next call's get)
+            t1 = time.perf_counter()
+            found = 0
+            for i in range(0, borrowers, max(1, borrowers // 100_000)):
+                bid = f"b-{i:012x}"
+                p = zlib.crc32(bid.encode()) % 4
+                found += writer.get(p, f"{p}|{bid}".encode()) is not None
+            n = len(range(0, borrowers, max(1, borrowers // 100_000)))
+            out["get_us"] = round((time.perf_counter() - t1) / n * 1e6, 1)
+            out["found"] = found == n
+            out["disk_mb"] = round(_dir_bytes(Path(tmp)) / 1e6, 1)
+            out["rss_after_reads_mb"] = round(rss_mb(pid) or 0.0, 1)
+            out["peak_rss_mb"] = round(peak_rss_mb(pid) or 0.0, 1)
+        return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--borrowers", type=int, default=1_000_000)
-    ap.add_argument("--raw-orjson", action="store_true", help="store orjson's bytes as they are (before ccbcabb)")
+    ap.add_argument("--store", choices=("memory", "rocksdb"), help="default: worker.borrower_store")
+    ap.add_argument("--raw-orjson", action="store_true", help="memory store: keep orjson's bytes (before ccbcabb)")
     a = ap.parse_args()
-    print(json.dumps(measure(a.borrowers, raw_orjson=a.raw_orjson)))
+    print(json.dumps(measure(a.borrowers, raw_orjson=a.raw_orjson, store="memory" if a.raw_orjson else a.store)))
 
 
 if __name__ == "__main__":

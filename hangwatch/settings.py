@@ -135,7 +135,17 @@ class WorkerSettings(BaseModel):
     broker_heartbeat_interval_s: float = 3.0
     rules_file: Path = ROOT / "streams" / "rules.yaml"
     timezone: str = "Asia/Shanghai"
+    # Local state of the Faust tables. With the rocksdb borrower store each worker on a machine
+    # needs its own directory (the worker takes a lock on it and refuses to share it).
     data_dir: Path = ROOT / ".local" / "faust"
+    # Where the borrower table lives. rocksdb: on disk (RocksDB via rocksdict), memory bounded by
+    # the options below whatever the number of borrowers, and a restart replays only the
+    # changelog written since the last recovery. memory: a Python dict (~300 bytes per
+    # borrower; the whole changelog is replayed at every start).
+    borrower_store: Literal["rocksdb", "memory"] = "rocksdb"
+    # RocksDB memory per source partition held: memtables (write buffer x 2) and block cache.
+    rocksdb_write_buffer_mb: int = Field(default=8, ge=1)
+    rocksdb_block_cache_mb: int = Field(default=8, ge=1)
 
     @field_validator("window_sizes_s")
     @classmethod

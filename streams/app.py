@@ -17,7 +17,7 @@ import faust
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types import TableT
 
-from hangwatch.settings import Settings
+from hangwatch.settings import Settings, WorkerSettings
 from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
 from streams.faust_transport import HangwatchApp
 
@@ -102,12 +102,12 @@ def create_pipeline(s: Settings) -> Pipeline:
            for t in (HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DLQ)}
     day_ms = 86_400_000
 
-    def table(name: str, retention_ms: int | None, help_: str) -> TableT:
+    def table(name: str, retention_ms: int | None, help_: str, **store: Any) -> TableT:
         configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)} if retention_ms else {}
         # bytes key and value types make Faust use the raw codec for the changelog, both when
         # we write it and when recovery reads it back.
         return app.Table(name, partitions=n_source, key_type=bytes, value_type=bytes, extra_topic_configs=configs,
-                         help=help_)
+                         help=help_, **store)
 
     return Pipeline(
         settings=s,
@@ -123,6 +123,26 @@ def create_pipeline(s: Settings) -> Pipeline:
         # Compacted + 1 day: records of closed windows and old seen ids age out even if a
         # tombstone was lost; live records are rewritten far more often than that.
         rates_table=table("rates-state", day_ms, "window cells, seen event ids and watermark per partition"),
-        borrowers_table=table("borrower-state", None, "recent calls and flag episodes per borrower"),
+        # The one table that grows with the business (one record per borrower): on disk by
+        # default. The others hold windows and are bounded by time.
+        borrowers_table=table("borrower-state", None, "recent calls and flag episodes per borrower",
+                              **_borrower_store(w)),
         merge_table=table("merge-state", 2 * day_ms, "merged window cells and spike state"),
     )
+
+
+def _borrower_store(w: WorkerSettings) -> dict[str, Any]:
+    if w.borrower_store == "memory":
+        return {}
+    mb = 1024 * 1024
+    # "rocksdb:<name>", not "rocksdb://": Faust falls back to the app's store when the table's
+    # store URL is falsy, and yarl's URL("rocksdb://") is.
+    return {"store": "rocksdb:borrower-state", "options": {
+        "driver": "rocksdict",
+        "write_buffer_size": w.rocksdb_write_buffer_mb * mb,
+        "max_write_buffer_number": 2,
+        "target_file_size_base": 16 * mb,
+        "block_cache_size": w.rocksdb_block_cache_mb * mb,
+        # bits per key of the bloom filter: most lookups are for borrowers that exist
+        "bloom_filter_size": 10,
+    }}

@@ -37,7 +37,7 @@ from streams.core.partition_rates import MIN_TIME, PartitionRates
 from streams.core.rules_config import RuleSet, load_rules
 from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
-from streams.table_io import TableWriter, partition_records
+from streams.table_io import KeyScan, TableWriter, partition_records, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ class PartitionStage:
         self.ready: Callable[[], bool] = lambda: True
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.rates_io = TableWriter(pipe.rates_table)
-        self.borrowers_io = TableWriter(pipe.borrowers_table)
-        # borrower sweep: keys left in the current pass, and when the next pass starts
-        self._sweep_keys: dict[int, list[bytes]] = {}
+        self.borrowers_io = writer_for(pipe.borrowers_table)
+        # borrower sweep: the pass over a partition's keys under way, and when the next starts
+        self._sweeps: dict[int, KeyScan] = {}
         self._sweep_due: dict[int, float] = {}
 
     # ---- state per partition -------------------------------------------------------------
@@ -90,7 +90,7 @@ class PartitionStage:
         partitions = list(partitions)
         for p in partitions:
             self.states.pop(p, None)
-            self._sweep_keys.pop(p, None)
+            self._sweeps.pop(p, None)
             self._sweep_due.pop(p, None)
         self.delivery.forget(partitions)
 
@@ -163,7 +163,7 @@ class PartitionStage:
             # Borrower flags (every valid event, late ones too: the rules look back 7 days).
             for (p, borrower_id), items in by_borrower.items():
                 key = f"{p}|{borrower_id}".encode()
-                raw = self.pipe.borrowers_table.data.get(key)
+                raw = self.borrowers_io.get(p, key)
                 state = BorrowerState.from_bytes(raw) if raw else None
                 new_state, flags = apply_events(state, borrower_id, items, self.rules, now_ms=now)
                 for f in flags:
@@ -249,18 +249,19 @@ class PartitionStage:
         if watermark_ms == MIN_TIME:
             return
         w = self.pipe.settings.worker
-        keys = self._sweep_keys.get(p)
-        if not keys:
+        scan = self._sweeps.get(p)
+        if scan is None:
             if time.monotonic() < self._sweep_due.get(p, 0.0):
                 return
             self._sweep_due[p] = time.monotonic() + w.borrower_sweep_interval_s
-            prefix = f"{p}|".encode()
-            keys = self._sweep_keys[p] = [k for k in self.pipe.borrowers_table.data if k.startswith(prefix)]
-        data = self.pipe.borrowers_table.data
+            scan = self._sweeps[p] = self.borrowers_io.scan(p)
+        keys = scan.next(w.borrower_sweep_batch)
+        if not keys:
+            del self._sweeps[p]
+            return
         deleted = 0
-        for _ in range(min(len(keys), w.borrower_sweep_batch)):
-            key = keys.pop()
-            raw = data.get(key)
+        for key in keys:
+            raw = self.borrowers_io.get(p, key)
             if raw is None:
                 continue
             state = BorrowerState.from_bytes(raw)

@@ -8,11 +8,13 @@ instead of letting Faust acknowledge a batch whose results were not written: the
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
 import time
-from typing import Any, cast
+from pathlib import Path
+from typing import IO, Any, cast
 
 import faust
 from faust.types import TP
@@ -190,8 +192,29 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     return pipe, stage1, stage2
 
 
+class DataDirInUse(RuntimeError):
+    pass
+
+
+def lock_data_dir(path: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the worker's data directory for the life of the process.
+
+    Two workers on one data directory would open the same RocksDB files: Faust then retries
+    the RocksDB lock for 30 s per partition at every rebalance and gives up."""
+    path.mkdir(parents=True, exist_ok=True)
+    f = open(path / "worker.lock", "wb")  # noqa: SIM115  (kept open: the lock lives with it)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise DataDirInUse(f"data directory {path} is used by another worker on this machine; give each worker "
+                           "its own (--data-dir or HANGWATCH_WORKER__DATA_DIR)") from None
+    return f
+
+
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run one worker process until SIGTERM/SIGINT (blocking)."""
+    lock = lock_data_dir(settings.worker.data_dir)  # noqa: F841  (held until the process exits)
     pipe, _, _ = build(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # the terminal spinner redraws on every event loop tick and costs CPU

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,18 +14,22 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="Faust web port (enables it); one per worker.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
     faust_log_level: Annotated[str, typer.Option(help="Faust's own log level: debug, info, warn, error.")] = "warn",
+    data_dir: Annotated[Path | None, typer.Option(help="Local table state (RocksDB); one per worker on a machine. "
+                                                       "Default: worker.data_dir.")] = None,
 ) -> None:
     """Consume call-outcomes; emit hangup-rates, borrower-flags, hangup-alerts and DLQ records.
 
     Scale out by starting more workers with the same settings: they form one consumer group
     and share the partitions; state moves with the partitions through the table changelogs."""
     from hangwatch.kafka_admin import ensure_topics
-    from streams.worker import run_worker
+    from streams.worker import DataDirInUse, run_worker
 
     s = settings()
     if web_port is not None:
         s.worker.web_enabled = True
         s.worker.web_port = web_port
+    if data_dir is not None:
+        s.worker.data_dir = data_dir
     if metrics_port is not None:
         s.metrics_port = metrics_port
     if not s.worker.rules_file.is_file():
@@ -33,7 +38,10 @@ def worker(
         ensure_topics(s.kafka)
     except RuntimeError as e:
         raise fail(str(e)) from e
-    run_worker(s, loglevel=faust_log_level)
+    try:
+        run_worker(s, loglevel=faust_log_level)
+    except DataDirInUse as e:
+        raise fail(str(e)) from e
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ producing and reading topics."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +57,7 @@ class KafkaEnv:
                 admin.delete_topics(mine)
         finally:
             admin.close()
+            shutil.rmtree(ROOT / ".local" / "faust-test" / self.app_id, ignore_errors=True)
 
 
 class WorkerDied(RuntimeError):
@@ -63,13 +65,19 @@ class WorkerDied(RuntimeError):
 
 
 class WorkerProcess:
-    def __init__(self, env: KafkaEnv, name: str = "w1") -> None:
+    def __init__(self, env: KafkaEnv, name: str = "w1", host: str | None = None) -> None:
+        """`host`: whose data dir to use (default: its own); a worker restarted on the same
+        host finds the local state its predecessor left."""
         self.log_path = ROOT / ".local" / "test-logs" / f"{env.app_id}-{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop)
         # info: assignments, restores and seeks in the log (a few lines per rebalance), the
         # evidence when a test fails
-        self.proc = subprocess.Popen([sys.executable, "-m", "hangwatch", "worker", "--faust-log-level", "info"],
+        # Each worker its own data dir (RocksDB borrower store); a restarted worker of the same
+        # name finds its local state again, as on a real host.
+        data_dir = ROOT / ".local" / "faust-test" / env.app_id / (host or name)
+        self.proc = subprocess.Popen([sys.executable, "-m", "hangwatch", "worker", "--faust-log-level", "info",
+                                      "--data-dir", str(data_dir)],
                                      env=env.env(), cwd=ROOT,
                                      stdout=self._log, stderr=subprocess.STDOUT)
 

@@ -53,10 +53,12 @@ def test_rates_and_flags_exact_through_joins_leaves_and_crashes(kenv: KafkaEnv) 
         time.sleep(8)
         send(chunks[2])
         workers[0].kill()  # crashes mid-stream: no final commit, no clean hand-over
-        workers.append(WorkerProcess(kenv, "w3"))
+        # ... and comes back on the same host: its RocksDB borrower store holds the state of
+        # before the crash, which w2 has changed since; recovery must catch it up.
+        workers.append(WorkerProcess(kenv, "w3", host="w1"))
         time.sleep(8)
         send(chunks[3])
-        workers[1].stop()  # leaves cleanly: its partitions and state move to w3
+        workers[1].stop()  # leaves cleanly: its partitions and state move to w3 (w1's host)
         alive = [workers[2]]
         wait_exact(kenv, events, alive, timeout_s=180)
         expected_flags = oracle_flags(events, load_rules())

@@ -14,7 +14,7 @@ from schemas.call_outcome import CallOutcome
 from simulator import FaultConfig, SimConfig, SpikeConfig, generate, produce
 from streams.core.rules_config import load_rules
 from streams.core.spikes import AlertConfig
-from tests.integration.harness import KafkaEnv, WorkerProcess, read_json, read_topic, wait_for
+from tests.integration.harness import ROOT, KafkaEnv, WorkerProcess, read_json, read_topic, wait_for
 from tests.integration.harness import produce as produce_raw
 from tests.oracles.alerts import oracle_alerts
 from tests.oracles.flags import oracle_flags
@@ -59,20 +59,31 @@ def test_flags_equal_the_oracle_with_duplicates_and_reordering_and_one_raise_per
         assert all(e["call_id"] for e in f["evidence"])
 
 
-def test_flags_survive_a_sigkill(kenv: KafkaEnv) -> None:
-    cfg = SimConfig(seed=12, rate=0.3, count=12000, start_ms=yesterday_8am_ms(days=6), borrowers=600,
-                    refuser_share=0.2, faults=FaultConfig(duplicates=0.02))
-    events = sim(cfg, kenv)
-    expected = oracle_flags(events, load_rules())
-    w = WorkerProcess(kenv)
-    wait_for(lambda: len(stream_flags(kenv)) > 20, 60, "first flags", [w], every_s=0.3)
-    w.kill()
-    w2 = WorkerProcess(kenv, "w2")
+@pytest.mark.parametrize("store", ["rocksdb", "memory"])
+def test_flags_survive_a_sigkill_and_a_restart_on_the_same_host(store: str) -> None:
+    """rocksdb: the restarted worker finds the borrower states its predecessor wrote locally
+    (only those whose changelog records were delivered) and recovers the rest; memory: it
+    rebuilds everything from the changelog."""
+    env = KafkaEnv(borrower_store=store)
     try:
-        wait_for(lambda: sorted({(f["flag_id"], f["status"]) for f in stream_flags(kenv)}) == expected, 150,
-                 "flags equal to the oracle after a restart", [w2], every_s=2.0)
+        cfg = SimConfig(seed=12, rate=0.3, count=12000, start_ms=yesterday_8am_ms(days=6), borrowers=600,
+                        refuser_share=0.2, faults=FaultConfig(duplicates=0.02))
+        events = sim(cfg, env)
+        expected = oracle_flags(events, load_rules())
+        w = WorkerProcess(env)
+        wait_for(lambda: len(stream_flags(env)) > 20, 60, "first flags", [w], every_s=0.3)
+        w.kill()
+        w2 = WorkerProcess(env, "w2", host="w1")
+        try:
+            wait_for(lambda: sorted({(f["flag_id"], f["status"]) for f in stream_flags(env)}) == expected, 150,
+                     "flags equal to the oracle after a restart", [w2], every_s=2.0)
+        finally:
+            w2.stop()
+        if store == "rocksdb":
+            assert any((ROOT / ".local" / "faust-test" / env.app_id / "w1").rglob("borrower-state-*.db")), \
+                "the borrower store must be on disk"
     finally:
-        w2.stop()
+        env.cleanup()
 
 
 def test_borrowers_without_recent_calls_are_swept_from_the_state(kenv: KafkaEnv) -> None:
