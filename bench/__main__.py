@@ -9,8 +9,8 @@ Steps (each can be skipped with --skip NAME):
   scale      worker x 2 in one consumer group + sink -> server   (variant "ours native 2w")
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
-  state      borrower state of --borrowers distinct borrowers (the worker's path, and as before
-             ccbcabb stored orjson's 4 KB-backed bytes)
+  state      borrower state of --borrowers distinct borrowers: RSS and disk with the worker's
+             store (RocksDB by default) and with the in-memory store
   profile    the worker under pyinstrument on the first --profile-events messages
 Every pipeline run is checked against the batch oracle; a mismatch marks the run failed.
 Output: tables on the terminal, bench/results/bench-<stamp>.json and .png (+ latest.*).
@@ -124,7 +124,8 @@ def main() -> int:
         console.print(results["freshness"])
     if step("state"):
         results["state"] = {}
-        for name, extra in (("worker", []), ("raw_orjson_before_ccbcabb", ["--raw-orjson"])):
+        # the worker's store (worker.borrower_store, RocksDB by default) and the in-memory one
+        for name, extra in (("worker", []), ("memory_store", ["--store", "memory"])):
             out = subprocess.run([sys.executable, "-m", "bench.state_size", "--borrowers", str(a.borrowers), *extra],
                                  cwd=ROOT, capture_output=True, text=True, timeout=300)
             results["state"][name] = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0

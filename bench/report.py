@@ -50,10 +50,10 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     s["fresh_flag_p99_ms"] = (fr.get("to_flag_ms") or {}).get("p99")
     st = results.get("state") or {}
     worker = st.get("worker") or {}
-    if worker.get("rss_with_state_mb") is not None:
-        # a process with the worker's modules imported and the borrower table of 1M borrowers
-        # (a lower bound of the worker's RSS: Faust's runtime buffers come on top)
-        s["worker_rss_1m_borrowers_mb"] = worker["rss_with_state_mb"]
+    if worker.get("peak_rss_mb") is not None:
+        # peak of a process with the worker's modules imported that wrote and then read the
+        # borrower table of 1M borrowers (Faust's runtime buffers come on top)
+        s["worker_rss_1m_borrowers_mb"] = worker["peak_rss_mb"]
     checks = {}
     for k, target in TARGETS.items():
         got = s.get(k)
@@ -118,9 +118,10 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
     if state:
         for k, r in state.items():
             mb = r.get("state_bytes", 0) / 1e6
-            console.print(f"borrower state ({k}): {r.get('borrowers', 0):,} borrowers, {mb:.0f} MB of keys+values, "
-                          f"RSS {r.get('rss_with_state_mb')} MB (+{r.get('rss_growth_mb')} MB over the worker's "
-                          "imports)")
+            disk = f", {r['disk_mb']} MB on disk, lookup {r.get('get_us')} us" if "disk_mb" in r else ""
+            console.print(f"borrower state ({k}, {r.get('store')} store): {r.get('borrowers', 0):,} borrowers, "
+                          f"{mb:.0f} MB of keys+values, RSS {r.get('rss_with_state_mb')} MB (+{r.get('rss_growth_mb')} "
+                          f"MB over the worker's imports), peak {r.get('peak_rss_mb')} MB{disk}")
 
     prof = results.get("profile")
     if prof and prof.get("areas"):
