@@ -9,8 +9,9 @@ Steps (each can be skipped with --skip NAME):
   scale      worker x 2 in one consumer group + sink -> server   (variant "ours native 2w")
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
-  state      borrower state of --borrowers distinct borrowers: RSS and disk with the worker's
-             store (RocksDB by default) and with the in-memory store
+  state      borrower state of --borrowers distinct borrowers: the table alone in one process
+             with the worker's store (RocksDB by default) and with the in-memory store, then
+             a real worker process working through --borrowers calls of as many borrowers
   profile    the worker under pyinstrument on the first --profile-events messages
 Every pipeline run is checked against the batch oracle; a mismatch marks the run failed.
 Output: tables on the terminal, bench/results/bench-<stamp>.json and .png (+ latest.*).
@@ -130,6 +131,12 @@ def main() -> int:
                                  cwd=ROOT, capture_output=True, text=True, timeout=300)
             results["state"][name] = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
                                       else {"error": out.stderr[-2000:]})
+        from bench.state_worker import run_state_worker
+
+        try:  # the target figure: a real worker process that holds the borrowers
+            results["state"]["worker_process"] = run_state_worker(a.borrowers)
+        except Exception as e:
+            results["state"]["worker_process"] = {"ok": False, "problems": [repr(e)]}
         console.print(results["state"])
     if step("profile"):
         prof_base = LOCAL / "profile" / f"worker-{stamp}"

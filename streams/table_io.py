@@ -30,6 +30,13 @@ _FAUST_OFFSET_KEY = b"__faust\0offset__"
 _MISSING = object()
 
 
+def exact_size(value: bytes) -> bytes:
+    """orjson.dumps returns bytes whose heap block stays ~4 KB whatever their length; a copy is
+    its real size. Worth it for values held for long (a million borrower states: 4,097 -> 72
+    bytes each) or in bulk (a batch's 5,000 state records: ~20 MB -> ~1 MB until the flush)."""
+    return memoryview(value).tobytes()
+
+
 class KeyScan(Protocol):
     def next(self, limit: int) -> list[bytes]:
         """Up to `limit` more keys; an empty list when the pass is over."""
@@ -50,9 +57,7 @@ class TableWriter:
         if value is None:
             self.table.data.pop(key, None)
         else:
-            # orjson.dumps returns bytes backed by a ~4 KB buffer; an exact-size copy keeps a
-            # million borrower states at their real size (measured: 4,097 -> 72 bytes each).
-            value = memoryview(value).tobytes()
+            value = exact_size(value)
             self.table.data[key] = value
         self._out.add(self.table.changelog_topic, key, value, partition)
 
@@ -103,6 +108,8 @@ class RocksTableWriter(TableWriter):
         held = self._overlay.get(partition)
         if held is None:
             held = self._overlay[partition] = {}
+        if value is not None:
+            value = exact_size(value)
         held[key] = value
         self._out.add(self.table.changelog_topic, key, value, partition)
 

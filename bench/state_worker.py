@@ -1,0 +1,88 @@
+"""A real worker process that ends up holding N distinct borrowers in its borrower table.
+
+bench.state_size measures the table alone inside one process; this runs `hangwatch worker`
+against the local Kafka on N calls of N distinct borrowers (one call each, event times
+increasing, so every call is applied to the state) and reports the worker's RSS: the peak
+while it works through the backlog (fetch buffers and batches included) and the resident
+size once it has caught up and idled. The borrower-state changelog must hold N records.
+Run on its own (Kafka must be running):
+    python -m bench.state_worker --borrowers 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from bench.data import make_dataset, past_start_ms
+from bench.env import Offsets, Proc, RunEnv, python_module, rss_mb
+from schemas.topics import CALL_OUTCOMES
+from simulator import produce
+from simulator.records import SimRecord
+
+
+def _records(n: int, seed: int) -> Iterator[SimRecord]:
+    templates = [e for e in make_dataset(2_000, seed=seed).events]
+    start = past_start_ms()
+    for i in range(n):
+        t = templates[i % len(templates)]
+        bid = f"b-{i:012x}"
+        e = dataclasses.replace(t, borrower_id=bid, event_id=f"{t.event_id[:20]}{i:012x}",
+                                occurred_at_ms=start + i * 2)
+        yield SimRecord(bid.encode(), e.to_json(), None)
+
+
+def run_state_worker(borrowers: int = 1_000_000, seed: int = 7, timeout_s: float = 600.0,
+                     worker_env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = RunEnv("state-worker", grace_s=60, idle_close_s=2.0, worker_env=worker_env)
+    res: dict[str, Any] = {"borrowers": borrowers, "worker_env": worker_env or {}}
+    offsets = Offsets(env.kafka)
+    proc: Proc | None = None
+    try:
+        topic = env.topic(CALL_OUTCOMES)
+        t0 = time.perf_counter()
+        res["produced"] = asyncio.run(produce(_records(borrowers, seed), env.kafka, topic))
+        res["produce_seconds"] = round(time.perf_counter() - t0, 1)
+        t1 = time.perf_counter()
+        proc = Proc("worker1", python_module("hangwatch", "worker"), env.worker_env_for("worker1"), env.logs)
+        deadline = time.monotonic() + timeout_s
+        while not offsets.caught_up(env.app_id, [topic]):
+            proc.assert_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the worker did not catch up in {timeout_s:.0f} s")
+            time.sleep(1.0)
+        res["catch_up_seconds"] = round(time.perf_counter() - t1, 1)
+        res["events_per_s"] = round(borrowers / (time.perf_counter() - t1))
+        time.sleep(10)  # idle: buffers of the backlog released, timers run
+        proc.sample()
+        idle = rss_mb(proc.pid)
+        res["rss_idle_mb"] = None if idle is None else round(idle, 1)
+        res["peak_rss_mb"] = round(proc.peak_rss_mb, 1)
+        changelog = f"{env.app_id}-borrower-state-changelog"
+        res["borrower_state_records"] = sum(offsets.ends([changelog]).values())
+        res["store"] = env.settings().worker.borrower_store
+        res["ok"] = res["borrower_state_records"] >= borrowers
+        return res
+    finally:
+        if proc is not None:
+            proc.stop()
+        offsets.close()
+        env.cleanup()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--borrowers", type=int, default=1_000_000)
+    ap.add_argument("--set", action="append", default=[], metavar="ENV=VALUE",
+                    help="extra environment of the worker, e.g. HANGWATCH_WORKER__BORROWER_STORE=memory")
+    a = ap.parse_args()
+    print(json.dumps(run_state_worker(a.borrowers, worker_env=dict(kv.split("=", 1) for kv in a.set))))
+
+
+if __name__ == "__main__":
+    main()
