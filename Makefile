@@ -36,7 +36,7 @@ lint: install  ## ruff
 	$(BIN)/ruff check .
 
 typecheck: install  ## mypy
-	$(BIN)/mypy schemas streams sinks hangwatch simulator
+	$(BIN)/mypy schemas streams sinks hangwatch simulator && $(BIN)/mypy -p bench
 
 demo:  ## run the pipeline on embedded ClickHouse (chdb) with a live summary
 	deploy/local/demo.sh

@@ -54,7 +54,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         # peak RSS of a real worker process while it worked through 1M calls of 1M borrowers
         # and ended holding all of them (bench.state_worker)
         s["worker_rss_1m_borrowers_mb"] = worker["peak_rss_mb"]
-    checks = {}
+    checks: dict[str, bool | None] = {}
     for k, target in TARGETS.items():
         got = s.get(k)
         if got is None:
@@ -144,7 +144,8 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
     for col in ("figure", "got", "target", "met"):
         t5.add_column(col)
     for k, target in TARGETS.items():
-        t5.add_row(k, _fmt(s.get(k), ",.2f" if isinstance(s.get(k), float) and s.get(k) < 100 else ",.0f"),
+        got = s.get(k)
+        t5.add_row(k, _fmt(got, ",.2f" if isinstance(got, float) and got < 100 else ",.0f"),
                    _fmt(target, ",.2f" if target < 100 else ",.0f"), _fmt(s.get("met", {}).get(k)))
     console.print(t5)
 

@@ -103,13 +103,13 @@ def run_stages(ds: Dataset, ch_url: str | None = None, batch: int = 2000, grace_
         for p, off, co in b:
             by_borrower[(p, co.borrower_id)].append((co, off))
         for (p, borrower), items in by_borrower.items():
-            key = f"{p}|{borrower}".encode()
-            raw = table.get(key)
+            bkey = f"{p}|{borrower}".encode()
+            raw = table.get(bkey)
             new_state, flags = apply_events(BorrowerState.from_bytes(raw) if raw else None, borrower, items, rules,
                                             now_ms=now)
             for f in flags:
                 orjson.dumps(f)
-            table[key] = new_state.to_bytes()
+            table[bkey] = new_state.to_bytes()
             writes["changelog"] += 1
     out["flags"] = valid / (time.perf_counter() - t0)
     out["borrower_state_bytes"] = sum(len(k) + len(v) for k, v in table.items())
@@ -125,13 +125,13 @@ def run_stages(ds: Dataset, ch_url: str | None = None, batch: int = 2000, grace_
             apply_message(merges[q], raw)
             touched.add(q)
         for q in touched:
-            st = merges[q]
-            st.finalize()
-            for u in st.drain_updates(now):
+            ms = merges[q]
+            ms.finalize()
+            for u in ms.drain_updates(now):
                 orjson.dumps(u)
                 updates += 1
-            writes["changelog"] += sum(1 for _ in st.state_changes())
-            st.mark_persisted()
+            writes["changelog"] += sum(1 for _ in ms.state_changes())
+            ms.mark_persisted()
     out["merge"] = valid / (time.perf_counter() - t0)
     out["rate_updates"] = updates
     out["writes_per_event"] = {k: round(v / valid, 2) for k, v in writes.items()}
@@ -219,7 +219,7 @@ def _sink_rate(ds: Dataset, ch_url: str) -> float:
         store = Store("native", backend, db, ch.model_copy(update={"database": db}))
         router = router_for(store)
         flusher = Flusher(backend, db, "bench")
-        records = [(r.key, r.value) for r in ds.records]
+        records: list[tuple[bytes | None, bytes | None]] = [(r.key, r.value) for r in ds.records]
         t0 = time.perf_counter()
         for i in range(0, len(records), 50_000):
             flusher.flush(batch_of(router, {"call_events": records[i:i + 50_000]}, int(time.time())))

@@ -81,11 +81,12 @@ def build(prefix: str, app_id: str, ch_url: str, db: str, status: Path) -> faust
     source = app.topic(f"{prefix}call-outcomes", value_type=CallEvent)
     seen = app.Table("seen", default=bool)
     tables = {dim: app.Table(f"calls-{dim}-{size}s", default=int).tumbling(
-        size, expires=timedelta(hours=2)).relative_to_field(CallEvent.occurred_at) for dim, size in DIMS}
+        size, expires=timedelta(hours=2)).relative_to_field(CallEvent.occurred_at)  # type: ignore[arg-type]
+        for dim, size in DIMS}
 
     buf_rates: dict[tuple[int, int, str, str, str], int] = {}
     buf_events: list[tuple[Any, ...]] = []
-    state = {"first": None, "processed": 0, "last_flush": time.monotonic(), "version": 0}
+    state: dict[str, Any] = {"first": None, "processed": 0, "last_flush": time.monotonic(), "version": 0}
 
     def flush() -> None:
         if buf_rates:
