@@ -9,7 +9,10 @@ from pathlib import Path
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from schemas import call_outcome
 from schemas.call_outcome import ContractError, decode, from_dict, parse_ts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "call_outcome"
@@ -79,3 +82,68 @@ def test_bool_is_not_accepted_as_number_and_int_not_as_bool() -> None:
 
 def test_timestamp_offsets_are_honoured() -> None:
     assert parse_ts("2026-11-27T21:40:12+08:00") == parse_ts("2026-11-27T13:40:12Z")
+
+
+# ---- the two decoding paths agree ---------------------------------------------------------
+# decode() takes msgspec's path when it accepts the message and the precise path otherwise;
+# whichever path runs, the result (event, or error kind and field) must be the precise one's.
+
+def _precise(value: bytes, key: bytes) -> tuple[str, object]:
+    try:
+        e = call_outcome._decode_precise(value, NOW_MS)
+    except ContractError as err:
+        return "error", (err.kind, err.field)
+    if key.decode("utf-8", "replace") != e.borrower_id:
+        return "error", ("key_mismatch", "borrower_id")
+    return "event", (e, e.extra)
+
+
+def _decoded(value: bytes, key: bytes) -> tuple[str, object]:
+    try:
+        e = decode(value, key, now_ms=NOW_MS)
+    except ContractError as err:
+        return "error", (err.kind, err.field)
+    return "event", (e, e.extra)
+
+
+@pytest.mark.parametrize("path", VALID + INVALID, ids=lambda p: p.stem)
+def test_fast_and_precise_paths_agree_on_every_example(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    if "value_b64" in doc:
+        value, key = base64.b64decode(doc["value_b64"]), (doc["key"] or "").encode()
+    else:
+        value, key = path.read_bytes(), doc["borrower_id"].encode()
+    if not key or len(value) > call_outcome.MAX_MESSAGE_BYTES:
+        return  # refused before either path runs (test_invalid_examples_fail_precisely)
+    assert _decoded(value, key) == _precise(value, key)
+
+
+def test_the_fast_path_is_the_one_taken_for_plain_valid_events() -> None:
+    raw = (EXAMPLES / "valid" / "human_hung_up_income_check.json").read_bytes()
+    assert call_outcome._fast(raw, NOW_MS) is not None
+    extra = (EXAMPLES / "valid" / "completed_with_extra_field.json").read_bytes()
+    assert call_outcome._fast(extra, NOW_MS) is None, "extra fields must take the path that keeps them"
+
+
+_BASE = orjson.loads((EXAMPLES / "valid" / "human_hung_up_income_check.json").read_bytes())
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.integers(2**62, 2**64),
+                    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(
+                        ["", "x", "robot", "human", "hung_up", "refused", "greeting", "AAA", "2026-11-27T10:00:00Z",
+                         "2026-11-27T10:00:00", "2026-11-27 10:00:00+08:00", "2030-01-01T00:00:00Z", "\u0000",
+                         "银行"]), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3),
+                                                                                     st.integers(), max_size=2))
+
+
+@settings(max_examples=600, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from([*sorted(_BASE), "unknown_field"]),
+                               st.one_of(_VALUES, st.just(_MISSING_MARK := object())), max_size=4))
+def test_fast_and_precise_paths_agree_on_mutated_events(changes: dict[str, object]) -> None:
+    doc = dict(_BASE)
+    for k, v in changes.items():
+        if v is _MISSING_MARK:
+            doc.pop(k, None)
+        else:
+            doc[k] = v
+    value = json.dumps(doc, ensure_ascii=False).encode()  # stdlib: big integers too
+    key = str(doc.get("borrower_id") or "b-x").encode()
+    assert _decoded(value, key) == _precise(value, key)
