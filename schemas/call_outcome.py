@@ -312,7 +312,7 @@ def _fast(value: bytes, now_ms: int | None) -> CallOutcome | None:
     """The event if msgspec accepts the message, else None (the precise path decides)."""
     try:
         w: Any = _wire_decoder.decode(value)
-    except msgspec.DecodeError:  # also ValidationError
+    except (msgspec.DecodeError, UnicodeDecodeError):  # DecodeError covers ValidationError
         return None
     if not math.isfinite(w.duration_s):
         return None

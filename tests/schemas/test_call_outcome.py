@@ -147,3 +147,14 @@ def test_fast_and_precise_paths_agree_on_mutated_events(changes: dict[str, objec
     value = json.dumps(doc, ensure_ascii=False).encode()  # stdlib: big integers too
     key = str(doc.get("borrower_id") or "b-x").encode()
     assert _decoded(value, key) == _precise(value, key)
+
+
+@settings(max_examples=600, deadline=None)
+@given(at=st.integers(0, 400), junk=st.binary(min_size=1, max_size=4), cut=st.booleans())
+def test_fast_and_precise_paths_agree_on_corrupted_bytes(at: int, junk: bytes, cut: bool) -> None:
+    """Bytes as a broken producer might send them: invalid UTF-8, truncation, stray bytes."""
+    raw = orjson.dumps(_BASE)
+    at = min(at, len(raw))
+    value = raw[:at] + junk + (b"" if cut else raw[at:])
+    key = _BASE["borrower_id"].encode()
+    assert _decoded(value, key) == _precise(value, key)
