@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from schemas.call_outcome import OUTCOMES, CallOutcome
 from streams.core.merge_rates import MergeRates, apply_message, encode_partials, encode_watermark
 from streams.core.partition_rates import PartitionRates
-from streams.core.windows import COUNT_FIELDS, window_start_s
+from streams.core.windows import COUNT_FIELDS, dimension_suffixes, dimension_values, window_start_s
 from tests.oracles.rates import oracle_counts
 
 SIZES = (60, 300, 3600)
@@ -231,3 +231,18 @@ def test_seen_ids_persist_as_one_record_per_batch_and_expire() -> None:
     st_.advance_idle(T0 + 3_600_000)
     st_.expire(retention_ms=10 * 3_600_000)
     assert ("s|100-149", None) in list(st_.state_changes())
+
+
+@settings(max_examples=200, deadline=None)
+@given(agent=st.one_of(st.none(), st.text(max_size=5)), script=st.one_of(st.none(), st.text(max_size=5)),
+       grade=st.one_of(st.none(), st.sampled_from(["A", "B"])), pre=st.booleans(),
+       first=st.one_of(st.none(), st.booleans()), stage=st.one_of(st.none(), st.just("greeting")),
+       branch=st.text(min_size=1, max_size=5))
+def test_cell_key_suffixes_are_the_dimension_value_pairs(agent: str | None, script: str | None, grade: str | None,
+                                                         pre: bool, first: bool | None, stage: str | None,
+                                                         branch: str) -> None:
+    e = CallOutcome(event_id="e", call_id="c", borrower_id="b", loan_id="l", occurred_at_ms=0, campaign="camp",
+                    channel="robot", agent_id=agent, branch=branch, outcome="hung_up", hangup_stage=stage,
+                    duration_s=1.0, attempt_no=1, pre_notified=pre, credit_grade=grade, first_time_borrower=first,
+                    script_version=script)
+    assert dimension_suffixes(e) == tuple(f"{d}|{v}" for d, v in dimension_values(e))
