@@ -48,7 +48,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     stage2 = MergeStage(pipe)
 
     consumer = cast(BatchDrainConsumer, app.consumer)  # HangwatchApp's (pipe.*_batches need it)
-    ack = consumer.ack
+    ack_all = consumer.ack_all
     watch = consumer.watch
 
     # Each item is one fetch of the topic's messages (streams.faust_transport). Only messages
@@ -60,8 +60,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
             try:
                 with watch.running("partition-stage batch"):
                     done = await stage1.process(messages)
-                for m in done:
-                    ack(m)
+                ack_all(done)
             except Exception as e:
                 _fail_stop("partition", e)
 
@@ -71,8 +70,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
             try:
                 with watch.running("merge-stage batch"):
                     done = await stage2.process(messages)
-                for m in done:
-                    ack(m)
+                ack_all(done)
             except Exception as e:
                 _fail_stop("merge", e)
 

@@ -133,3 +133,23 @@ def test_a_queue_cleared_at_a_rebalance_ends_the_delivery_quietly() -> None:
 
     asyncio.run(run())
     assert consumer._read_offset[TP(SOURCE, 0)] is None
+
+
+def test_ack_all_keeps_fausts_ack_bookkeeping() -> None:
+    """The batch ack leaves the consumer exactly as Faust's per-message ack does: committed
+    offsets respected, duplicates and already-acked messages skipped, topics without acks."""
+    def scenario() -> list[Message]:
+        return [_message(SOURCE, 0, o) for o in (5, 6, 6, 7, 3)] + [_message(SOURCE, 1, 0), _message(OTHER, 0, 9)]
+
+    results = []
+    for batch in (True, False):
+        consumer, _, _ = _consumer()
+        consumer.app.topics.acks_enabled_for = lambda topic: topic == SOURCE  # type: ignore[method-assign]
+        consumer._committed_offset[TP(SOURCE, 0)] = 4  # offset 3 is below the commit
+        msgs = scenario()
+        msgs[0].acked = True  # acknowledged before
+        n = consumer.ack_all(msgs) if batch else sum(consumer.ack(m) for m in msgs)
+        results.append((n, consumer._n_acked, {tp: sorted(v) for tp, v in consumer._acked.items()},
+                        {tp: sorted(v) for tp, v in consumer._acked_index.items()}, [m.acked for m in msgs]))
+    assert results[0] == results[1]
+    assert results[0][0] == 3  # 6, 7 of partition 0 and 0 of partition 1
