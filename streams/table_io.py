@@ -21,12 +21,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from faust.stores.rocksdb import Store as RocksStore
 from faust.types import TableT
 
 from streams.outbox import Outbox
 
 # Faust's RocksDB store keeps the changelog offset it recovered up to under this key.
-_FAUST_OFFSET_KEY = b"__faust\0offset__"
+_FAUST_OFFSET_KEY: bytes = RocksStore.offset_key
 _MISSING = object()
 
 
@@ -197,8 +198,6 @@ class _RocksScan:
 
 def writer_for(table: TableT) -> TableWriter:
     """The writer for the table's store."""
-    from faust.stores.rocksdb import Store as RocksStore
-
     return RocksTableWriter(table) if isinstance(table.data, RocksStore) else TableWriter(table)
 
 
