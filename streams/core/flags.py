@@ -298,12 +298,16 @@ def _compliance(st: BorrowerState, inserted: list[list[Any]], borrower_id: str, 
         day, tod = local(r[T])
         new_days.setdefault(day, []).append((r, tod))
     base_order = len(rules.repeated_refusal)
+    # Plain loops, not any(<generator>): this runs for every applied event.
     for i, rule in enumerate(rules.compliance_frequency):
         codes = _codes(rule.unanswered_outcomes)
         mem = st.emitted.get(rule.id, {})
         for day, recs in new_days.items():
-            if not any(r[OUT] in codes for r, _ in recs):
-                continue
+            for r, _ in recs:
+                if r[OUT] in codes:
+                    break
+            else:
+                continue  # no unanswered call among the new ones of that day
             lo, hi = _day_range(st.events, day)
             if hi - lo <= rule.max_per_day:
                 continue  # cheap check first: too few events around that day to pass the limit
@@ -318,9 +322,13 @@ def _compliance(st: BorrowerState, inserted: list[list[Any]], borrower_id: str, 
     base_order += len(rules.compliance_frequency)
     for i, qrule in enumerate(rules.quiet_hours):
         mem = st.emitted.get(qrule.id, {})
+        is_quiet = qrule.is_quiet
         for day, recs in new_days.items():
-            if not any(qrule.is_quiet(tod) for _, tod in recs):
-                continue
+            for _, tod in recs:
+                if is_quiet(tod):
+                    break
+            else:
+                continue  # no new call of that day in the quiet hours
             iso = rules.day_iso(day)
             if iso in mem:
                 continue
