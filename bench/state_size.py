@@ -65,8 +65,7 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
         def end_batch() -> None:
             writer._out._records.clear()  # sent and dropped per batch by the worker
             if isinstance(writer, RocksTableWriter):
-                overlay, writer._overlay = writer._overlay, {}
-                writer.write_delivered(overlay)
+                writer.write_delivered()
 
         t0 = time.perf_counter()
         for i in range(borrowers):

@@ -218,6 +218,15 @@ def _bool(d: dict[str, Any], name: str, *, required: bool) -> bool | None:
 _MISSING: Final = object()
 
 
+def _event_time(value: Any, now_ms: int | None) -> int:
+    """occurred_at as epoch ms: an RFC 3339 timestamp at most MAX_FUTURE_SKEW_MS ahead of now."""
+    occurred_at_ms = parse_ts(value)
+    now = now_ms if now_ms is not None else int(datetime.now(tz=UTC).timestamp() * 1000)
+    if occurred_at_ms > now + MAX_FUTURE_SKEW_MS:
+        raise ContractError("future_timestamp", f"{value} is more than 1 day in the future", "occurred_at")
+    return occurred_at_ms
+
+
 def from_dict(d: Any, *, now_ms: int | None = None) -> CallOutcome:
     """Validate a decoded JSON value against CallOutcome v1."""
     if not isinstance(d, dict):
@@ -236,11 +245,7 @@ def from_dict(d: Any, *, now_ms: int | None = None) -> CallOutcome:
     loan_id = _req_str(d, "loan_id")
     if "occurred_at" not in d:
         raise ContractError("missing_field", "required field is missing", "occurred_at")
-    occurred_at_ms = parse_ts(d["occurred_at"])
-    now = now_ms if now_ms is not None else int(datetime.now(tz=UTC).timestamp() * 1000)
-    if occurred_at_ms > now + MAX_FUTURE_SKEW_MS:
-        raise ContractError("future_timestamp", f"{d['occurred_at']} is more than 1 day in the future",
-                            "occurred_at")
+    occurred_at_ms = _event_time(d["occurred_at"], now_ms)
     campaign = _req_str(d, "campaign")
     channel = _enum(d, "channel", _CHANNEL_SET, required=True)
     agent_id = _opt_str(d, "agent_id")
@@ -317,11 +322,8 @@ def _fast(value: bytes, now_ms: int | None) -> CallOutcome | None:
     if not math.isfinite(w.duration_s):
         return None
     # Every other field is valid, so the only errors left are the timestamp's: the same
-    # checks, in the same function, as from_dict.
-    occurred_at_ms = parse_ts(w.occurred_at)
-    now = now_ms if now_ms is not None else int(datetime.now(tz=UTC).timestamp() * 1000)
-    if occurred_at_ms > now + MAX_FUTURE_SKEW_MS:
-        raise ContractError("future_timestamp", f"{w.occurred_at} is more than 1 day in the future", "occurred_at")
+    # function as from_dict's.
+    occurred_at_ms = _event_time(w.occurred_at, now_ms)
     return CallOutcome(w.event_id, w.call_id, w.borrower_id, w.loan_id, occurred_at_ms, w.campaign, w.channel,
                        w.agent_id, w.branch, w.outcome, w.hangup_stage, float(w.duration_s), w.attempt_no,
                        w.pre_notified, w.credit_grade, w.first_time_borrower, w.script_version, SCHEMA_VERSION, {})

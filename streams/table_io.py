@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from faust.stores.rocksdb import Store as RocksStore
 from faust.types import TableT
+from rocksdict import WriteBatch
 
 from streams.outbox import Outbox
 
@@ -90,11 +91,6 @@ class RocksTableWriter(TableWriter):
         self._overlay: dict[int, dict[bytes, bytes | None]] = {}
         self._inflight: dict[int, dict[bytes, bytes | None]] = {}
 
-    def _db(self, partition: int) -> Any:
-        store: Any = self.table.data
-        db = store._dbs.get(partition)
-        return db if db is not None else store._db_for_partition(partition)
-
     def get(self, partition: int, key: bytes) -> bytes | None:
         for overlay in (self._overlay, self._inflight):
             held = overlay.get(partition)
@@ -102,7 +98,7 @@ class RocksTableWriter(TableWriter):
                 v = held.get(key, _MISSING)
                 if v is not _MISSING:
                     return v  # type: ignore[return-value]
-        return self._db(partition).get(key)  # type: ignore[no-any-return]
+        return self.table.data._db_for_partition(partition).get(key)  # type: ignore[attr-defined,no-any-return]
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Queue the changelog record and hold the write until `flush` delivered it."""
@@ -133,14 +129,17 @@ class RocksTableWriter(TableWriter):
             self._inflight = {}
         return n
 
-    def write_delivered(self, overlay: dict[int, dict[bytes, bytes | None]]) -> None:
-        """Write an overlay to RocksDB (its changelog records were delivered)."""
+    def write_delivered(self, overlay: dict[int, dict[bytes, bytes | None]] | None = None) -> None:
+        """Write an overlay to RocksDB (its changelog records were delivered); by default the
+        writes queued so far."""
+        if overlay is None:
+            overlay, self._overlay = self._overlay, {}
         store: Any = self.table.data
         for partition, kv in overlay.items():
             db = store._dbs.get(partition)
             if db is None:
                 continue
-            batch = _write_batch()
+            batch = WriteBatch(raw_mode=True)
             for k, v in kv.items():
                 if v is None:
                     batch.delete(k)
@@ -150,12 +149,6 @@ class RocksTableWriter(TableWriter):
 
     def scan(self, partition: int) -> KeyScan:
         return _RocksScan(self, partition)
-
-
-def _write_batch() -> Any:
-    from rocksdict import WriteBatch
-
-    return WriteBatch(raw_mode=True)
 
 
 class _RocksScan:

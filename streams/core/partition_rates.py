@@ -116,7 +116,7 @@ class PartitionRates:
                         self._adopt(key, t, dim, value)
                         c.extend([0] * N_COUNTS)
                 if offset > c[N_COUNTS]:
-                    for i in inc:  # add_outcome, inlined: ten cells per event
+                    for i in inc:
                         c[i] += 1
                     c[N_COUNTS] = offset
                     status = "counted"

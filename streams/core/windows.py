@@ -62,13 +62,8 @@ def dimension_suffixes(e: CallOutcome) -> tuple[str, ...]:
 
 
 def increments(outcome: str) -> tuple[int, ...]:
-    """Indexes of the counts one event of this outcome adds 1 to (see add_outcome)."""
+    """Indexes of the counts one event of this outcome adds 1 to."""
     return _INCREMENTS[outcome]
-
-
-def add_outcome(counts: list[int], outcome: str) -> None:
-    for i in _INCREMENTS[outcome]:
-        counts[i] += 1
 
 
 def new_counts() -> list[int]:
@@ -122,7 +117,6 @@ def rate_update(key: str, counts: list[int], *, version: int, final: bool, now_m
 __all__ = [
     "COUNT_FIELDS",
     "N_COUNTS",
-    "add_outcome",
     "dimension_suffixes",
     "dimension_values",
     "increments",

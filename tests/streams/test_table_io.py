@@ -32,8 +32,7 @@ def _deliver(w: RocksTableWriter) -> None:
     """What flush does once the broker acknowledged the changelog records."""
     assert len(w._out) > 0
     w._out._records.clear()
-    overlay, w._overlay = w._overlay, {}
-    w.write_delivered(overlay)
+    w.write_delivered()
 
 
 def test_default_borrower_store_is_rocksdb_and_memory_is_a_choice(tmp_path: Path) -> None:
