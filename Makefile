@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -q
 
-.PHONY: help install services-start services-stop services-status test test-unit lint typecheck demo bench \
+.PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench \
+        native native-clean \
         dashboards clean-local
 
 help:  ## list the targets
@@ -31,6 +32,17 @@ test:  ## install, start Kafka + ClickHouse, run the whole suite, stop them
 
 test-unit: install  ## pure tests only (no services)
 	$(BIN)/pytest $(PYTEST_ARGS) -m "not kafka and not clickhouse and not slow"
+
+test-pure:  ## pure tests with the stream core as pure Python (removes the compiled build)
+	HANGWATCH_NATIVE=0 deploy/local/bootstrap.sh
+	$(BIN)/hangwatch native clean
+	$(BIN)/pytest $(PYTEST_ARGS) -m "not kafka and not clickhouse and not slow"
+
+native: install  ## compile the stream core with mypyc (hangwatch native build)
+	$(BIN)/hangwatch native build
+
+native-clean:  ## back to the pure Python stream core
+	$(BIN)/hangwatch native clean
 
 lint: install  ## ruff
 	$(BIN)/ruff check .

@@ -173,7 +173,10 @@ def _code_state() -> dict[str, Any]:
         return out.stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "streams", "sinks", "schemas", "hangwatch", "simulator")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
+    from hangwatch.native import inspect_core
+
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines(),
+            "stream_core": inspect_core().mode}
 
 
 def _host() -> dict[str, Any]:

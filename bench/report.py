@@ -73,6 +73,7 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
     code = results.get("code") or {}
     console.print(f"code measured: commit {code.get('commit')}"
                   + (f" + uncommitted {code['uncommitted']}" if code.get("uncommitted") else "")
+                  + f"; stream core {code.get('stream_core', 'pure')}"
                   + f"; host {results.get('host')}")
     t = Table(title=f"hangwatch benchmark {results['started']} ({results['dataset']['messages']:,} messages)")
     for col in ("variant", "messages", "e2e ev/s", "worker ev/s", "finals ev/s", "e2e s", "exact",

@@ -13,7 +13,14 @@ fi
 VENV="$ROOT/.venv"
 STAMP="$VENV/.hangwatch-installed"
 want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/hangwatch" ]; then exit 0; fi
+# The stream core runs compiled (mypyc, hangwatch/native.py) unless HANGWATCH_NATIVE=0; without a
+# C compiler it stays pure Python, which gives the same results more slowly.
+native() {
+  if [ "${HANGWATCH_NATIVE:-1}" = 0 ]; then return 0; fi
+  "$VENV/bin/hangwatch" native build --if-needed \
+    || log "could not compile the stream core (see above); it runs as pure Python (HANGWATCH_NATIVE=0 skips this)"
+}
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/hangwatch" ]; then native; exit 0; fi
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   "$PY" -m venv "$VENV"
@@ -22,3 +29,4 @@ log "installing hangwatch and its dependencies into $VENV (chdb is ~550 MB; firs
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q -e "$ROOT[dev]"
 echo "$want" > "$STAMP"
+native

@@ -10,6 +10,7 @@ import typer
 from hangwatch.cli import demo as _demo
 from hangwatch.cli import grafana as _grafana
 from hangwatch.cli import migrate as _migrate
+from hangwatch.cli import native as _native
 from hangwatch.cli import query as _query
 from hangwatch.cli import reconcile as _reconcile
 from hangwatch.cli import report as _report
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.callback()(configure)
 _grafana.register(app)
 _migrate.register(app)
+_native.register(app)
 _query.register(app)
 _reconcile.register(app)
 _report.register(app)

@@ -23,7 +23,12 @@ def worker(
     and share the partitions; state moves with the partitions through the table changelogs.
     Workers on one machine need a --data-dir each (the borrower table lives there, in RocksDB)."""
     from hangwatch.kafka_admin import ensure_topics
-    from streams.worker import DataDirInUse, run_worker
+    from hangwatch.native import StaleNativeBuild
+
+    try:
+        from streams.worker import DataDirInUse, run_worker
+    except StaleNativeBuild as e:
+        raise fail(str(e)) from e
 
     s = settings()
     if web_port is not None:

@@ -34,7 +34,7 @@ when the partition is idle (`advance_idle`), so windows close without further ev
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -268,11 +268,11 @@ class PartitionRates:
                         counts = c[:N_COUNTS]
                         c.extend(counts)  # drained: the derived totals below include it
                         for pk in st._parents[cell]:
-                            t = st.derived_totals.setdefault(pk, [0] * N_COUNTS)
+                            totals = st.derived_totals.setdefault(pk, [0] * N_COUNTS)
                             for i in range(N_COUNTS):
-                                t[i] += counts[i]
+                                totals[i] += counts[i]
             elif key.startswith(SEEN_PREFIX):
-                entries = orjson.loads(value)
+                entries: list[Any] = orjson.loads(value)
                 if len(entries) == 2 and all(type(x) is int for x in entries):
                     # written before ids were batched: "s|<event_id>" -> [event time, offset]
                     entries = [[key[len(SEEN_PREFIX):], *entries]]

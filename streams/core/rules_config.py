@@ -14,6 +14,7 @@ time zone, default Asia/Shanghai): zoneinfo lookups are slow, so UTC offsets are
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
@@ -29,7 +30,8 @@ Severity = Literal["low", "medium", "high"]
 Status = Literal["raised", "escalated", "resolved"]
 
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
-DEFAULT_RULES_PATH: Final = Path(__file__).resolve().parent.parent / "rules.yaml"
+# Located through the package, not __file__: a mypyc-compiled module has no trustworthy __file__.
+DEFAULT_RULES_PATH: Final = Path(str(importlib.resources.files("streams"))) / "rules.yaml"
 DAY_MS: Final = 86_400_000
 # The longest local calendar day (a DST change adds an hour): a compliance rule looks this far back.
 _LONGEST_DAY_MS: Final = DAY_MS + 3_600_000
