@@ -17,7 +17,6 @@ store) keeps to_bytes()'s result as it is (the worker before ccbcabb: orjson's b
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import os
@@ -26,6 +25,8 @@ import time
 import zlib
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from bench.env import peak_rss_mb, rss_mb
 
@@ -71,7 +72,7 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
         for i in range(borrowers):
             t = templates[i % len(templates)]
             bid = f"b-{i:012x}"
-            e = dataclasses.replace(t, borrower_id=bid, event_id=f"{t.event_id}-{i}")
+            e = msgspec.structs.replace(t, borrower_id=bid, event_id=f"{t.event_id}-{i}")
             p = zlib.crc32(bid.encode()) % 4
             key = f"{p}|{bid}".encode()
             writer.get(p, key)  # the worker's lookup (a miss)

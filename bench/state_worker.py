@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import Iterator
 from typing import Any
+
+import msgspec
 
 from bench.data import make_dataset, past_start_ms
 from bench.env import Offsets, Proc, RunEnv, python_module, rss_mb
@@ -32,7 +33,7 @@ def _records(n: int, seed: int) -> Iterator[SimRecord]:
     for i in range(n):
         t = templates[i % len(templates)]
         bid = f"b-{i:012x}"
-        e = dataclasses.replace(t, borrower_id=bid, event_id=f"{t.event_id[:20]}{i:012x}",
+        e = msgspec.structs.replace(t, borrower_id=bid, event_id=f"{t.event_id[:20]}{i:012x}",
                                 occurred_at_ms=start + i * 2)
         yield SimRecord(bid.encode(), e.to_json(), None)
 

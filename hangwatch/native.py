@@ -22,6 +22,7 @@ import importlib.machinery
 import json
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -42,7 +43,6 @@ COMPILED: Final = (
 # package so that it is importable however the project is installed (editable or not).
 GROUP: Final = "streams.core.native"
 MANIFEST: Final = "streams/core/native-build.json"
-BUILD_TEMP: Final = "build/native"
 
 
 class StaleNativeBuild(ImportError):
@@ -131,11 +131,14 @@ def build(root: Path = ROOT, opt_level: int = 3) -> CoreState:
         "from mypyc.build import mypycify\n"
         "group, opt_level, temp, *paths = sys.argv[1:]\n"
         "setup(name='hangwatch-native', py_modules=[],\n"
-        "      ext_modules=mypycify(paths, group_name=group, opt_level=opt_level),\n"
+        "      ext_modules=mypycify(paths, group_name=group, opt_level=opt_level, target_dir=temp),\n"
         "      script_args=['build_ext', '--inplace', '--build-temp', temp])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, GROUP, str(opt_level), BUILD_TEMP, *paths],
-                          cwd=root, capture_output=True, text=True, check=False)
+    # Generated C and object files in a scratch directory: nothing is left beside the sources
+    # but the extension modules (the same code works in a checkout and in site-packages).
+    with tempfile.TemporaryDirectory(prefix="hangwatch-native-") as temp:
+        proc = subprocess.run([sys.executable, "-c", script, GROUP, str(opt_level), temp, *paths],
+                              cwd=root, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         clean(root)
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])

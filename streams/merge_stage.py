@@ -21,12 +21,13 @@ from faust.types import Message
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import metrics
 from streams.app import Pipeline
+from streams.changelog_restore import read_partition, strip_partition
 from streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
 from streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from streams.core.windows import parse_cell_key
 from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
-from streams.table_io import TableWriter, partition_records
+from streams.table_io import TableWriter
 
 log = logging.getLogger(__name__)
 SPIKE_PREFIX = "s|"
@@ -52,20 +53,30 @@ class MergeStage:
         self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(RATE_PARTIALS))
 
     def state_for(self, p: int) -> MergeRates:
+        """The state of a partition `load` restored."""
         st = self.states.get(p)
         if st is None:
-            records = list(partition_records(self.pipe.merge_table, p))
+            raise RuntimeError(f"merge partition {p}: state used before it was loaded")
+        return st
+
+    async def load(self, partitions: Iterable[int]) -> None:
+        """Restore the state of partitions not loaded yet from their changelog partitions
+        (streams.changelog_restore: read from the broker, not from Faust's recovered table)."""
+        changelog = self.pipe.merge_table.changelog_topic.get_topic_name()
+        for p in sorted(set(partitions) - set(self.states)):
+            records = strip_partition(await read_partition(self.pipe.settings.kafka, changelog, p), p)
             st = MergeRates.restore(self.n_sources, records)
             self.states[p] = st
             self.spikes[p] = {k[len(SPIKE_PREFIX):]: SpikeState.from_bytes(v) for k, v in records
                               if k.startswith(SPIKE_PREFIX)}
             log.info("merge partition %d: restored %d cells, %d spike states, next offset %s", p, len(st.cells),
                      len(self.spikes[p]), st.position.next_offset)
-        return st
 
     async def start(self, partitions: Iterable[int]) -> None:
-        """Give partitions without a persisted position their start offset."""
-        await self.delivery.start({p: self.state_for(p).position for p in partitions})
+        """Load partitions' state; give those without a persisted position their start offset."""
+        partitions = set(partitions)
+        await self.load(partitions)
+        await self.delivery.start({p: self.states[p].position for p in partitions})
 
     def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
         return {p: st.position.next_offset if (st := self.states.get(p)) else None for p in partitions}
@@ -162,6 +173,7 @@ class MergeStage:
             if not self.ready():
                 return
             assigned = set(self.owned)
+            await self.load(assigned)
             retention_ms = self.pipe.settings.worker.window_retention_s * 1000
             for p in assigned:
                 self.state_for(p).expire(retention_ms)

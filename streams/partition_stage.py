@@ -31,13 +31,14 @@ from schemas.call_outcome import ContractError, decode
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import dead_letters, metrics
 from streams.app import Pipeline
+from streams.changelog_restore import read_partition, strip_partition
 from streams.core.flags import BorrowerState, apply_events, sweep, too_late
 from streams.core.merge_rates import encode_partials, encode_watermark
 from streams.core.partition_rates import MIN_TIME, PartitionRates
 from streams.core.rules_config import RuleSet, load_rules
 from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
-from streams.table_io import KeyScan, TableWriter, partition_records, writer_for
+from streams.table_io import KeyScan, TableWriter, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,28 @@ class PartitionStage:
 
     # ---- state per partition -------------------------------------------------------------
     def state_for(self, p: int) -> PartitionRates:
+        """The state of a partition `load` restored."""
         st = self.states.get(p)
         if st is None:
-            st = PartitionRates.restore(p, self.sizes, self.grace_ms, partition_records(self.pipe.rates_table, p))
+            raise RuntimeError(f"partition {p}: state used before it was loaded")
+        return st
+
+    async def load(self, partitions: Iterable[int]) -> None:
+        """Restore the state of partitions not loaded yet from their changelog partitions
+        (streams.changelog_restore: read from the broker, not from Faust's recovered table)."""
+        changelog = self.pipe.rates_table.changelog_topic.get_topic_name()
+        for p in sorted(set(partitions) - set(self.states)):
+            records = await read_partition(self.pipe.settings.kafka, changelog, p)
+            st = PartitionRates.restore(p, self.sizes, self.grace_ms, strip_partition(records, p))
             self.states[p] = st
             log.info("partition %d: restored %d window cells, %d seen ids, watermark %s, next offset %s", p,
                      len(st.cells), len(st.seen), st.watermark_ms, st.position.next_offset)
-        return st
 
     async def start(self, partitions: Iterable[int]) -> None:
-        """Give partitions without a persisted position their start offset."""
-        await self.delivery.start({p: self.state_for(p).position for p in partitions})
+        """Load partitions' state; give those without a persisted position their start offset."""
+        partitions = set(partitions)
+        await self.load(partitions)
+        await self.delivery.start({p: self.states[p].position for p in partitions})
 
     def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """Next offset to process per partition (None: not loaded or not started yet)."""
@@ -229,6 +241,7 @@ class PartitionStage:
             if not self.ready():
                 return []
             assigned = set(self.owned)
+            await self.load(assigned)
             now = now_ms()
             idle_ms = self.pipe.settings.worker.idle_close_s * 1000
             moved = []

@@ -18,7 +18,6 @@ Two stores, one interface (`get`, `put`, `flush`, `scan`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 from faust.stores.rocksdb import Store as RocksStore
@@ -193,11 +192,3 @@ def writer_for(table: TableT) -> TableWriter:
     """The writer for the table's store."""
     return RocksTableWriter(table) if isinstance(table.data, RocksStore) else TableWriter(table)
 
-
-def partition_records(table: TableT, partition: int) -> Iterator[tuple[str, bytes]]:
-    """(key without the "<partition>|" prefix, value) of one partition's records (memory store)."""
-    prefix = f"{partition}|".encode()
-    n = len(prefix)
-    for k, v in list(table.data.items()):
-        if isinstance(k, bytes) and k.startswith(prefix) and v is not None:
-            yield k[n:].decode(), v

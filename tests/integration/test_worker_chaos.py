@@ -62,8 +62,15 @@ def test_rates_and_flags_exact_through_joins_leaves_and_crashes(kenv: KafkaEnv) 
         alive = [workers[2]]
         wait_exact(kenv, events, alive, timeout_s=180)
         expected_flags = oracle_flags(events, load_rules())
-        wait_for(lambda: sorted({(f["flag_id"], f["status"]) for f in read_json(kenv, "borrower-flags")})
-                 == expected_flags, 60, "flags equal to the oracle", alive, every_s=2.0)
+        def flags_now() -> list[tuple[str, str]]:
+            return sorted({(f["flag_id"], f["status"]) for f in read_json(kenv, "borrower-flags")})
+
+        try:
+            wait_for(lambda: flags_now() == expected_flags, 60, "flags equal to the oracle", alive, every_s=2.0)
+        except AssertionError as e:
+            got, want = set(flags_now()), set(expected_flags)
+            raise AssertionError(f"{e}\nmissing {len(want - got)}: {sorted(want - got)[:10]}"
+                                 f"\nextra {len(got - want)}: {sorted(got - want)[:10]}") from None
     finally:
         for w in workers:
             w.stop() if w.proc.poll() is None else None
