@@ -29,6 +29,7 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TableT
 
 from hangwatch.settings import KafkaSettings
 
@@ -77,6 +78,13 @@ async def read_partition(kafka: KafkaSettings, topic: str, partition: int) -> di
     log.info("%s[%d]: read %d changelog records up to offset %d in %.2f s: %d live keys",
              topic, partition, n, end, time.monotonic() - t0, len(out))
     return out
+
+
+async def table_partition(kafka: KafkaSettings, table: TableT, partition: int) -> list[tuple[str, bytes]]:
+    """(key without its "<partition>|" prefix, value) of the live records of one partition of a
+    stage's table, read from its changelog."""
+    records = await read_partition(kafka, table.changelog_topic.get_topic_name(), partition)
+    return strip_partition(records, partition)
 
 
 def strip_partition(records: dict[bytes, bytes], partition: int) -> list[tuple[str, bytes]]:

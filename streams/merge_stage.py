@@ -21,7 +21,7 @@ from faust.types import Message
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import metrics
 from streams.app import Pipeline
-from streams.changelog_restore import read_partition, strip_partition
+from streams.changelog_restore import table_partition
 from streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
 from streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from streams.core.windows import parse_cell_key
@@ -62,11 +62,9 @@ class MergeStage:
     async def load(self, partitions: Iterable[int]) -> None:
         """Restore the state of partitions not loaded yet from their changelog partitions
         (streams.changelog_restore: read from the broker, not from Faust's recovered table)."""
-        changelog = self.pipe.merge_table.changelog_topic.get_topic_name()
         for p in sorted(set(partitions) - set(self.states)):
-            records = strip_partition(await read_partition(self.pipe.settings.kafka, changelog, p), p)
-            st = MergeRates.restore(self.n_sources, records)
-            self.states[p] = st
+            records = await table_partition(self.pipe.settings.kafka, self.pipe.merge_table, p)
+            st = self.states[p] = MergeRates.restore(self.n_sources, records)
             self.spikes[p] = {k[len(SPIKE_PREFIX):]: SpikeState.from_bytes(v) for k, v in records
                               if k.startswith(SPIKE_PREFIX)}
             log.info("merge partition %d: restored %d cells, %d spike states, next offset %s", p, len(st.cells),

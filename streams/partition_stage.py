@@ -31,7 +31,7 @@ from schemas.call_outcome import ContractError, decode
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import dead_letters, metrics
 from streams.app import Pipeline
-from streams.changelog_restore import read_partition, strip_partition
+from streams.changelog_restore import table_partition
 from streams.core.flags import BorrowerState, apply_events, sweep, too_late
 from streams.core.merge_rates import encode_partials, encode_watermark
 from streams.core.partition_rates import MIN_TIME, PartitionRates
@@ -80,11 +80,9 @@ class PartitionStage:
     async def load(self, partitions: Iterable[int]) -> None:
         """Restore the state of partitions not loaded yet from their changelog partitions
         (streams.changelog_restore: read from the broker, not from Faust's recovered table)."""
-        changelog = self.pipe.rates_table.changelog_topic.get_topic_name()
         for p in sorted(set(partitions) - set(self.states)):
-            records = await read_partition(self.pipe.settings.kafka, changelog, p)
-            st = PartitionRates.restore(p, self.sizes, self.grace_ms, strip_partition(records, p))
-            self.states[p] = st
+            records = await table_partition(self.pipe.settings.kafka, self.pipe.rates_table, p)
+            st = self.states[p] = PartitionRates.restore(p, self.sizes, self.grace_ms, records)
             log.info("partition %d: restored %d window cells, %d seen ids, watermark %s, next offset %s", p,
                      len(st.cells), len(st.seen), st.watermark_ms, st.position.next_offset)
 
