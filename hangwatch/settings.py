@@ -221,9 +221,6 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     metrics_port: int | None = None
-    # Worker and sink: gc.freeze() after start-up and collect generation 0 every this many
-    # allocations instead of 700 (hangwatch/gc_tuning.py); 0 keeps Python's defaults.
-    gc_gen0_threshold: Annotated[int, Field(ge=0)] = 50_000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

@@ -20,7 +20,6 @@ import faust
 from faust.types import TP
 
 from hangwatch import native
-from hangwatch.gc_tuning import tune_gc
 from hangwatch.settings import Settings
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
 from streams.app import Pipeline, create_pipeline
@@ -219,7 +218,6 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     pipe, _, _ = build(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # the terminal spinner redraws on every event loop tick and costs CPU
-    tune_gc(settings.gc_gen0_threshold)
     if settings.metrics_port:
         from prometheus_client import start_http_server
 

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from hangwatch.cli.common import console, fail, settings
-from hangwatch.gc_tuning import tune_gc
 from hangwatch.settings import Settings
 from sinks.backends import BackendError, where
 from sinks.writer import SinkStats, run_sink
@@ -41,7 +40,6 @@ def sink(
         start_http_server(port, addr="127.0.0.1")
         console.print(f"metrics on http://127.0.0.1:{port}/metrics")
     console.print(f"sink: Kafka {s.kafka.bootstrap_servers} (group {s.sink.group_id}) -> {where(s.clickhouse)}")
-    tune_gc(s.gc_gen0_threshold)
     try:
         stats = asyncio.run(_run(s, migrate))
     except (BackendError, RuntimeError, ValueError) as e:
