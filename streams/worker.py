@@ -172,8 +172,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     async def on_revoked(app_: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = args[0] if args else kwargs["revoked"]
         log.info("revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
-        # Drop cached state of partitions that move away; it is rebuilt from the table
-        # (recovered from the changelog) if they come back. Taking the locks waits for a batch
+        # Drop cached state of partitions that move away; it is rebuilt from the changelog
+        # (streams.changelog_restore) if they come back. Taking the locks waits for a batch
         # in flight to finish, so no write for a revoked partition happens after this.
         for name in owned:  # in place: the stages hold these sets
             owned[name] -= {tp.partition for tp in revoked if tp.topic == settings.kafka.topic(name)}
