@@ -24,7 +24,6 @@ well under a second.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -60,7 +59,6 @@ async def read_partition(kafka: KafkaSettings, topic: str, partition: int) -> di
                 if time.monotonic() - progress_at > STALL_TIMEOUT_S:
                     raise RuntimeError(f"{topic}[{partition}]: no progress reading the changelog for "
                                        f"{STALL_TIMEOUT_S:.0f} s (at {await consumer.position(tp)} of {end})")
-                await asyncio.sleep(0)
                 continue
             progress_at = time.monotonic()
             for r in records:

@@ -27,7 +27,7 @@ from streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from streams.core.windows import parse_cell_key
 from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
-from streams.table_io import TableWriter
+from streams.table_io import ChangelogWriter
 
 log = logging.getLogger(__name__)
 SPIKE_PREFIX = "s|"
@@ -49,7 +49,7 @@ class MergeStage:
         # whether state may be read now (tables recovered, no rebalance running).
         self.owned: set[int] = set()
         self.ready: Callable[[], bool] = lambda: True
-        self.io = TableWriter(pipe.merge_table)
+        self.io = ChangelogWriter(pipe.merge_table)
         self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(RATE_PARTIALS))
 
     def state_for(self, p: int) -> MergeRates:

@@ -38,7 +38,7 @@ from streams.core.partition_rates import MIN_TIME, PartitionRates
 from streams.core.rules_config import RuleSet, load_rules
 from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
-from streams.table_io import KeyScan, TableWriter, writer_for
+from streams.table_io import ChangelogWriter, KeyScan, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class PartitionStage:
         self.owned: set[int] = set()
         self.ready: Callable[[], bool] = lambda: True
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self.rates_io = TableWriter(pipe.rates_table)
+        self.rates_io = ChangelogWriter(pipe.rates_table)
         self.borrowers_io = writer_for(pipe.borrowers_table)
         # borrower sweep: the pass over a partition's keys under way, and when the next starts
         self._sweeps: dict[int, KeyScan] = {}

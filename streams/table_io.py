@@ -5,7 +5,8 @@ inside per-event stream iteration. The stages write each changed key once per ba
 changelog partition of the source partition that owns it (co-partitioning is what lets Faust
 recover the right records on the right worker after a restart or rebalance).
 
-Two stores, one interface (`get`, `put`, `flush`, `scan`):
+Two stores, one interface (`get`, `put`, `flush`, `scan`), plus `ChangelogWriter` (`put`,
+`flush`) for the tables whose state the stages keep themselves:
 - `TableWriter`: Faust's memory store (a dict). Writes go to the dict at once: the dict dies
   with the process, so it can never hold a write whose changelog record was lost.
 - `RocksTableWriter`: Faust's RocksDB store (rocksdict), which survives a restart. Its writes
@@ -43,12 +44,25 @@ class KeyScan(Protocol):
         """Up to `limit` more keys; an empty list when the pass is over."""
 
 
-class TableWriter:
-    """A Faust memory-store table."""
+class ChangelogWriter:
+    """Changelog records only, no local copy: for the tables whose state a stage holds itself
+    and rebuilds from the changelog (rates and merge: streams.changelog_restore), where a copy
+    in Faust's dict would be written on every batch and never read."""
 
     def __init__(self, table: TableT) -> None:
         self.table = table
         self._out = Outbox()
+
+    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Queue the changelog record (None deletes the key)."""
+        self._out.add(self.table.changelog_topic, key, None if value is None else exact_size(value), partition)
+
+    async def flush(self) -> int:
+        return await self._out.flush()
+
+
+class TableWriter(ChangelogWriter):
+    """A Faust memory-store table."""
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.table.data.get(key)  # type: ignore[no-any-return]
@@ -61,9 +75,6 @@ class TableWriter:
             value = exact_size(value)
             self.table.data[key] = value
         self._out.add(self.table.changelog_topic, key, value, partition)
-
-    async def flush(self) -> int:
-        return await self._out.flush()
 
     def scan(self, partition: int) -> KeyScan:
         """A pass over the partition's keys, taken in slices (keys added meanwhile may be missed)."""

@@ -15,12 +15,18 @@ from tests.integration.harness import KafkaEnv
 pytestmark = pytest.mark.kafka
 
 
+def _new_topic(kenv: KafkaEnv, name: str, partitions: int) -> str:
+    """A topic of the test's private set (deleted with it)."""
+    topic = kenv.topic(name)
+    admin = KafkaAdminClient(bootstrap_servers=kenv.settings.kafka.bootstrap_servers)
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    admin.close()
+    return topic
+
+
 def test_read_partition_keeps_the_last_value_of_each_live_key(kenv: KafkaEnv) -> None:
     kafka = kenv.settings.kafka
-    topic = kenv.topic("restore-test")
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    admin.close()
+    topic = _new_topic(kenv, "restore-test", partitions=2)
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
     writes: list[tuple[int, bytes, bytes | None]] = [
         (1, b"1|a", b"v1"), (1, b"1|b", b"v2"), (0, b"0|x", b"other partition"), (1, b"1|a", b"v3"),
@@ -38,9 +44,5 @@ def test_read_partition_keeps_the_last_value_of_each_live_key(kenv: KafkaEnv) ->
 
 
 def test_read_partition_of_an_empty_changelog(kenv: KafkaEnv) -> None:
-    kafka = kenv.settings.kafka
-    topic = kenv.topic("restore-empty")
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    admin.close()
-    assert asyncio.run(read_partition(kafka, topic, 0)) == {}
+    topic = _new_topic(kenv, "restore-empty", partitions=1)
+    assert asyncio.run(read_partition(kenv.settings.kafka, topic, 0)) == {}
