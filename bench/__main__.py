@@ -50,6 +50,10 @@ def main() -> int:
     ap.add_argument("--skip", default=",".join(DEFAULT_SKIP),
                     help=f"comma-separated steps to skip: {', '.join(STEPS)} (default: %(default)s)")
     ap.add_argument("--only", default="", help="comma-separated steps to run (default: all but --skip)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
+                    help="a setting for the worker and sink of every pipeline run (ours, chdb, scale, "
+                         "profile), given as HANGWATCH_NAME=VALUE, e.g. --set GC_YOUNG_THRESHOLD=700 or "
+                         "--set WORKER__BATCH_MAX=2000: for A/B measurements; recorded in the JSON")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--ch-url", default=None, help="ClickHouse server (default clickhouse://default@127.0.0.1:9000)")
     a = ap.parse_args()
@@ -60,6 +64,12 @@ def main() -> int:
 
     from bench import env as benv
 
+    overrides: dict[str, str] = {}
+    for item in a.overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            ap.error(f"--set {item!r}: expected NAME=VALUE")
+        overrides["HANGWATCH_" + name.upper().removeprefix("HANGWATCH_")] = value
     if a.ch_url:
         benv.CH_URL = a.ch_url
     from bench.data import make_dataset
@@ -69,7 +79,7 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     t_all = time.perf_counter()
     results: dict[str, Any] = {"started": stamp, "host": _host(), "code": _code_state(), "steps": steps,
-                               "variants": []}
+                               "settings_overrides": overrides, "variants": []}
 
     def step(name: str) -> bool:
         if name in steps:
@@ -106,11 +116,12 @@ def main() -> int:
     from bench.pipeline import run_pipeline
 
     if step("ours"):
-        variant(run_pipeline, ds, label="ours native 1w", backend="native", workers=1)
+        variant(run_pipeline, ds, label="ours native 1w", backend="native", workers=1, settings_env=overrides)
     if step("chdb"):
-        variant(run_pipeline, ds.head(a.chdb_events), label="ours chdb 1w", backend="embedded", workers=1)
+        variant(run_pipeline, ds.head(a.chdb_events), label="ours chdb 1w", backend="embedded", workers=1,
+                settings_env=overrides)
     if step("scale"):
-        variant(run_pipeline, ds, label="ours native 2w", backend="native", workers=2)
+        variant(run_pipeline, ds, label="ours native 2w", backend="native", workers=2, settings_env=overrides)
     if step("naive"):
         from bench.peers.run import run_naive
 
@@ -140,7 +151,8 @@ def main() -> int:
         console.print(results["state"])
     if step("profile"):
         prof_base = LOCAL / "profile" / f"worker-{stamp}"
-        r = run_pipeline(ds.head(a.profile_events), label="ours native 1w (profiled)", profile_out=str(prof_base))
+        r = run_pipeline(ds.head(a.profile_events), label="ours native 1w (profiled)", profile_out=str(prof_base),
+                         settings_env=overrides)
         r["note"] = "under pyinstrument: slower than unprofiled; for where time goes, not for throughput"
         results["variants"].append(r)
         pj = prof_base.with_suffix(".json")

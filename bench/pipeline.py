@@ -49,8 +49,9 @@ def _events_by_result(scraped: list[dict[str, float]]) -> dict[str, float]:
 
 def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: int = 1, timeout_s: float = 240.0,
                  profile_out: str | None = None, profiler: str = "pyinstrument", grace_s: int = 60,
-                 idle_close_s: float = 1.0) -> dict[str, Any]:
-    env = RunEnv(label, backend=backend, grace_s=grace_s, idle_close_s=idle_close_s)
+                 idle_close_s: float = 1.0, settings_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """settings_env: HANGWATCH_* variables for the worker(s) and the sink (bench --set)."""
+    env = RunEnv(label, backend=backend, grace_s=grace_s, idle_close_s=idle_close_s, worker_env=settings_env)
     res: dict[str, Any] = {"variant": label, "backend": backend, "workers": workers, "messages": ds.messages,
                            "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
     procs: list[Proc] = []
@@ -113,6 +114,8 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
             "merge_batches": sum(m.get('hangwatch_batch_seconds_count{stage="merge"}', 0) for m in last),
             "rate_updates": sum(metric_sum(m, "hangwatch_rate_updates_total") for m in last),
             "flags": sum(metric_sum(m, "hangwatch_flags_total") for m in last),
+            # collector pauses (hangwatch.gc_policy), summed over the workers
+            "gc_s": round(sum(metric_sum(m, "hangwatch_gc_seconds_total") for m in last), 2),
         }
         if "first" in marks:
             res["seconds"] = {k: round(v - marks["first"], 2) for k, v in marks.items() if k != "first"}

@@ -77,15 +77,16 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
                   + f"; host {results.get('host')}")
     t = Table(title=f"hangwatch benchmark {results['started']} ({results['dataset']['messages']:,} messages)")
     for col in ("variant", "messages", "e2e ev/s", "worker ev/s", "finals ev/s", "e2e s", "exact",
-                "peak RSS MB", "CPU s"):
+                "peak RSS MB", "CPU s", "workers' GC s"):
         t.add_column(col, justify="right" if col not in ("variant",) else "left")
     for r in results.get("variants", []):
         secs = (r.get("seconds") or {}).get("stored")
         rss = ", ".join(f"{k} {v:.0f}" for k, v in (r.get("peak_rss_mb") or {}).items())
-        cpu = ", ".join(f"{k} {v:.0f}" for k, v in (r.get("cpu_s") or {}).items())
+        cpu = ", ".join(f"{k} {v:.1f}" for k, v in (r.get("cpu_s") or {}).items())
+        gc_s = (r.get("metrics") or {}).get("gc_s")
         t.add_row(r["variant"], _fmt(r.get("messages")), _fmt(r.get("events_per_s")),
                   _fmt(r.get("worker_events_per_s")), _fmt(r.get("final_events_per_s")), _fmt(secs, ".1f"),
-                  _fmt(r.get("ok")), rss, cpu)
+                  _fmt(r.get("ok")), rss, cpu, _fmt(gc_s, ".2f"))
     console.print(t)
     for r in results.get("variants", []):
         for p in (r.get("problems") or []) + ((r.get("check") or {}).get("problems") or []):

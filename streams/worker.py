@@ -19,7 +19,7 @@ from typing import IO, Any, cast
 import faust
 from faust.types import TP
 
-from hangwatch import native
+from hangwatch import gc_policy, native
 from hangwatch.settings import Settings
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
 from streams.app import Pipeline, create_pipeline
@@ -215,6 +215,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run one worker process until SIGTERM/SIGINT (blocking)."""
     lock = lock_data_dir(settings.worker.data_dir)  # noqa: F841  (held until the process exits)
     log.info("stream core: %s", native.inspect_core().mode)
+    gc_policy.configure(settings.worker.gc_young_threshold)
     pipe, _, _ = build(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # the terminal spinner redraws on every event loop tick and costs CPU

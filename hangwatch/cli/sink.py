@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from hangwatch import gc_policy
 from hangwatch.cli.common import console, fail, settings
 from hangwatch.settings import Settings
 from sinks.backends import BackendError, where
@@ -33,6 +34,7 @@ def sink(
     updates = {k: v for k, v in {"group_id": group_id, "batch_rows": batch_rows,
                                  "flush_interval_s": flush_interval}.items() if v is not None}
     s = s.model_copy(update={"sink": s.sink.model_copy(update=updates)})
+    gc_policy.configure(s.sink.gc_young_threshold)
     port = metrics_port or s.metrics_port
     if port:
         from prometheus_client import start_http_server
