@@ -158,6 +158,38 @@ def cpu_times(pid: int) -> tuple[float, float] | None:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+SERVICE_PIDFILES = {"kafka": LOCAL.parent / "kafka" / "kafka.pid",
+                    "clickhouse": LOCAL.parent / "clickhouse" / "clickhouse.pid"}
+
+
+class MachineCpu:
+    """CPU use of the whole machine and of the local Kafka and ClickHouse servers between two
+    snapshots: shows whether the variant had cores to spare (/proc/stat, deploy/local pid files)."""
+
+    def __init__(self) -> None:
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, dict[str, float]]:
+        jiffies = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = jiffies[3] + jiffies[4]  # idle + iowait
+        services: dict[str, float] = {}
+        for name, pidfile in SERVICE_PIDFILES.items():
+            with contextlib.suppress(OSError, ValueError):
+                t = cpu_seconds(int(pidfile.read_text().strip()))
+                if t is not None:
+                    services[name] = t
+        tick = os.sysconf("SC_CLK_TCK")
+        return sum(jiffies) / tick, idle / tick, services
+
+    def since_start(self) -> dict[str, Any]:
+        total, idle, services = self._snapshot()
+        total0, idle0, services0 = self._start
+        span = total - total0
+        return {"cores": os.cpu_count(), "busy_pct": round(100 * (1 - (idle - idle0) / span), 1) if span else None,
+                "service_cpu_s": {k: round(v - services0[k], 2) for k, v in services.items() if k in services0}}
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a live process."""
     t = cpu_times(pid)

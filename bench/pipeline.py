@@ -11,6 +11,14 @@ past), then worker(s) and sink start together. Clock:
                equal the oracle.
 End-to-end throughput = messages / (t_stored - t_first). Results are checked against the
 oracle at the end; a mismatch fails the run.
+
+With several workers, the first to join the group starts on every partition and the others'
+arrival rebalances it mid-run (the local broker forms groups at once:
+group.initial.rebalance.delay.ms=0). So the run also reports
+  t_stable     every worker owns call-outcomes partitions, together all of them, and all are
+               ready (tables recovered, no rebalance running): worker metrics;
+and the steady throughput = messages processed after t_stable / (t_processed - t_stable),
+which is what more workers add once the group has formed.
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ import time
 from typing import Any
 
 from bench.data import Dataset, produce_records
-from bench.env import Offsets, Proc, RunEnv, free_port, metric_sum, python_module, scrape
+from bench.env import MachineCpu, Offsets, Proc, RunEnv, free_port, metric_sum, python_module, scrape
 from bench.verify import check, read_chdb_subprocess, read_native, stored_results
-from schemas.topics import CALL_OUTCOMES
+from schemas.topics import CALL_OUTCOMES, topic
 
 NOT_PROCESSED = ("not_owned", "not_ready", "gap", "replay_skipped", "too_late_for_flags")
 
@@ -60,6 +68,8 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
         delivered, secs = produce_records(ds.records, env.kafka, env.topic(CALL_OUTCOMES))
         res["produce_events_per_s"] = round(delivered / secs)
         n_cells = len(ds.oracle_rates())
+        source_partitions = topic(CALL_OUTCOMES).partitions
+        processed_at_stable = 0.0
         ports = [free_port() for _ in range(workers)]
         t_start = time.perf_counter()
         wprocs = [Proc(f"worker{i + 1}", _worker_argv(p, profile_out if i == 0 else None, profiler),
@@ -82,13 +92,21 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
             # nor the second label of an event too late for the flag rules
             processed = sum(metric_sum(m, "hangwatch_events_total", exclude=NOT_PROCESSED) for m in last)
             finals = sum(metric_sum(m, 'hangwatch_rate_updates_total{final="true"}') for m in last)
-            if processed > 0:
-                marks.setdefault("first", now)
+            owned = [m.get(f'hangwatch_assigned_partitions{{topic="{CALL_OUTCOMES}"}}', 0) for m in last]
+            if "stable" not in marks and all(owned) and sum(owned) == source_partitions and all(
+                    m.get("hangwatch_ready") == 1 for m in last):
+                marks["stable"] = now
+                processed_at_stable = processed
+            if processed > 0 and "first" not in marks:
+                marks["first"] = now
+                machine = MachineCpu()
             if processed >= ds.messages:
                 marks.setdefault("processed", now)
             if finals >= n_cells:
                 marks.setdefault("final", now)
             if "processed" in marks and "final" in marks and offsets.caught_up(env.sink_group, topics):
+                # the window first..stored, before the oracle check's own queries
+                res["machine"] = machine.since_start()
                 if backend != "native":
                     marks["stored"] = now
                     break
@@ -132,6 +150,11 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
         res["events_per_s"] = round(ds.messages / e2e)
         res["worker_events_per_s"] = round(ds.messages / (marks["processed"] - t0))
         res["final_events_per_s"] = round(ds.messages / (marks["final"] - t0))
+        if "stable" in marks and marks["stable"] < marks["processed"]:
+            steady_from = max(marks["stable"], t0)
+            res["steady_events_per_s"] = round((ds.messages - processed_at_stable)
+                                               / (marks["processed"] - steady_from))
+            res["processed_before_stable"] = processed_at_stable
         for p in procs:
             p.stop()
         if verified is None:

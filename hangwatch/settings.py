@@ -191,6 +191,12 @@ class SinkSettings(BaseModel):
     # table per second under load, fewer and larger parts than ClickHouse's ~1/s guidance.
     batch_rows: Annotated[int, Field(ge=1)] = 50_000
     flush_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    # ... and sooner when the input has been quiet for idle_flush_s (the end of a burst or of a
+    # backlog), if the last flush is min_flush_gap_s ago: rows land ~0.3 s after a burst
+    # instead of up to flush_interval_s, while a steady stream (never quiet that long) keeps one
+    # INSERT per interval and a sparse one gets at most one per gap. 0 disables it.
+    idle_flush_s: Annotated[float, Field(ge=0)] = 0.3
+    min_flush_gap_s: Annotated[float, Field(ge=0)] = 0.5
     # ClickHouse unreachable: retry the same batch after 0.5 s, 1 s, 2 s, ... up to this.
     initial_retry_backoff_s: Annotated[float, Field(gt=0)] = 0.5
     max_retry_backoff_s: Annotated[float, Field(gt=0)] = 30.0

@@ -228,9 +228,10 @@ class PartitionStage:
         await asyncio.gather(self.rates_io.flush(), wm_out.flush())  # the table's copy and the broadcast
 
     # ---- timers ----------------------------------------------------------------------------
-    async def tick(self, caught_up: set[int]) -> list[int]:
-        """Wall-clock work: close windows of idle partitions, expire old state. Returns the
-        partitions whose watermark moved.
+    async def tick(self, caught_up: set[int], housekeeping: bool = True) -> list[int]:
+        """Wall-clock work: close windows of idle partitions; with `housekeeping`, also expire
+        old windows and sweep a slice of idle borrowers. Returns the partitions whose
+        watermark moved.
 
         A partition is idle when it has had no event for idle_close_s AND its consumer has
         read everything up to the high watermark: a backlog (a restart, a slow start, a
@@ -249,8 +250,9 @@ class PartitionStage:
                     st.last_event_wall_ms = now  # idleness is measured from assignment on
                 if p in caught_up and now - st.last_event_wall_ms >= idle_ms and st.advance_idle(now):
                     moved.append(p)
-                st.expire(self.pipe.settings.worker.window_retention_s * 1000)
-                self._sweep_borrowers(p, st.watermark_ms)
+                if housekeeping:
+                    st.expire(self.pipe.settings.worker.window_retention_s * 1000)
+                    self._sweep_borrowers(p, st.watermark_ms)
             await self._persist([p for p in assigned if p in self.states])
             return moved
 

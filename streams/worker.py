@@ -22,6 +22,7 @@ from faust.types import TP
 from hangwatch import gc_policy, native
 from hangwatch.settings import Settings
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
+from streams import metrics
 from streams.app import Pipeline, create_pipeline
 from streams.delivery import DeliveryGuard
 from streams.faust_transport import BatchDrainConsumer
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 UNSETTLED_WARN_S = 60.0
 STUCK_CHECK_S = 15.0
 STUCK_AFTER_S = 60.0
+HOUSEKEEPING_S = 1.0  # window expiry and the borrower sweep, at most this often
+
+
+def idle_check_interval(idle_close_s: float) -> float:
+    """Seconds between idleness checks: a quarter of idle_close_s, within 0.1 .. 1 s."""
+    return min(1.0, max(0.1, idle_close_s / 4))
 
 
 def _fail_stop(stage: str, exc: BaseException) -> None:
@@ -108,6 +115,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
                  "in_recovery": bool(recovery.in_recovery)}
         ok = flags["recovery_completed"] and not flags["rebalancing"] and not flags["in_recovery"]
         # The timers (idle close, delivery watchdog) wait while unsettled; say so if it lasts.
+        metrics.READY.set(1 if ok else 0)
         now = time.monotonic()
         if ok:
             unsettled_since.clear()
@@ -123,14 +131,22 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     # acknowledged): the consumer is sought to the committed offsets after recovery.
     stage1.ready = stage2.ready = settled
 
-    @app.timer(interval=1.0)
+    # Idleness is checked a few times per idle_close_s (at most every second), so the last
+    # windows close within ~1/4 of it after it elapsed; expiry and the borrower sweep, which
+    # need no such precision, run at most once a second.
+    housekeeping_due = [0.0]
+
+    @app.timer(interval=idle_check_interval(settings.worker.idle_close_s))
     async def close_idle_windows() -> None:
         # Waits for table recovery inside (source_positions, tick): a stage must not rebuild
         # state from a half-read changelog.
         with watch.running("timer close_idle_windows"):
+            housekeeping = time.monotonic() >= housekeeping_due[0]
             try:
                 positions, ends = await source_positions()
-                await stage1.tick(caught_up(positions, ends))
+                await stage1.tick(caught_up(positions, ends), housekeeping=housekeeping)
+                if housekeeping:
+                    housekeeping_due[0] = time.monotonic() + HOUSEKEEPING_S
             except Exception as e:
                 _fail_stop("partition timer", e)
             await watchdog(stage1.delivery, positions, ends)
@@ -177,6 +193,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         # in flight to finish, so no write for a revoked partition happens after this.
         for name in owned:  # in place: the stages hold these sets
             owned[name] -= {tp.partition for tp in revoked if tp.topic == settings.kafka.topic(name)}
+            metrics.ASSIGNED_PARTITIONS.labels(name).set(len(owned[name]))
+        metrics.READY.set(0)
         async with stage1.lock, stage2.lock:
             stage1.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(CALL_OUTCOMES))
             stage2.forget(tp.partition for tp in revoked if tp.topic == settings.kafka.topic(RATE_PARTIALS))
@@ -186,6 +204,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         assigned: set[TP] = args[0] if args else kwargs["assigned"]
         for name in owned:
             owned[name] |= {tp.partition for tp in assigned if tp.topic == settings.kafka.topic(name)}
+            metrics.ASSIGNED_PARTITIONS.labels(name).set(len(owned[name]))
         log.info("assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
     return pipe, stage1, stage2

@@ -72,6 +72,9 @@ class SinkLoop:
         self._lock = asyncio.Lock()  # one flush+commit at a time (main loop or rebalance)
         self._store = ThreadPoolExecutor(1, thread_name_prefix="hangwatch-sink-store")
         self._consumer: AIOKafkaConsumer | None = None
+        # monotonic times of the last poll that returned records and of the last flush
+        self._last_data_at = 0.0
+        self._last_flush_at = 0.0
 
     # -- public --------------------------------------------------------------------------
     async def run(self) -> SinkStats:
@@ -136,6 +139,7 @@ class SinkLoop:
             return
         if not data:
             return
+        self._last_data_at = time.monotonic()
         now_s = int(time.time())
         assigned = consumer.assignment()
         for tp, msgs in data.items():
@@ -146,14 +150,28 @@ class SinkLoop:
         metrics.BUFFERED_ROWS.set(self.batch.rows)
 
     def _poll_timeout(self) -> float:
-        # Short enough to notice a stop request quickly and to flush on time.
+        # Short enough to notice a stop request quickly and to flush on time (by age, or when
+        # the input went quiet).
         if self.batch.is_empty():
             return min(self.cfg.flush_interval_s, 0.5)
-        return max(0.0, min(self.cfg.flush_interval_s - self.batch.age(), 0.5))
+        wait = min(self.cfg.flush_interval_s - self.batch.age(), 0.5)
+        if self.cfg.idle_flush_s:
+            wait = min(wait, self.cfg.idle_flush_s)
+        return max(0.0, wait)
 
     def _flush_due(self) -> bool:
-        return not self.batch.is_empty() and (
-            self.batch.largest >= self.cfg.batch_rows or self.batch.age() >= self.cfg.flush_interval_s)
+        """A flush when a table has batch_rows rows, the oldest row waited flush_interval_s, or
+        the input has been quiet for idle_flush_s (the end of a burst or a backlog: nothing more
+        is coming soon, so waiting out the interval would only delay the rows) and the last
+        flush is min_flush_gap_s ago. Under a steady stream the input is never quiet that long
+        and flushes stay one per interval; a sparse one gets at most one per min_flush_gap_s."""
+        if self.batch.is_empty():
+            return False
+        if self.batch.largest >= self.cfg.batch_rows or self.batch.age() >= self.cfg.flush_interval_s:
+            return True
+        now = time.monotonic()
+        return bool(self.cfg.idle_flush_s) and now - self._last_data_at >= self.cfg.idle_flush_s \
+            and now - self._last_flush_at >= self.cfg.min_flush_gap_s
 
     # -- flushing ------------------------------------------------------------------------
     async def _flush_until_stored(self, consumer: AIOKafkaConsumer) -> None:
@@ -205,6 +223,7 @@ class SinkLoop:
         """Store the current batch. Caller holds the lock. Returns the error, or None when stored
         (the batch's offsets then wait in pending_commit)."""
         snap = self.batch.take()
+        self._last_flush_at = time.monotonic()
         try:
             fut = self._in_store(self.flusher.flush, snap)
             report: FlushReport = await (asyncio.wait_for(fut, timeout_s) if timeout_s else fut)
