@@ -13,6 +13,7 @@ contract for other languages; tests check the two agree on every example.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -147,6 +148,9 @@ KNOWN_FIELDS: Final = frozenset(
 )
 
 
+# Cached: the worker formats the same few window bounds and batch times over and over (every
+# rate update carries its window's start and end and the batch's emitted_at).
+@functools.lru_cache(maxsize=16_384)
 def format_ts(ms: int) -> str:
     """RFC 3339 in UTC with millisecond precision, e.g. 2026-11-27T13:40:00.000Z."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)

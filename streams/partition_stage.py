@@ -171,9 +171,9 @@ class PartitionStage:
                 log.debug("batch offsets=%s results=%s owned=%s", spans, dict(results), sorted(owned))
 
             # Borrower flags (every valid event, late ones too: the rules look back 7 days).
-            for (p, borrower_id), items in by_borrower.items():
-                key = f"{p}|{borrower_id}".encode()
-                raw = self.borrowers_io.get(p, key)
+            keys = [(p, f"{p}|{borrower_id}".encode()) for p, borrower_id in by_borrower]
+            raws = self.borrowers_io.get_many(keys)
+            for ((p, borrower_id), items), (_, key), raw in zip(by_borrower.items(), keys, raws, strict=True):
                 state = BorrowerState.from_bytes(raw) if raw else None
                 new_state, flags = apply_events(state, borrower_id, items, self.rules, now_ms=now)
                 for f in flags:

@@ -99,3 +99,26 @@ def _tp(w: RocksTableWriter, partition: int):  # type: ignore[no-untyped-def]
     from faust.types import TP
 
     return TP(w.table.changelog_topic.get_topic_name(), partition)
+
+
+@pytest.mark.parametrize("store", ["rocksdb", "memory"])
+def test_get_many_equals_get_for_stored_queued_inflight_and_missing_keys(tmp_path: Path, store: str) -> None:
+    w = _writer(tmp_path, store)
+    for p in (0, 1):
+        if isinstance(w, RocksTableWriter):
+            w.table.data._db_for_partition(p)  # type: ignore[attr-defined]  # opened by Faust at assignment
+    w.put(0, b"0|stored", b"s")
+    w.put(1, b"1|stored-then-deleted", b"x")
+    if isinstance(w, RocksTableWriter):
+        _deliver(w)
+        w.put(1, b"1|inflight", b"i")
+        w._inflight, w._overlay = w._overlay, {}  # a flush waiting for the broker
+    else:
+        w.put(1, b"1|inflight", b"i")
+    w.put(1, b"1|stored-then-deleted", None)
+    w.put(0, b"0|queued", b"q")
+    items = [(0, b"0|stored"), (1, b"1|inflight"), (0, b"0|queued"), (1, b"1|stored-then-deleted"),
+             (0, b"0|missing"), (1, b"1|inflight")]
+    assert w.get_many(items) == [w.get(p, k) for p, k in items] == [b"s", b"i", b"q", None, None, b"i"]
+    if isinstance(w, RocksTableWriter):
+        w.table.data._dbs.clear()  # type: ignore[attr-defined]
