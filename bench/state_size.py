@@ -1,12 +1,12 @@
 """Borrower state size with N distinct borrowers, measured the way the worker holds it.
 
-The worker keeps one BorrowerState per borrower in the borrower-state table, key
-"<partition>|<borrower_id>". This process builds the worker's own pipeline (streams.app:
-Faust, the table and its store as configured, worker.borrower_store), then writes N borrowers
-through the worker's own functions (apply_events, to_bytes, streams.table_io's writer, as
-PartitionStage does), one call each, from simulator events with fresh borrower and event ids,
-in batches of 10,000 as the worker flushes them (the changelog records are dropped instead of
-sent: no broker is needed). It reports the bytes held and the RSS growth.
+The worker keeps one BorrowerState per borrower in its borrower store (streams.borrower_store),
+key "<partition>|<borrower_id>". This process builds the worker's own pipeline (streams.app)
+and borrower store as configured (worker.borrower_store), then writes N borrowers through the
+worker's own functions (apply_events, to_bytes, BorrowerStore.get_many/put, as PartitionStage
+does), one call each, from simulator events with fresh borrower and event ids, in batches of
+10,000 as the worker flushes them (the changelog records are dropped instead of sent: no
+broker is needed). It reports the bytes held and the RSS growth.
 
 --store memory|rocksdb picks the store (default: the worker's setting). --raw-orjson (memory
 store) keeps to_bytes()'s result as it is (the worker before ccbcabb: orjson's bytes keep a
@@ -42,9 +42,9 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
     from bench.data import make_dataset
     from hangwatch.settings import Settings
     from streams.app import create_pipeline
+    from streams.borrower_store import BorrowerStore
     from streams.core.flags import apply_events
     from streams.core.rules_config import load_rules
-    from streams.table_io import RocksTableWriter, writer_for
 
     with tempfile.TemporaryDirectory(prefix="hw-state-") as tmp:
         s = Settings()
@@ -54,8 +54,9 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
         w = s.worker
         rules = load_rules(w.rules_file, w.timezone)
         pipe = create_pipeline(s)
-        table = pipe.borrowers_table
-        writer = writer_for(table)
+        writer = BorrowerStore(s.kafka, pipe.borrowers_changelog, w)
+        for p in range(4):
+            writer.open_local(p)
         templates = list(make_dataset(min(borrowers, 5_000), seed=seed).events)
         gc.collect()
         pid = os.getpid()
@@ -64,9 +65,10 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
         value_bytes = 0
 
         def end_batch() -> None:
-            writer._out._records.clear()  # sent and dropped per batch by the worker
-            if isinstance(writer, RocksTableWriter):
-                writer.write_delivered()
+            # what flush does once the broker acknowledged the batch's changelog records
+            writer._out._records.clear()
+            writer.write_delivered(writer._overlay, dict.fromkeys(range(4), i))
+            writer._overlay = {}
 
         t0 = time.perf_counter()
         for i in range(borrowers):
@@ -75,12 +77,12 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
             e = msgspec.structs.replace(t, borrower_id=bid, event_id=f"{t.event_id}-{i}")
             p = zlib.crc32(bid.encode()) % 4
             key = f"{p}|{bid}".encode()
-            writer.get(p, key)  # the worker's lookup (a miss)
+            writer.get_many([(p, key)])  # the worker's lookup (a miss)
             st, _ = apply_events(None, bid, [(e, i)], rules, now_ms=now)  # a new borrower: raw is None
             value = st.to_bytes()
             value_bytes += len(key) + len(value)
             if raw_orjson:
-                table.data[key] = value
+                writer._dbs[p][key] = value
             else:
                 writer.put(p, key, value)
             if i % BATCH == BATCH - 1:
@@ -90,11 +92,11 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
         del templates
         gc.collect()
         after = rss_mb(pid) or 0.0
-        rocks = isinstance(writer, RocksTableWriter)
+        rocks = writer.on_disk
         out: dict[str, Any] = {
             "borrowers": borrowers,
             "store": "rocksdb" if rocks else "memory",
-            "path": "raw orjson bytes" if raw_orjson else type(writer).__name__,
+            "path": "raw orjson bytes" if raw_orjson else type(writer).__name__ + (" rocksdb" if rocks else " memory"),
             "state_bytes": value_bytes, "bytes_per_borrower": round(value_bytes / borrowers, 1),
             "rss_baseline_mb": round(base, 1), "rss_with_state_mb": round(after, 1),
             "rss_growth_mb": round(after - base, 1), "peak_rss_mb": round(peak_rss_mb(pid) or 0.0, 1),
@@ -106,7 +108,7 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
             for i in range(0, borrowers, max(1, borrowers // 100_000)):
                 bid = f"b-{i:012x}"
                 p = zlib.crc32(bid.encode()) % 4
-                found += writer.get(p, f"{p}|{bid}".encode()) is not None
+                found += writer.get_many([(p, f"{p}|{bid}".encode())])[0] is not None
             n = len(range(0, borrowers, max(1, borrowers // 100_000)))
             out["get_us"] = round((time.perf_counter() - t1) / n * 1e6, 1)
             out["found"] = found == n

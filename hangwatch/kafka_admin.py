@@ -55,13 +55,13 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
             if grow:
                 admin.create_partitions(grow)
                 log.info("grew partitions of %s", sorted(grow))
-        _wait_for_metadata(admin, list(names.values()))
+        wait_for_metadata(admin, list(names.values()))
         return created
     finally:
         admin.close()
 
 
-def _wait_for_metadata(admin: KafkaAdminClient, names: list[str], timeout_s: float = 20.0) -> None:
+def wait_for_metadata(admin: KafkaAdminClient, names: list[str], timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         described = admin.describe_topics(names)

@@ -1,11 +1,11 @@
-"""The Faust application: broker connection, topics and state tables.
+"""The Faust application: broker connection, topics, and the stages' changelog topics.
 
-Tables hold raw bytes (orjson records built by streams.core) and are written in batches
-through their changelog topics by the stages (streams.partition_stage, streams.merge_stage),
-not with `table[key] = value` per event: one changelog record per changed key per batch
-instead of one per event, and no windowed tables (faust-streaming #193, #385). Keys in every
-table start with the source partition number ("3|...") so a stage can find its partition's
-records after recovery.
+No Faust tables: the stages write their state in batches to changelog topics
+(streams.changelogs, streams.table_io) and restore it from them (streams.changelog_restore,
+streams.borrower_store): one changelog record per changed key per batch instead of one per
+event, no windowed tables (faust-streaming #193, #385), and no Faust table recovery (which lost
+records when a rebalance came during it, and paused a worker for seconds). Keys in every
+changelog start with the source partition number ("3|...").
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
-from faust.types import TableT
 
-from hangwatch.settings import Settings, WorkerSettings
+from hangwatch.settings import Settings
 from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
+from streams import changelogs
 from streams.faust_transport import HangwatchApp
 
 
@@ -36,9 +36,9 @@ class Pipeline:
     flags_out: faust.TopicT
     alerts_out: faust.TopicT
     dlq_out: faust.TopicT
-    rates_table: TableT  # per source partition: window cells, seen ids, watermark
-    borrowers_table: TableT  # per borrower: recent events, flag episodes
-    merge_table: TableT  # per partials partition: merged cells, source watermarks, spike state
+    rates_changelog: faust.TopicT  # per source partition: window cells, seen ids, watermark
+    borrowers_changelog: faust.TopicT  # per borrower: recent events, flag episodes
+    merge_changelog: faust.TopicT  # per partials partition: merged cells, source watermarks, spike state
 
 
 def _credentials(s: Settings) -> Any:
@@ -68,8 +68,8 @@ def create_pipeline(s: Settings) -> Pipeline:
         store="memory://",
         datadir=str(w.data_dir),
         topic_partitions=n_source,
-        # Topics come from the registry (`hangwatch topics create`); only changelogs are
-        # created by Faust.
+        # Topics come from the registry (`hangwatch topics create`), the changelogs from
+        # streams.changelogs; Faust itself declares only its internal assignor topic.
         topic_allow_declare=True,
         web_enabled=w.web_enabled,
         web_port=w.web_port,
@@ -84,7 +84,6 @@ def create_pipeline(s: Settings) -> Pipeline:
         # per partition and fetch; Faust's 1 MB (~2,000 events) would cut batches short of batch_max
         consumer_max_fetch_size=4 * 1024 * 1024,
         stream_buffer_maxsize=max(4096, w.batch_max * 2),
-        table_standby_replicas=0,
         # Offsets are committed by Faust's commit loop only for acked events; the stages
         # ack a batch after its outputs and state are written.
         broker_commit_interval=1.0,
@@ -100,14 +99,10 @@ def create_pipeline(s: Settings) -> Pipeline:
     partials = app.topic(name(RATE_PARTIALS), partitions=topic(RATE_PARTIALS).partitions, **raw)  # type: ignore[arg-type]
     out = {t: app.topic(name(t), **raw)  # type: ignore[arg-type]
            for t in (HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DLQ)}
-    day_ms = 86_400_000
 
-    def table(name: str, retention_ms: int | None, help_: str, **store: Any) -> TableT:
-        configs = {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)} if retention_ms else {}
-        # bytes key and value types make Faust use the raw codec for the changelog, both when
-        # we write it and when recovery reads it back.
-        return app.Table(name, partitions=n_source, key_type=bytes, value_type=bytes, extra_topic_configs=configs,
-                         help=help_, **store)
+    def changelog(c: changelogs.Changelog) -> faust.TopicT:
+        # created by the worker (changelogs.ensure_changelogs), not declared through Faust
+        return app.topic(c.name(w.app_id), partitions=changelogs.partitions(), **raw)  # type: ignore[arg-type]
 
     return Pipeline(
         settings=s,
@@ -120,29 +115,8 @@ def create_pipeline(s: Settings) -> Pipeline:
         flags_out=out[BORROWER_FLAGS],
         alerts_out=out[HANGUP_ALERTS],
         dlq_out=out[DLQ],
-        # Compacted + 1 day: records of closed windows and old seen ids age out even if a
-        # tombstone was lost; live records are rewritten far more often than that.
-        rates_table=table("rates-state", day_ms, "window cells, seen event ids and watermark per partition"),
-        # The one table that grows with the business (one record per borrower): on disk by
-        # default. The others hold windows and are bounded by time.
-        borrowers_table=table("borrower-state", None, "recent calls and flag episodes per borrower",
-                              **_borrower_store(w)),
-        merge_table=table("merge-state", 2 * day_ms, "merged window cells and spike state"),
+        rates_changelog=changelog(changelogs.RATES),
+        borrowers_changelog=changelog(changelogs.BORROWERS),
+        merge_changelog=changelog(changelogs.MERGE),
     )
 
-
-def _borrower_store(w: WorkerSettings) -> dict[str, Any]:
-    if w.borrower_store == "memory":
-        return {}
-    mb = 1024 * 1024
-    # "rocksdb:<name>", not "rocksdb://": Faust falls back to the app's store when the table's
-    # store URL is falsy, and yarl's URL("rocksdb://") is.
-    return {"store": "rocksdb:borrower-state", "options": {
-        "driver": "rocksdict",
-        "write_buffer_size": w.rocksdb_write_buffer_mb * mb,
-        "max_write_buffer_number": 2,
-        "target_file_size_base": 16 * mb,
-        "block_cache_size": w.rocksdb_block_cache_mb * mb,
-        # bits per key of the bloom filter: most lookups are for borrowers that exist
-        "bloom_filter_size": 10,
-    }}

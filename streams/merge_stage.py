@@ -21,7 +21,7 @@ from faust.types import Message
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import metrics
 from streams.app import Pipeline
-from streams.changelog_restore import table_partition
+from streams.changelog_restore import stage_partition
 from streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
 from streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from streams.core.windows import parse_cell_key
@@ -49,7 +49,7 @@ class MergeStage:
         # whether state may be read now (tables recovered, no rebalance running).
         self.owned: set[int] = set()
         self.ready: Callable[[], bool] = lambda: True
-        self.io = ChangelogWriter(pipe.merge_table)
+        self.io = ChangelogWriter(pipe.merge_changelog)
         self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(RATE_PARTIALS))
 
     def state_for(self, p: int) -> MergeRates:
@@ -63,7 +63,7 @@ class MergeStage:
         """Restore the state of partitions not loaded yet from their changelog partitions
         (streams.changelog_restore: read from the broker, not from Faust's recovered table)."""
         for p in sorted(set(partitions) - set(self.states)):
-            records = await table_partition(self.pipe.settings.kafka, self.pipe.merge_table, p)
+            records = await stage_partition(self.pipe.settings.kafka, self.pipe.merge_changelog.get_topic_name(), p)
             st = self.states[p] = MergeRates.restore(self.n_sources, records)
             self.spikes[p] = {k[len(SPIKE_PREFIX):]: SpikeState.from_bytes(v) for k, v in records
                               if k.startswith(SPIKE_PREFIX)}

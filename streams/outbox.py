@@ -33,6 +33,8 @@ class Outbox:
     def __init__(self, max_backoff_s: float = 30.0) -> None:
         self._records: list[Record] = []
         self.max_backoff_s = max_backoff_s
+        # (topic name, partition) -> offset of the last record delivered there by this outbox
+        self.last_offsets: dict[tuple[str, int], int] = {}
 
     def add(self, topic: faust.TopicT, key: bytes, value: bytes | None, partition: int | None = None) -> None:
         self._records.append((topic, key, value, partition))
@@ -47,7 +49,7 @@ class Outbox:
         sent = len(todo)
         backoff = 0.2
         while todo:
-            failed = await _send_all(todo)
+            failed = await _send_all(todo, self.last_offsets)
             if failed:
                 log.warning("%d of %d records were not delivered; retrying in %.1f s", len(failed), len(todo),
                             backoff)
@@ -57,13 +59,14 @@ class Outbox:
         return sent
 
 
-async def _send_all(todo: list[Record]) -> list[Record]:
-    """One attempt: returns the records whose delivery failed."""
+async def _send_all(todo: list[Record], last_offsets: dict[tuple[str, int], int]) -> list[Record]:
+    """One attempt: returns the records whose delivery failed; notes the offset of the last
+    record delivered per topic partition in `last_offsets`."""
     faust_producer: Any = todo[0][0].app.producer
     producer: Any = faust_producer._ensure_producer()  # the AIOKafkaProducer Faust itself uses
     builders: dict[tuple[str, int], Any] = {}
     members: dict[tuple[str, int], list[Record]] = {}
-    handed: list[tuple[Any, list[Record]]] = []
+    handed: list[tuple[Any, list[Record], tuple[str, int]]] = []
     partitions: dict[str, list[int]] = {}
     try:
         for rec in todo:
@@ -80,22 +83,24 @@ async def _send_all(todo: list[Record]) -> list[Record]:
                 b = builders[tp] = producer.create_batch()
                 members[tp] = []
             if b.append(key=key, value=value, timestamp=None) is None:  # full: hand it over, start anew
-                handed.append((await producer.send_batch(b, name, partition=p), members[tp]))
+                handed.append((await producer.send_batch(b, name, partition=p), members[tp], tp))
                 b = builders[tp] = producer.create_batch()
                 members[tp] = []
                 b.append(key=key, value=value, timestamp=None)
             members[tp].append(rec)
         for (name, p), b in builders.items():
             if members[(name, p)]:
-                handed.append((await producer.send_batch(b, name, partition=p), members[(name, p)]))
+                handed.append((await producer.send_batch(b, name, partition=p), members[(name, p)], (name, p)))
     except Exception as e:  # e.g. no metadata while the broker is away: retry what was not handed over
         log.warning("sending failed before hand-over: %r", e)
-        done = {id(r) for _, recs in handed for r in recs}
+        done = {id(r) for _, recs, _ in handed for r in recs}
         failed = [r for r in todo if id(r) not in done]
     else:
         failed = []
-    results = await asyncio.gather(*(f for f, _ in handed), return_exceptions=True)
-    for (_, recs), r in zip(handed, results, strict=True):
+    results = await asyncio.gather(*(f for f, _, _ in handed), return_exceptions=True)
+    for (_, recs, tp), r in zip(handed, results, strict=True):
         if isinstance(r, BaseException):
             failed.extend(recs)
+        else:  # the batch's RecordMetadata carries its base offset; records follow in order
+            last_offsets[tp] = max(last_offsets.get(tp, -1), r.offset + len(recs) - 1)
     return failed

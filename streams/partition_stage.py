@@ -31,14 +31,15 @@ from schemas.call_outcome import ContractError, decode
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import dead_letters, metrics
 from streams.app import Pipeline
-from streams.changelog_restore import table_partition
+from streams.borrower_store import BorrowerStore, KeyScan
+from streams.changelog_restore import stage_partition
 from streams.core.flags import BorrowerState, apply_events, sweep, too_late
 from streams.core.merge_rates import encode_partials, encode_watermark
 from streams.core.partition_rates import MIN_TIME, PartitionRates
 from streams.core.rules_config import RuleSet, load_rules
 from streams.delivery import DeliveryGuard
 from streams.outbox import Outbox
-from streams.table_io import ChangelogWriter, KeyScan, writer_for
+from streams.table_io import ChangelogWriter
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ class PartitionStage:
         self.owned: set[int] = set()
         self.ready: Callable[[], bool] = lambda: True
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self.rates_io = ChangelogWriter(pipe.rates_table)
-        self.borrowers_io = writer_for(pipe.borrowers_table)
+        self.rates_io = ChangelogWriter(pipe.rates_changelog)
+        self.rates_changelog: str = pipe.rates_changelog.get_topic_name()
+        self.borrowers_io = BorrowerStore(pipe.settings.kafka, pipe.borrowers_changelog, w)
         # borrower sweep: the pass over a partition's keys under way, and when the next starts
         self._sweeps: dict[int, KeyScan] = {}
         self._sweep_due: dict[int, float] = {}
@@ -79,9 +81,11 @@ class PartitionStage:
 
     async def load(self, partitions: Iterable[int]) -> None:
         """Restore the state of partitions not loaded yet from their changelog partitions
-        (streams.changelog_restore: read from the broker, not from Faust's recovered table)."""
+        (streams.changelog_restore): window state in memory, borrower states into their local
+        store (streams.borrower_store)."""
         for p in sorted(set(partitions) - set(self.states)):
-            records = await table_partition(self.pipe.settings.kafka, self.pipe.rates_table, p)
+            await self.borrowers_io.load(p)
+            records = await stage_partition(self.pipe.settings.kafka, self.rates_changelog, p)
             st = self.states[p] = PartitionRates.restore(p, self.sizes, self.grace_ms, records)
             log.info("partition %d: restored %d window cells, %d seen ids, watermark %s, next offset %s", p,
                      len(st.cells), len(st.seen), st.watermark_ms, st.position.next_offset)
@@ -102,6 +106,7 @@ class PartitionStage:
             self.states.pop(p, None)
             self._sweeps.pop(p, None)
             self._sweep_due.pop(p, None)
+        self.borrowers_io.forget(partitions)
         self.delivery.forget(partitions)
 
     # ---- one batch -------------------------------------------------------------------------

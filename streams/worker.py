@@ -24,6 +24,7 @@ from hangwatch.settings import Settings
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
 from streams import metrics
 from streams.app import Pipeline, create_pipeline
+from streams.changelogs import ensure_changelogs
 from streams.delivery import DeliveryGuard
 from streams.faust_transport import BatchDrainConsumer
 from streams.merge_stage import MergeStage
@@ -50,6 +51,7 @@ def _fail_stop(stage: str, exc: BaseException) -> None:
 
 
 def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
+    ensure_changelogs(settings.kafka, settings.worker.app_id)
     pipe = create_pipeline(settings)
     app = pipe.app
     stage1 = PartitionStage(pipe)
@@ -94,7 +96,7 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         """The partition stage's position and the broker's end offset of every owned source
         partition (one request, shared by the idle check and the delivery watchdog)."""
         async with stage1.lock:
-            if not stage1.ready():  # start() restores state: not from a table still recovering
+            if not stage1.ready():  # start() restores state: not while a rebalance runs
                 return {}, {}
             partitions = assigned(CALL_OUTCOMES)
             await stage1.start(partitions)
@@ -109,7 +111,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     unsettled_since: list[float] = []  # monotonic time the worker stopped being settled
 
     def settled() -> bool:
-        """Tables are recovered and no rebalance is in progress: state may be read."""
+        """No rebalance is in progress (Faust's, its recovery step included): the partitions
+        owned are settled, state may be loaded and read."""
         recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in TableManagerT
         flags = {"recovery_completed": recovery.completed.is_set(), "rebalancing": bool(app.rebalancing),
                  "in_recovery": bool(recovery.in_recovery)}
@@ -122,13 +125,13 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
         elif not unsettled_since:
             unsettled_since.append(now)
         elif now - unsettled_since[0] > UNSETTLED_WARN_S:
-            log.warning("not settled for %.0f s (rebalance or table recovery in progress): %s",
+            log.warning("not settled for %.0f s (rebalance in progress): %s",
                         now - unsettled_since[0], flags)
             unsettled_since[0] = now
         return ok
 
-    # A batch that arrives while tables recover or a rebalance runs is not processed (nor
-    # acknowledged): the consumer is sought to the committed offsets after recovery.
+    # A batch that arrives while a rebalance runs is not processed (nor acknowledged): the
+    # consumer is sought to the committed offsets after it.
     stage1.ready = stage2.ready = settled
 
     # Wall-clock work of the partition stage, in two timers. Once a second (as Faust's timers
@@ -139,8 +142,8 @@ def build(settings: Settings) -> tuple[Pipeline, PartitionStage, MergeStage]:
     # (events are flowing; the next round or the housekeeping looks again).
     @app.timer(interval=HOUSEKEEPING_S)
     async def housekeeping() -> None:
-        # Waits for table recovery inside (source_positions, tick): a stage must not rebuild
-        # state from a half-read changelog.
+        # Waits for a rebalance to settle inside (source_positions, tick): a stage must not
+        # load state for partitions that are moving.
         with watch.running("timer housekeeping"):
             try:
                 positions, ends = await source_positions()

@@ -1,15 +1,22 @@
-"""streams.changelog_restore against the real broker: a partition's live records, last value
-per key, tombstones applied, other partitions and records after the end offset left out."""
+"""streams.changelog_restore and streams.borrower_store against the real broker: a partition's
+live records, last value per key, tombstones applied, other partitions and records after the end
+offset left out; a borrower store taking a partition over from the changelog and catching up
+from the offset its local copy holds."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
+from streams.app import create_pipeline
+from streams.borrower_store import OFFSET_KEY, BorrowerStore
 from streams.changelog_restore import read_partition, strip_partition
+from streams.changelogs import ensure_changelogs
 from tests.integration.harness import KafkaEnv
 
 pytestmark = pytest.mark.kafka
@@ -46,3 +53,81 @@ def test_read_partition_keeps_the_last_value_of_each_live_key(kenv: KafkaEnv) ->
 def test_read_partition_of_an_empty_changelog(kenv: KafkaEnv) -> None:
     topic = _new_topic(kenv, "restore-empty", partitions=1)
     assert asyncio.run(read_partition(kenv.settings.kafka, topic, 0)) == {}
+
+
+_producers: list[Any] = []
+
+
+async def _borrower_store(kenv: KafkaEnv, data_dir: Path, kind: str = "rocksdb") -> BorrowerStore:
+    """A store as a worker builds it, with its Faust app's producer started (the store sends
+    through it); the producers are stopped by `_stop_producers`."""
+    s = kenv.settings.model_copy(deep=True)
+    s.worker.data_dir = data_dir
+    s.worker.borrower_store = kind  # type: ignore[assignment]
+    ensure_changelogs(s.kafka, s.worker.app_id)
+    pipe = create_pipeline(s)
+    await pipe.app.producer.start()
+    _producers.append(pipe.app.producer)
+    return BorrowerStore(s.kafka, pipe.borrowers_changelog, s.worker)
+
+
+async def _stop_producers() -> None:
+    while _producers:
+        await _producers.pop().stop()
+
+
+@pytest.mark.parametrize("kind", ["rocksdb", "memory"])
+def test_borrower_store_takes_over_a_partition_from_its_changelog(kenv: KafkaEnv, tmp_path: Path,
+                                                                  kind: str) -> None:
+    """Worker A writes through the changelog; worker B (its own data dir) loads the partition and
+    sees A's last values and deletes; A's store, reopened later, catches up with B's writes
+    from the offset it had stored, not from the beginning."""
+    async def run() -> None:
+        a = await _borrower_store(kenv, tmp_path / "a", kind)
+        await a.load(1)
+        a.put(1, b"1|x", b"x1")
+        a.put(1, b"1|y", b"y1")
+        await a.flush()
+        a.put(1, b"1|x", b"x2")
+        a.put(1, b"1|y", None)
+        await a.flush()
+        a.close()
+
+        b = await _borrower_store(kenv, tmp_path / "b", kind)
+        await b.load(1)
+        assert b.get_many([(1, b"1|x"), (1, b"1|y")]) == [b"x2", None]
+        b.put(1, b"1|z", b"z1")
+        await b.flush()
+        b.close()
+
+        again = await _borrower_store(kenv, tmp_path / "a", kind)
+        await again.load(1)
+        assert again.get_many([(1, b"1|x"), (1, b"1|y"), (1, b"1|z")]) == [b"x2", None, b"z1"]
+        if kind == "rocksdb":  # the local offset after A's 4 records; B's 1 record read on top
+            assert again._dbs[1].get(OFFSET_KEY) == b"5"
+        again.close()
+        await _stop_producers()
+
+    asyncio.run(run())
+
+
+def test_borrower_store_rebuilds_when_the_changelog_is_behind_its_local_copy(kenv: KafkaEnv, tmp_path: Path) -> None:
+    """A local database claiming more of the changelog than exists (the topic was recreated) is
+    rebuilt from the changelog, not trusted."""
+    async def run() -> None:
+        st = await _borrower_store(kenv, tmp_path)
+        st.open_local(0)
+        st.put(0, b"0|stale", b"from an older changelog")
+        st._out._records.clear()
+        held, st._overlay = st._overlay, {}
+        st.write_delivered(held, {0: 1000})
+        st.close()
+
+        st = await _borrower_store(kenv, tmp_path)
+        await st.load(0)
+        assert st.get(0, b"0|stale") is None
+        assert st._dbs[0].get(OFFSET_KEY) == b"0"
+        st.close()
+        await _stop_producers()
+
+    asyncio.run(run())

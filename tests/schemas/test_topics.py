@@ -21,6 +21,7 @@ def test_registry_declares_every_topic_once_with_sane_settings() -> None:
 
 
 def test_partials_topic_is_copartitioned_with_the_source() -> None:
-    # The merge-state table shares partition numbers with the partials topic, and Faust
-    # requires table changelogs to match the source topic (PartitionsMismatch otherwise).
+    # The merge stage writes its state to the merge-state changelog partition of the same
+    # number as its partials partition, and every changelog has the source's partition count
+    # (streams.changelogs).
     assert topic(RATE_PARTIALS).partitions == topic(CALL_OUTCOMES).partitions

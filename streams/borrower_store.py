@@ -1,0 +1,273 @@
+"""Borrower states per source partition: a local store written through, and restored from, the
+borrower-state changelog (streams.changelogs) by this module, not by Faust's table recovery
+(streams.changelog_restore says why).
+
+Two kinds of local store, one interface (`load`, `forget`, `get_many`, `put`, `flush`, `scan`):
+- RocksDB (default, worker.borrower_store=rocksdb): one database per partition under
+  worker.data_dir, which survives a restart. It records the changelog offset it reflects, so
+  taking a partition over reads only the records written since (by this worker before a crash,
+  or by the partition's previous owner), not the whole changelog.
+- memory: a dict per partition, filled from the whole changelog partition when assigned.
+
+Writes are held in an overlay and reach the local store only after their changelog records were
+delivered, so the local store is always a prefix of the changelog. Written earlier, a crash
+between the local write and the changelog send would leave local state that claims work (events
+applied, flags emitted) whose outputs were never sent, and the replayed batch would be skipped
+as already done.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from faust.stores.rocksdb import RocksDBOptions
+from faust.types import TopicT
+from rocksdict import Rdict, WriteBatch
+
+from hangwatch.settings import KafkaSettings, WorkerSettings
+from streams.changelog_restore import read_changes
+from streams.outbox import Outbox
+from streams.table_io import exact_size
+
+log = logging.getLogger(__name__)
+# Where a local database keeps the next changelog offset it does not reflect yet. Not a
+# "<partition>|" key, so no borrower key can collide with it; scans skip it.
+OFFSET_KEY = b"__hangwatch\0changelog_offset__"
+_MISSING = object()
+
+
+class KeyScan(Protocol):
+    def next(self, limit: int) -> list[bytes]:
+        """Up to `limit` more keys; an empty list when the pass is over."""
+
+
+class BorrowerStore:
+    def __init__(self, kafka: KafkaSettings, changelog: TopicT, worker: WorkerSettings) -> None:
+        self.kafka = kafka
+        self.changelog = changelog
+        self.topic_name: str = changelog.get_topic_name()
+        self.on_disk = worker.borrower_store == "rocksdb"
+        self.root = worker.data_dir / "borrower-state"
+        mb = 1024 * 1024
+        self._rocks_options = RocksDBOptions(
+            write_buffer_size=worker.rocksdb_write_buffer_mb * mb, max_write_buffer_number=2,
+            target_file_size_base=16 * mb, block_cache_size=worker.rocksdb_block_cache_mb * mb,
+            # bits per key of the bloom filter: most lookups are for borrowers seen before
+            bloom_filter_size=10, use_rocksdict=True)
+        self._dbs: dict[int, Any] = {}  # partition -> Rdict or dict
+        # partition -> key -> value (None: delete), not yet in the local store
+        self._overlay: dict[int, dict[bytes, bytes | None]] = {}
+        self._inflight: dict[int, dict[bytes, bytes | None]] = {}
+        self._out = Outbox()
+
+    # ---- partitions -------------------------------------------------------------------------
+    def loaded(self) -> set[int]:
+        return set(self._dbs)
+
+    async def load(self, partition: int) -> None:
+        """Open the partition's local store and bring it up to the changelog's end (no-op when
+        it is open)."""
+        if partition in self._dbs:
+            return
+        db = self._open(partition)
+        start = _stored_offset(db)
+        changes, end = await read_changes(self.kafka, self.topic_name, partition, start)
+        if start is not None and start > end:
+            # The changelog is behind the local database: the topic was deleted and recreated.
+            # The local copy cannot be trusted to match it; rebuild from the changelog.
+            log.warning("%s[%d]: local borrower store is at offset %d but the changelog ends at %d; "
+                        "rebuilding it from the changelog", self.topic_name, partition, start, end)
+            self._close(db)
+            self._wipe(partition)
+            db = self._open(partition)
+            changes, end = await read_changes(self.kafka, self.topic_name, partition, None)
+        _write(db, changes, end)
+        self._dbs[partition] = db
+        log.info("partition %d: borrower store caught up with %d changed keys (changelog offset %s -> %d)",
+                 partition, len(changes), start, end)
+
+    def open_local(self, partition: int) -> None:
+        """Open the partition's local store as it is, without reading the changelog (tools and
+        tests that run without a broker)."""
+        if partition not in self._dbs:
+            self._dbs[partition] = self._open(partition)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Close the partitions' local stores (revoked). Held writes are dropped: their changelog
+        records, if delivered, are read back when the partition is loaded again."""
+        for p in partitions:
+            db = self._dbs.pop(p, None)
+            if db is not None:
+                self._close(db)
+            self._overlay.pop(p, None)
+
+    def close(self) -> None:
+        self.forget(list(self._dbs))
+
+    # ---- reads and writes ---------------------------------------------------------------------
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self.get_many([(partition, key)])[0]
+
+    def get_many(self, items: list[tuple[int, bytes]]) -> list[bytes | None]:
+        """The value of each (partition, key), in order; the partitions must be loaded."""
+        out: list[bytes | None] = []
+        append = out.append
+        where: dict[int, tuple[dict[bytes, bytes | None], dict[bytes, bytes | None], Any]] = {}
+        empty: dict[bytes, bytes | None] = {}
+        for partition, key in items:
+            w = where.get(partition)
+            if w is None:
+                w = where[partition] = (self._overlay.get(partition, empty), self._inflight.get(partition, empty),
+                                        self._dbs[partition])
+            v = w[0].get(key, _MISSING)
+            if v is _MISSING:
+                v = w[1].get(key, _MISSING)
+                if v is _MISSING:
+                    v = w[2].get(key)
+            append(v)  # type: ignore[arg-type]
+        return out
+
+    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Queue the changelog record (None deletes the key) and hold the write until `flush`
+        delivered it."""
+        held = self._overlay.get(partition)
+        if held is None:
+            held = self._overlay[partition] = {}
+        if value is not None:
+            value = exact_size(value)
+        held[key] = value
+        self._out.add(self.changelog, key, value, partition)
+
+    async def flush(self) -> int:
+        """Deliver the changelog records, then write the held writes and the changelog offset
+        they bring the local store to, one batch per partition.
+
+        A partition forgotten (revoked) meanwhile is not written: its changelog has these
+        records, and `load` reads them when the partition comes back. Nor can a partition be
+        forgotten and loaded again during the wait: the worker forgets partitions under the
+        stage lock that the flushing batch holds."""
+        # Writes queued while this flush waits belong to the next one; reads still see these.
+        self._inflight, self._overlay = self._overlay, {}
+        try:
+            n = await self._out.flush()
+            self.write_delivered(self._inflight, {p: last + 1 for (t, p), last in self._out.last_offsets.items()
+                                                  if t == self.topic_name})
+        finally:
+            self._inflight = {}
+        return n
+
+    def write_delivered(self, held: dict[int, dict[bytes, bytes | None]], next_offsets: dict[int, int]) -> None:
+        """Write held writes whose changelog records were delivered, with the changelog offset
+        (partition -> next offset) that brings each local store to; partitions not open are
+        skipped."""
+        for partition, kv in held.items():
+            db = self._dbs.get(partition)
+            nxt = next_offsets.get(partition)
+            if db is not None and nxt is not None:
+                _write(db, kv, nxt)
+
+    def scan(self, partition: int) -> KeyScan:
+        """A pass over the partition's keys, taken in slices (keys added meanwhile may be missed)."""
+        db = self._dbs.get(partition)
+        if db is None:
+            return _ListScan([])
+        if isinstance(db, dict):
+            return _ListScan([k for k in db if k != OFFSET_KEY])
+        return _RocksScan(self, partition)
+
+    # ---- local stores -------------------------------------------------------------------------
+    def _path(self, partition: int) -> Path:
+        return self.root / f"p{partition}"
+
+    def _open(self, partition: int) -> Any:
+        if not self.on_disk:
+            return {}
+        path = self._path(partition)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return self._rocks_options.open(path)
+
+    @staticmethod
+    def _close(db: Any) -> None:
+        if isinstance(db, Rdict):
+            db.close()
+
+    def _wipe(self, partition: int) -> None:
+        if self.on_disk:
+            shutil.rmtree(self._path(partition), ignore_errors=True)
+
+
+def _stored_offset(db: Any) -> int | None:
+    raw = db.get(OFFSET_KEY)
+    return int(raw) if raw is not None else None
+
+
+def _write(db: Any, kv: dict[bytes, bytes | None], next_offset: int) -> None:
+    """Apply changes (None deletes) and the offset they bring the store to, atomically."""
+    if isinstance(db, dict):
+        for k, v in kv.items():
+            if v is None:
+                db.pop(k, None)
+            else:
+                db[k] = v
+        db[OFFSET_KEY] = str(next_offset).encode()
+        return
+    batch = WriteBatch(raw_mode=True)
+    for k, v in kv.items():
+        if v is None:
+            batch.delete(k)
+        else:
+            batch.put(k, v)
+    batch.put(OFFSET_KEY, str(next_offset).encode())
+    db.write(batch)
+
+
+class _ListScan:
+    def __init__(self, keys: list[bytes]) -> None:
+        self._keys = keys
+
+    def next(self, limit: int) -> list[bytes]:
+        out = self._keys[-limit:]
+        del self._keys[-limit:]
+        return out
+
+
+class _RocksScan:
+    """Key order; each slice opens its own iterator and drops it, so no iterator keeps a
+    forgotten partition's database open between slices."""
+
+    def __init__(self, store: BorrowerStore, partition: int) -> None:
+        self._store = store
+        self._partition = partition
+        self._after: bytes | None = None
+        self._done = False
+
+    def next(self, limit: int) -> list[bytes]:
+        if self._done:
+            return []
+        db = self._store._dbs.get(self._partition)
+        if db is None:
+            self._done = True
+            return []
+        it = db.iter()
+        if self._after is None:
+            it.seek_to_first()
+        else:
+            it.seek(self._after)
+            if it.valid() and it.key() == self._after:
+                it.next()
+        keys: list[bytes] = []
+        while it.valid() and len(keys) < limit:
+            k = it.key()
+            if k != OFFSET_KEY:
+                keys.append(k)
+            it.next()
+        del it
+        if len(keys) < limit:
+            self._done = True
+        if keys:
+            self._after = keys[-1]
+        return keys
