@@ -53,10 +53,9 @@ async def read_changes(kafka: KafkaSettings, topic: str, partition: int,
     try:
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        first = (await consumer.beginning_offsets([tp]))[tp]
-        if start is None or start < first:  # below the log start: compacted or deleted away
+        if start is None:
             await consumer.seek_to_beginning(tp)
-        else:
+        else:  # below the log start (deleted by retention) the consumer resets to the beginning
             consumer.seek(tp, min(start, end))
         progress_at = time.monotonic()
         n = 0
