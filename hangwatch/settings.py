@@ -142,13 +142,15 @@ class WorkerSettings(BaseModel):
     broker_heartbeat_interval_s: float = 3.0
     rules_file: Path = ROOT / "streams" / "rules.yaml"
     timezone: str = "Asia/Shanghai"
-    # Local state of the Faust tables. With the rocksdb borrower store each worker on a machine
-    # needs its own directory (the worker takes a lock on it and refuses to share it).
+    # Local state (the borrower store's RocksDB databases, Faust's own files). With the rocksdb
+    # borrower store each worker on a machine needs its own directory (the worker takes a lock
+    # on it and refuses to share it).
     data_dir: Path = ROOT / ".local" / "faust"
-    # Where the borrower table lives. rocksdb: on disk (RocksDB via rocksdict), memory bounded by
-    # the options below whatever the number of borrowers, and a restart replays only the
-    # changelog written since the last recovery. memory: a Python dict (~300 bytes per
-    # borrower; the whole changelog is replayed at every start).
+    # Where the borrower states live (streams.borrower_store). rocksdb: on disk (RocksDB via
+    # rocksdict), memory bounded by the options below whatever the number of borrowers, and a
+    # partition taken over reads only the changelog written since its local copy. memory: a
+    # Python dict (~300 bytes per borrower; the whole changelog partition is read at every
+    # assignment).
     borrower_store: Literal["rocksdb", "memory"] = "rocksdb"
     # RocksDB memory per source partition held: memtables (write buffer x 2) and block cache.
     # A worker through 1M borrowers peaked at 268-280 MB with a 4 MB write buffer, 283-290 MB

@@ -61,7 +61,7 @@ class MergeStage:
 
     async def load(self, partitions: Iterable[int]) -> None:
         """Restore the state of partitions not loaded yet from their changelog partitions
-        (streams.changelog_restore: read from the broker, not from Faust's recovered table)."""
+        (streams.changelog_restore: read from the broker)."""
         for p in sorted(set(partitions) - set(self.states)):
             records = await stage_partition(self.pipe.settings.kafka, self.pipe.merge_changelog.get_topic_name(), p)
             st = self.states[p] = MergeRates.restore(self.n_sources, records)
