@@ -25,6 +25,21 @@ from aiokafka.partitioner import DefaultPartitioner
 
 log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
+# (topic, partition count, key) -> partition: Kafka's default partitioner is murmur2 in pure
+# Python (~3 us a key), and the keys repeat (dimension values of the partials, borrowers).
+_PARTITION_CACHE_MAX = 100_000
+_partition_cache: dict[tuple[str, int, bytes], int] = {}
+
+
+def partition_for(name: str, key: bytes, parts: list[int]) -> int:
+    """The partition Kafka's default partitioner picks for `key` among `parts` (sorted)."""
+    ck = (name, len(parts), key)
+    p = _partition_cache.get(ck)
+    if p is None:
+        if len(_partition_cache) >= _PARTITION_CACHE_MAX:
+            _partition_cache.clear()
+        p = _partition_cache[ck] = _partitioner(key, parts, parts)
+    return p
 
 Record = tuple[faust.TopicT, bytes, bytes | None, int | None]
 
@@ -76,7 +91,7 @@ async def _send_all(todo: list[Record], last_offsets: dict[tuple[str, int], int]
                 parts = partitions.get(name)
                 if parts is None:
                     parts = partitions[name] = sorted(await producer.partitions_for(name))
-                p = _partitioner(key, parts, parts)
+                p = partition_for(name, key, parts)
             tp = (name, p)
             b = builders.get(tp)
             if b is None:
