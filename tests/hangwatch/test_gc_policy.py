@@ -36,7 +36,7 @@ def test_pause_metric_counts_collections(restore_thresholds: None) -> None:
     junk = [[i] for i in range(200_000)]  # something for a full collection to walk
     gc.collect()
     del junk
-    assert gc_policy._collections[2] == n_before[2] + 1
+    assert gc_policy._collections[2] >= n_before[2] + 1  # this one (the allocations may trigger more)
     assert gc_policy.pause_seconds()[2] > before[2]
     text = generate_latest().decode()
     assert 'hangwatch_gc_seconds_total{generation="2"}' in text
