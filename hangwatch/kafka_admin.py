@@ -38,7 +38,8 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
         existing = set(admin.list_topics())
         created: list[str] = []
         names = {s.name: kafka.topic(s.name) for s in specs}
-        new = [NewTopic(names[s.name], partitions_override or s.partitions, 1, topic_configs=s.config())
+        new = [NewTopic(names[s.name], partitions_override or s.partitions, kafka.replication_factor,
+                        topic_configs=s.config())
                for s in specs if names[s.name] not in existing]
         for t in new:
             try:

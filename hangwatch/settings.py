@@ -33,6 +33,9 @@ class KafkaSettings(BaseModel):
     # Prepended to every registry topic name: lets several environments (or test runs) share
     # one cluster without seeing each other's data.
     topic_prefix: str = ""
+    # Replicas of every topic the project creates (registry topics, the worker's changelogs,
+    # Faust's internal topic). 1 suits a one-broker development cluster; use 3 in production.
+    replication_factor: int = Field(default=1, ge=1)
 
     def topic(self, name: str) -> str:
         """The broker-side name of a registry topic."""

@@ -71,6 +71,7 @@ def create_pipeline(s: Settings) -> Pipeline:
         # Topics come from the registry (`hangwatch topics create`), the changelogs from
         # streams.changelogs; Faust itself declares only its internal assignor topic.
         topic_allow_declare=True,
+        topic_replication_factor=s.kafka.replication_factor,
         web_enabled=w.web_enabled,
         web_port=w.web_port,
         web_host="127.0.0.1",

@@ -64,7 +64,7 @@ def ensure_changelogs(kafka: KafkaSettings, app_id: str) -> list[str]:
             if name in existing:
                 continue
             try:
-                admin.create_topics([NewTopic(name, partitions(), 1, topic_configs=c.config())])
+                admin.create_topics([NewTopic(name, partitions(), kafka.replication_factor, topic_configs=c.config())])
                 created.append(name)
             except TopicAlreadyExistsError:  # another worker created it meanwhile
                 pass

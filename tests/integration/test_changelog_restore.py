@@ -131,3 +131,16 @@ def test_borrower_store_rebuilds_when_the_changelog_is_behind_its_local_copy(ken
         await _stop_producers()
 
     asyncio.run(run())
+
+
+def test_topics_are_created_with_the_configured_replication_factor(kenv: KafkaEnv) -> None:
+    """kafka.replication_factor reaches the broker: this one-broker cluster refuses 2 replicas
+    for the changelogs (and creates them with the default 1, as the worker does)."""
+    from kafka.errors import InvalidReplicationFactorError
+
+    s = kenv.settings.model_copy(deep=True)
+    s.kafka.replication_factor = 2
+    with pytest.raises(InvalidReplicationFactorError):
+        ensure_changelogs(s.kafka, s.worker.app_id + "-rf2")
+    assert ensure_changelogs(kenv.settings.kafka, kenv.app_id + "-rf1") == [
+        f"{kenv.app_id}-rf1-{t}-changelog" for t in ("rates-state", "borrower-state", "merge-state")]
