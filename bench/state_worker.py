@@ -1,4 +1,4 @@
-"""A real worker process that ends up holding N distinct borrowers in its borrower table.
+"""A real worker process that ends up holding N distinct borrowers in its borrower store.
 
 bench.state_size measures the table alone inside one process; this runs `hangwatch worker`
 against the local Kafka on N calls of N distinct borrowers (one call each, event times

@@ -132,7 +132,7 @@ class WorkerSettings(BaseModel):
     # +20 % (hangwatch.gc_policy).
     gc_young_threshold: Annotated[int, Field(ge=100)] = 50_000
     # Borrowers with no call for longer than the rules' retention are aged out of the
-    # borrower table (streams.core.flags.sweep): one pass over a partition this often, this
+    # borrower store (streams.core.flags.sweep): one pass over a partition this often, this
     # many borrowers per timer tick (about 15 ms of work).
     borrower_sweep_interval_s: float = 600.0
     borrower_sweep_batch: int = 5000

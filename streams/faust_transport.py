@@ -13,8 +13,8 @@ commit cadence, a yield to the event loop every 100 messages), raced once agains
 `suspend_flow`. When a rebalance suspends the flow mid-fetch the delivery task is cancelled
 and the rest of the fetch is not delivered and not marked read; unlike the stock loop, which
 marked such dropped messages read (streams.delivery explains why the stages keep their own
-positions anyway). Everything else (group membership, table recovery, commits, the
-conductor, streams, acks) is Faust's own code.
+positions anyway). Everything else (group membership, commits, the conductor, streams,
+acks) is Faust's own code.
 
 The app uses it through `HangwatchApp`, which only swaps the consumer transport.
 

@@ -46,7 +46,8 @@ class Watch:
 
 class StuckReporter(Service):
     """Reports `watch` every `every_s` from the moment the app starts: a Faust timer would
-    only start after the first table recovery, which is one of the things that can hang."""
+    only start after Faust's first rebalance (its recovery step included), which is one of the
+    things that can hang."""
 
     def __init__(self, watch: Watch, every_s: float, older_than_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -21,7 +21,7 @@ def worker(
 
     Scale out by starting more workers with the same settings: they form one consumer group
     and share the partitions; state moves with the partitions through the state changelogs.
-    Workers on one machine need a --data-dir each (the borrower table lives there, in RocksDB)."""
+    Workers on one machine need a --data-dir each (the borrower store lives there, in RocksDB)."""
     from hangwatch.kafka_admin import ensure_topics
     from hangwatch.native import StaleNativeBuild
 
