@@ -36,17 +36,10 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
     admin = admin_client(kafka)
     try:
         existing = set(admin.list_topics())
-        created: list[str] = []
         names = {s.name: kafka.topic(s.name) for s in specs}
-        new = [NewTopic(names[s.name], partitions_override or s.partitions, kafka.replication_factor,
-                        topic_configs=s.config())
-               for s in specs if names[s.name] not in existing]
-        for t in new:
-            try:
-                admin.create_topics([t])
-                created.append(t.name)
-            except TopicAlreadyExistsError:  # another process created it meanwhile
-                pass
+        created = create_missing(admin, [NewTopic(names[s.name], partitions_override or s.partitions,
+                                                  kafka.replication_factor, topic_configs=s.config())
+                                         for s in specs], existing)
         if existing:
             described = {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(
                 [n for n in names.values() if n in existing])}
@@ -60,6 +53,23 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
         return created
     finally:
         admin.close()
+
+
+def create_missing(admin: KafkaAdminClient, topics: list[NewTopic], existing: set[str] | None = None) -> list[str]:
+    """Create the topics that do not exist yet (`existing`: the cluster's topic names, if
+    already listed); returns the names created. Another process creating one meanwhile is fine."""
+    if existing is None:
+        existing = set(admin.list_topics())
+    created = []
+    for t in topics:
+        if t.name in existing:
+            continue
+        try:
+            admin.create_topics([t])
+            created.append(t.name)
+        except TopicAlreadyExistsError:
+            pass
+    return created
 
 
 def wait_for_metadata(admin: KafkaAdminClient, names: list[str], timeout_s: float = 20.0) -> None:

@@ -24,12 +24,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiokafka import TopicPartition
 from faust.stores.rocksdb import RocksDBOptions
 from faust.types import TopicT
 from rocksdict import Rdict, WriteBatch
 
 from hangwatch.settings import KafkaSettings, WorkerSettings
-from streams.changelog_restore import read_changes
+from streams.changelog_restore import read_changes, read_many
 from streams.outbox import Outbox
 from streams.table_io import exact_size
 
@@ -65,30 +66,28 @@ class BorrowerStore:
         self._out = Outbox()
 
     # ---- partitions -------------------------------------------------------------------------
-    def loaded(self) -> set[int]:
-        return set(self._dbs)
-
-    async def load(self, partition: int) -> None:
-        """Open the partition's local store and bring it up to the changelog's end (no-op when
-        it is open)."""
-        if partition in self._dbs:
-            return
-        db = self._open(partition)
-        start = _stored_offset(db)
-        changes, end = await read_changes(self.kafka, self.topic_name, partition, start)
-        if start is not None and start > end:
-            # The changelog is behind the local database: the topic was deleted and recreated.
-            # The local copy cannot be trusted to match it; rebuild from the changelog.
-            log.warning("%s[%d]: local borrower store is at offset %d but the changelog ends at %d; "
-                        "rebuilding it from the changelog", self.topic_name, partition, start, end)
-            self._close(db)
-            self._wipe(partition)
-            db = self._open(partition)
-            changes, end = await read_changes(self.kafka, self.topic_name, partition, None)
-        _write(db, changes, end)
-        self._dbs[partition] = db
-        log.info("partition %d: borrower store caught up with %d changed keys (changelog offset %s -> %d)",
-                 partition, len(changes), start, end)
+    async def load(self, partitions: Iterable[int]) -> None:
+        """Open the partitions' local stores and bring them up to the changelog's end, all in
+        one pass over the changelog (partitions already open are left as they are)."""
+        dbs = {p: self._open(p) for p in sorted(set(partitions) - set(self._dbs))}
+        starts = {p: _stored_offset(db) for p, db in dbs.items()}
+        read = await read_many(self.kafka, {TopicPartition(self.topic_name, p): s for p, s in starts.items()})
+        for tp, (changes, end) in read.items():
+            p, start = tp.partition, starts[tp.partition]
+            db = dbs[p]
+            if start is not None and start > end:
+                # The changelog is behind the local database: the topic was deleted and
+                # recreated. The local copy cannot be trusted to match it; rebuild it.
+                log.warning("%s[%d]: local borrower store is at offset %d but the changelog ends at %d; "
+                            "rebuilding it from the changelog", self.topic_name, p, start, end)
+                self._close(db)
+                self._wipe(p)
+                db = self._open(p)
+                changes, end = await read_changes(self.kafka, self.topic_name, p, None)
+            _write(db, changes, end)
+            self._dbs[p] = db
+            log.info("partition %d: borrower store caught up with %d changed keys (changelog offset %s -> %d)",
+                     p, len(changes), start, end)
 
     def open_local(self, partition: int) -> None:
         """Open the partition's local store as it is, without reading the changelog (tools and

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 STALL_TIMEOUT_S = 60.0
 
 
+Changes = dict[bytes, bytes | None]  # key -> latest value (None: deleted)
+
+
 async def read_partition(kafka: KafkaSettings, topic: str, partition: int) -> dict[bytes, bytes]:
     """The live records of one changelog partition: key -> latest value (deleted keys absent)."""
     records, _ = await read_changes(kafka, topic, partition)
@@ -41,50 +45,71 @@ async def read_partition(kafka: KafkaSettings, topic: str, partition: int) -> di
 
 
 async def read_changes(kafka: KafkaSettings, topic: str, partition: int,
-                       start: int | None = None) -> tuple[dict[bytes, bytes | None], int]:
+                       start: int | None = None) -> tuple[Changes, int]:
     """The records of one changelog partition from offset `start` (default: the beginning) up
-    to its end offset: key -> latest value (None: deleted), and that end offset."""
+    to its end offset, and that end offset."""
     tp = TopicPartition(topic, partition)
+    return (await read_many(kafka, {tp: start}))[tp]
+
+
+async def read_many(kafka: KafkaSettings, starts: dict[TopicPartition, int | None]
+                    ) -> dict[TopicPartition, tuple[Changes, int]]:
+    """`read_changes` for several changelog partitions (of one or more topics) with one consumer:
+    a worker assigned partitions restores them all in one pass."""
+    if not starts:
+        return {}
+    tps = list(starts)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024, **kafka.aiokafka_kwargs())
     await consumer.start()
-    out: dict[bytes, bytes | None] = {}
+    out: dict[TopicPartition, Changes] = {tp: {} for tp in tps}
+    counts = dict.fromkeys(tps, 0)
     t0 = time.monotonic()
     try:
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if start is None:
-            await consumer.seek_to_beginning(tp)
-        else:  # below the log start (deleted by retention) the consumer resets to the beginning
-            consumer.seek(tp, min(start, end))
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp, start in starts.items():
+            if start is None:
+                await consumer.seek_to_beginning(tp)
+            else:  # below the log start (deleted by retention) the consumer resets to the beginning
+                consumer.seek(tp, min(start, ends[tp]))
         progress_at = time.monotonic()
-        n = 0
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500, max_records=20_000)
-            records = batch.get(tp, [])
-            if not records:
+        todo = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+        while todo:
+            batch = await consumer.getmany(*todo, timeout_ms=500, max_records=20_000)
+            if not any(batch.values()):
                 if time.monotonic() - progress_at > STALL_TIMEOUT_S:
-                    raise RuntimeError(f"{topic}[{partition}]: no progress reading the changelog for "
-                                       f"{STALL_TIMEOUT_S:.0f} s (at {await consumer.position(tp)} of {end})")
+                    at = {f"{tp.topic}[{tp.partition}]": (await consumer.position(tp), ends[tp]) for tp in todo}
+                    raise RuntimeError(f"no progress reading changelogs for {STALL_TIMEOUT_S:.0f} s "
+                                       f"(position, end offset: {at})")
                 continue
             progress_at = time.monotonic()
-            for r in records:
-                if r.offset >= end:
-                    break
-                n += 1
-                if r.key is not None:
-                    out[r.key] = r.value
+            for tp, records in batch.items():
+                changes, end = out[tp], ends[tp]
+                for r in records:
+                    if r.offset >= end:
+                        break
+                    counts[tp] += 1
+                    if r.key is not None:
+                        changes[r.key] = r.value
+            todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
     finally:
         await consumer.stop()
-    log.info("%s[%d]: read %d changelog records from offset %s up to %d in %.2f s: %d keys", topic, partition, n,
-             start if start is not None else "0", end, time.monotonic() - t0, len(out))
-    return out, end
+    secs = time.monotonic() - t0
+    for tp in tps:
+        log.info("%s[%d]: read %d changelog records from offset %s up to %d in %.2f s: %d keys", tp.topic,
+                 tp.partition, counts[tp], starts[tp] if starts[tp] is not None else "0", ends[tp], secs,
+                 len(out[tp]))
+    return {tp: (out[tp], ends[tp]) for tp in tps}
 
 
-async def stage_partition(kafka: KafkaSettings, topic: str, partition: int) -> list[tuple[str, bytes]]:
-    """(key without its "<partition>|" prefix, value) of the live records of one partition of a
-    stage's changelog."""
-    return strip_partition(await read_partition(kafka, topic, partition), partition)
+async def stage_partitions(kafka: KafkaSettings, topic: str, partitions: Iterable[int]
+                           ) -> dict[int, list[tuple[str, bytes]]]:
+    """Per partition, (key without its "<partition>|" prefix, value) of the live records of a
+    stage's changelog partitions, read in one pass."""
+    got = await read_many(kafka, {TopicPartition(topic, p): None for p in partitions})
+    return {tp.partition: strip_partition({k: v for k, v in changes.items() if v is not None}, tp.partition)
+            for tp, (changes, _) in got.items()}
 
 
 def strip_partition(records: dict[bytes, bytes], partition: int) -> list[tuple[str, bytes]]:

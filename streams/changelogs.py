@@ -13,9 +13,8 @@ import dataclasses
 import logging
 
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
-from hangwatch.kafka_admin import admin_client, wait_for_metadata
+from hangwatch.kafka_admin import admin_client, create_missing, wait_for_metadata
 from hangwatch.settings import KafkaSettings
 from schemas.topics import CALL_OUTCOMES, topic
 
@@ -57,17 +56,8 @@ def ensure_changelogs(kafka: KafkaSettings, app_id: str) -> list[str]:
     """Create the changelogs that do not exist yet (idempotent); returns the names created."""
     admin = admin_client(kafka)
     try:
-        existing = set(admin.list_topics())
-        created = []
-        for c in ALL:
-            name = c.name(app_id)
-            if name in existing:
-                continue
-            try:
-                admin.create_topics([NewTopic(name, partitions(), kafka.replication_factor, topic_configs=c.config())])
-                created.append(name)
-            except TopicAlreadyExistsError:  # another worker created it meanwhile
-                pass
+        created = create_missing(admin, [NewTopic(c.name(app_id), partitions(), kafka.replication_factor,
+                                                  topic_configs=c.config()) for c in ALL])
         if created:
             log.info("created changelog topics %s", created)
         wait_for_metadata(admin, [c.name(app_id) for c in ALL])

@@ -21,7 +21,7 @@ from faust.types import Message
 from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from streams import metrics
 from streams.app import Pipeline
-from streams.changelog_restore import stage_partition
+from streams.changelog_restore import stage_partitions
 from streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
 from streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from streams.core.windows import parse_cell_key
@@ -62,8 +62,12 @@ class MergeStage:
     async def load(self, partitions: Iterable[int]) -> None:
         """Restore the state of partitions not loaded yet from their changelog partitions
         (streams.changelog_restore: read from the broker)."""
-        for p in sorted(set(partitions) - set(self.states)):
-            records = await stage_partition(self.pipe.settings.kafka, self.pipe.merge_changelog.get_topic_name(), p)
+        new = sorted(set(partitions) - set(self.states))
+        if not new:
+            return
+        restored = await stage_partitions(self.pipe.settings.kafka, self.pipe.merge_changelog.get_topic_name(), new)
+        for p in new:
+            records = restored[p]
             st = self.states[p] = MergeRates.restore(self.n_sources, records)
             self.spikes[p] = {k[len(SPIKE_PREFIX):]: SpikeState.from_bytes(v) for k, v in records
                               if k.startswith(SPIKE_PREFIX)}

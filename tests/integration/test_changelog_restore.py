@@ -84,7 +84,7 @@ def test_borrower_store_takes_over_a_partition_from_its_changelog(kenv: KafkaEnv
     from the offset it had stored, not from the beginning."""
     async def run() -> None:
         a = await _borrower_store(kenv, tmp_path / "a", kind)
-        await a.load(1)
+        await a.load([1])
         a.put(1, b"1|x", b"x1")
         a.put(1, b"1|y", b"y1")
         await a.flush()
@@ -94,14 +94,14 @@ def test_borrower_store_takes_over_a_partition_from_its_changelog(kenv: KafkaEnv
         a.close()
 
         b = await _borrower_store(kenv, tmp_path / "b", kind)
-        await b.load(1)
+        await b.load([1])
         assert b.get_many([(1, b"1|x"), (1, b"1|y")]) == [b"x2", None]
         b.put(1, b"1|z", b"z1")
         await b.flush()
         b.close()
 
         again = await _borrower_store(kenv, tmp_path / "a", kind)
-        await again.load(1)
+        await again.load([1])
         assert again.get_many([(1, b"1|x"), (1, b"1|y"), (1, b"1|z")]) == [b"x2", None, b"z1"]
         if kind == "rocksdb":  # the local offset after A's 4 records; B's 1 record read on top
             assert again._dbs[1].get(OFFSET_KEY) == b"5"
@@ -124,7 +124,7 @@ def test_borrower_store_rebuilds_when_the_changelog_is_behind_its_local_copy(ken
         st.close()
 
         st = await _borrower_store(kenv, tmp_path)
-        await st.load(0)
+        await st.load([0])
         assert st.get(0, b"0|stale") is None
         assert st._dbs[0].get(OFFSET_KEY) == b"0"
         st.close()
