@@ -185,7 +185,7 @@ def _code_state() -> dict[str, Any]:
         return out.stdout.strip()
 
     dirty = git("status", "--porcelain", "--", "streams", "sinks", "schemas", "hangwatch", "simulator")
-    from hangwatch.native import inspect_core
+    from hangwatch.platform.native import inspect_core
 
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines(),
             "stream_core": inspect_core().mode}

@@ -10,10 +10,10 @@ import dataclasses
 import time
 from typing import Any
 
-from hangwatch.settings import KafkaSettings, Settings
-from schemas.call_outcome import CallOutcome
-from simulator import FaultConfig, SimConfig, SimRecord, generate, produce
-from streams.core.rules_config import load_rules
+from hangwatch.platform.settings import KafkaSettings, Settings
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.simulator import FaultConfig, SimConfig, SimRecord, generate, produce
+from hangwatch.streams.core.rules_config import load_rules
 from tests.oracles.flags import oracle_flags
 from tests.oracles.rates import oracle_counts
 

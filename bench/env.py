@@ -24,9 +24,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hangwatch.kafka_admin import admin_client, ensure_topics
-from hangwatch.settings import KafkaSettings, Settings
-from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
+from hangwatch.platform.kafka_admin import admin_client, ensure_topics
+from hangwatch.platform.settings import KafkaSettings, Settings
+from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local" / "bench"

@@ -25,10 +25,10 @@ from typing import Any
 import orjson
 
 from bench.env import Proc, RunEnv, python_module
-from schemas.call_outcome import parse_ts
-from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES
-from schemas.topics import topic as registry_topic
-from simulator import SimConfig, generate, paced, produce
+from hangwatch.schemas.call_outcome import parse_ts
+from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES
+from hangwatch.schemas.topics import topic as registry_topic
+from hangwatch.simulator import SimConfig, generate, paced, produce
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:

@@ -31,7 +31,7 @@ from typing import Any
 from bench.data import Dataset, produce_records
 from bench.env import MachineCpu, Offsets, Proc, RunEnv, free_port, metric_sum, python_module, scrape
 from bench.verify import check, read_chdb_subprocess, read_native, stored_results
-from schemas.topics import CALL_OUTCOMES, topic
+from hangwatch.schemas.topics import CALL_OUTCOMES, topic
 
 NOT_PROCESSED = ("not_owned", "not_ready", "gap", "replay_skipped", "too_late_for_flags")
 
@@ -132,7 +132,7 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
             "merge_batches": sum(m.get('hangwatch_batch_seconds_count{stage="merge"}', 0) for m in last),
             "rate_updates": sum(metric_sum(m, "hangwatch_rate_updates_total") for m in last),
             "flags": sum(metric_sum(m, "hangwatch_flags_total") for m in last),
-            # collector pauses (hangwatch.gc_policy), summed over the workers
+            # collector pauses (hangwatch.platform.gc_policy), summed over the workers
             "gc_s": round(sum(metric_sum(m, "hangwatch_gc_seconds_total") for m in last), 2),
         }
         if "first" in marks:

@@ -91,8 +91,8 @@ def main() -> None:
 
     import faust
 
-    from hangwatch.settings import Settings
-    from streams.worker import build
+    from hangwatch.platform.settings import Settings
+    from hangwatch.streams.worker import build
 
     settings = Settings()
     if a.metrics_port:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from hangwatch.settings import ClickHouseSettings, Settings, SinkSettings
-from sinks import migrate
-from sinks.backends import Backend, open_backend
-from sinks.tables import CALL_EVENTS
-from sinks.writer.flush import Flusher
+from hangwatch.platform.settings import ClickHouseSettings, Settings, SinkSettings
+from hangwatch.sinks import migrate
+from hangwatch.sinks.backends import Backend, open_backend
+from hangwatch.sinks.tables import CALL_EVENTS
+from hangwatch.sinks.writer.flush import Flusher
 from tests.sinks.sinkhelpers import BASE_MS, Topics, batch_of, event_records, make_events, router_for
 from tests.sinks.sinkhelpers import Store as _Store
 
@@ -60,7 +60,7 @@ def bench_flush(store: _Store, records: list[tuple[bytes | None, bytes | None]],
 def bench_kafka(store: _Store, records: list[tuple[bytes | None, bytes | None]], bootstrap: str) -> float:
     from aiokafka import AIOKafkaProducer
 
-    from sinks.writer import run_sink
+    from hangwatch.sinks.writer import run_sink
 
     topics = Topics(bootstrap, partitions=4)
     try:

@@ -28,12 +28,12 @@ from typing import Any
 import orjson
 
 from bench.data import Dataset
-from hangwatch.settings import Settings
-from schemas.call_outcome import ContractError, decode
-from streams.core.flags import BorrowerState, apply_events
-from streams.core.merge_rates import MergeRates, apply_message, encode_partials, encode_watermark
-from streams.core.partition_rates import PartitionRates
-from streams.core.rules_config import load_rules
+from hangwatch.platform.settings import Settings
+from hangwatch.schemas.call_outcome import ContractError, decode
+from hangwatch.streams.core.flags import BorrowerState, apply_events
+from hangwatch.streams.core.merge_rates import MergeRates, apply_message, encode_partials, encode_watermark
+from hangwatch.streams.core.partition_rates import PartitionRates
+from hangwatch.streams.core.rules_config import load_rules
 
 N_SOURCE = 4
 N_MERGE = 4
@@ -157,7 +157,7 @@ def _send_rate(count: int, batched: bool) -> float:
     from aiokafka import AIOKafkaProducer
 
     from bench.env import BOOTSTRAP
-    from hangwatch.kafka_admin import admin_client
+    from hangwatch.platform.kafka_admin import admin_client
 
     topic = f"bench-send-{uuid.uuid4().hex[:8]}"
     admin = admin_client(Settings().kafka.model_copy(update={"bootstrap_servers": BOOTSTRAP}))
@@ -205,10 +205,10 @@ def _sink_rate(ds: Dataset, ch_url: str) -> float:
 
     from pydantic import SecretStr
 
-    from hangwatch.settings import ClickHouseSettings
-    from sinks import migrate
-    from sinks.backends import open_backend
-    from sinks.writer.flush import Flusher
+    from hangwatch.platform.settings import ClickHouseSettings
+    from hangwatch.sinks import migrate
+    from hangwatch.sinks.backends import open_backend
+    from hangwatch.sinks.writer.flush import Flusher
     from tests.sinks.sinkhelpers import Store, batch_of, router_for
 
     ch = ClickHouseSettings(url=SecretStr(ch_url))

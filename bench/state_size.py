@@ -38,13 +38,13 @@ def _dir_bytes(path: Path) -> int:
 
 
 def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str | None = None) -> dict[str, Any]:
-    import streams.worker  # noqa: F401  (the worker's imports: its baseline memory)
+    import hangwatch.streams.worker  # noqa: F401  (the worker's imports: its baseline memory)
     from bench.data import make_dataset
-    from hangwatch.settings import Settings
-    from streams.app import create_pipeline
-    from streams.borrower_store import BorrowerStore
-    from streams.core.flags import apply_events
-    from streams.core.rules_config import load_rules
+    from hangwatch.platform.settings import Settings
+    from hangwatch.streams.app import create_pipeline
+    from hangwatch.streams.borrower_store import BorrowerStore
+    from hangwatch.streams.core.flags import apply_events
+    from hangwatch.streams.core.rules_config import load_rules
 
     with tempfile.TemporaryDirectory(prefix="hw-state-") as tmp:
         s = Settings()

@@ -22,9 +22,9 @@ import msgspec
 
 from bench.data import make_dataset, past_start_ms
 from bench.env import Offsets, Proc, RunEnv, python_module, rss_mb
-from schemas.topics import CALL_OUTCOMES
-from simulator import produce
-from simulator.records import SimRecord
+from hangwatch.schemas.topics import CALL_OUTCOMES
+from hangwatch.simulator import produce
+from hangwatch.simulator.records import SimRecord
 
 
 def _records(n: int, seed: int) -> Iterator[SimRecord]:

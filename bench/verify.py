@@ -72,8 +72,8 @@ def check(ds: Dataset, stored: dict[str, Any], expect_dead_letters: bool = True)
 def read_native(url: str, db: str) -> dict[str, Any]:
     from pydantic import SecretStr
 
-    from hangwatch.settings import ClickHouseSettings
-    from sinks.backends import open_backend
+    from hangwatch.platform.settings import ClickHouseSettings
+    from hangwatch.sinks.backends import open_backend
 
     backend = open_backend(ClickHouseSettings(url=SecretStr(url)))
     try:
@@ -97,7 +97,7 @@ def main() -> None:
     a = ap.parse_args()
     from pathlib import Path
 
-    from sinks.backends.embedded import EmbeddedBackend
+    from hangwatch.sinks.backends.embedded import EmbeddedBackend
 
     backend = EmbeddedBackend(Path(a.chdb))
     try:

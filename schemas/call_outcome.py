@@ -1,4 +1,4 @@
-"""CallOutcome v1: the event contract of topic `call-outcomes` (see docs/domain.md).
+"""CallOutcome v1: the event contract of topic `call-outcomes` (see docs/contract.md).
 
 Decoding is the hot path of the whole pipeline. A message that satisfies the contract is
 decoded by msgspec into a struct that states the field types, enums and bounds (C, one pass:

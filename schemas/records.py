@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final, Literal, TypedDict
 
-# Dimensions of the rolling rates (docs/domain.md). "all" has the single value "all".
+# Dimensions of the rolling rates (docs/contract.md). "all" has the single value "all".
 DIMENSIONS: Final = (
     "all",
     "branch",

@@ -30,16 +30,20 @@ of three:
 Generation is the bottleneck (one CPU-bound process); the producer alone is 5x faster.
 """
 
+
 from __future__ import annotations
+
+if __name__ != "hangwatch.simulator":  # the checkout root on sys.path would load a second copy
+    raise ImportError(f"import hangwatch.simulator, not {__name__} (the package lives in the hangwatch namespace)")
 
 from pathlib import Path
 
-from hangwatch.settings import KafkaSettings
-from simulator.config import BRANCHES, SCENARIOS, FaultConfig, Scenario, SimConfig, SpikeConfig
-from simulator.generator import generate, generate_events
-from simulator.jsonl import read_jsonl, write_jsonl
-from simulator.kafka import Compression, paced, produce
-from simulator.records import DUPLICATE, FAULTS, LATE, MALFORMED, OUT_OF_ORDER, SimRecord
+from hangwatch.platform.settings import KafkaSettings
+from hangwatch.simulator.config import BRANCHES, SCENARIOS, FaultConfig, Scenario, SimConfig, SpikeConfig
+from hangwatch.simulator.generator import generate, generate_events
+from hangwatch.simulator.jsonl import read_jsonl, write_jsonl
+from hangwatch.simulator.kafka import Compression, paced, produce
+from hangwatch.simulator.records import DUPLICATE, FAULTS, LATE, MALFORMED, OUT_OF_ORDER, SimRecord
 
 __all__ = [
     "BRANCHES",

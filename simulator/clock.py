@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
-from schemas.call_outcome import format_ts
+from hangwatch.schemas.call_outcome import format_ts
 
 # Asia/Shanghai has had no daylight saving time since 1991, so a fixed offset is exact and
 # far cheaper on the hot path than zoneinfo.

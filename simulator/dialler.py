@@ -17,8 +17,8 @@ import itertools
 import random
 from typing import Final
 
-from simulator.model import CAMPAIGNS, HUMAN_SCRIPTS, ROBOT_SCRIPTS, SCRIPTS
-from simulator.population import Borrower, Population
+from hangwatch.simulator.model import CAMPAIGNS, HUMAN_SCRIPTS, ROBOT_SCRIPTS, SCRIPTS
+from hangwatch.simulator.population import Borrower, Population
 
 # Seconds until the next attempt, by how the last one ended: (min, max) for people, robots.
 _HOUR = 3600.0

@@ -14,10 +14,10 @@ import heapq
 import random
 from collections.abc import Iterable, Iterator
 
-from schemas.call_outcome import CallOutcome
-from simulator import malformed
-from simulator.config import FaultConfig
-from simulator.records import DUPLICATE, LATE, MALFORMED, OUT_OF_ORDER, SimRecord
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.simulator import malformed
+from hangwatch.simulator.config import FaultConfig
+from hangwatch.simulator.records import DUPLICATE, LATE, MALFORMED, OUT_OF_ORDER, SimRecord
 
 
 def inject(events: Iterable[tuple[CallOutcome, bytes, bytes]], faults: FaultConfig,

@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterator
 
 import orjson
 
-from schemas.call_outcome import SCHEMA_VERSION, CallOutcome
-from simulator.clock import ArrivalClock, TsFormatter, local_hour, quiet_intensity
-from simulator.config import SimConfig
-from simulator.dialler import Dialler
-from simulator.faults import inject
-from simulator.model import CAMPAIGNS, SCRIPTS, CallModel
-from simulator.population import Population
-from simulator.records import SimRecord
+from hangwatch.schemas.call_outcome import SCHEMA_VERSION, CallOutcome
+from hangwatch.simulator.clock import ArrivalClock, TsFormatter, local_hour, quiet_intensity
+from hangwatch.simulator.config import SimConfig
+from hangwatch.simulator.dialler import Dialler
+from hangwatch.simulator.faults import inject
+from hangwatch.simulator.model import CAMPAIGNS, SCRIPTS, CallModel
+from hangwatch.simulator.population import Population
+from hangwatch.simulator.records import SimRecord
 
 Clock = Callable[[], float]  # epoch seconds, like time.time
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from schemas.call_outcome import ContractError, from_dict
-from simulator.records import MALFORMED, SimRecord
+from hangwatch.schemas.call_outcome import ContractError, from_dict
+from hangwatch.simulator.records import MALFORMED, SimRecord
 
 # decode() rejects events too far in the future by the wall clock; a file's valid events are
 # valid by construction, whenever it is read.

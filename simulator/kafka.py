@@ -22,8 +22,8 @@ from aiokafka.codec import has_lz4, lz4_encode
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from hangwatch.settings import KafkaSettings
-from simulator.records import SimRecord
+from hangwatch.platform.settings import KafkaSettings
+from hangwatch.simulator.records import SimRecord
 
 try:
     from aiokafka.record import default_records as _py_records

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import orjson
 
-from schemas.call_outcome import MAX_MESSAGE_BYTES, CallOutcome, format_ts
+from hangwatch.schemas.call_outcome import MAX_MESSAGE_BYTES, CallOutcome, format_ts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

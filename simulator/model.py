@@ -1,6 +1,6 @@
 """The call outcome model: how likely each outcome, hang-up stage and talk time is, given who
 is called, by whom, how, and when. The factors and their directions follow the seed article
-(docs/domain.md): distrust of unexpected calls (pre-notification helps), sensitive questions
+(docs/contract.md): distrust of unexpected calls (pre-notification helps), sensitive questions
 on income and collateral (worse for first-time borrowers and blunt scripts), bad timing
 (lunch, evenings, quiet hours), mechanical robot calls (hung up on at the greeting), and
 credit grade. The magnitudes are invented but plausible; what matters is that each effect is
@@ -17,7 +17,7 @@ import math
 import random
 from typing import Final
 
-from schemas.call_outcome import HANGUP_STAGES
+from hangwatch.schemas.call_outcome import HANGUP_STAGES
 
 Stages = tuple[float, float, float, float, float]  # one factor per entry of HANGUP_STAGES
 

@@ -17,7 +17,7 @@ import math
 import random
 from typing import Final, NamedTuple
 
-from simulator.config import SimConfig
+from hangwatch.simulator.config import SimConfig
 
 # Shares of the credit grades among borrowers (schemas.call_outcome.CREDIT_GRADES).
 GRADE_WEIGHTS: Final = {"AAA": 0.10, "AA": 0.20, "A": 0.30, "B": 0.20, "C": 0.08, "unrated": 0.12}

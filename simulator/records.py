@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from schemas.call_outcome import CallOutcome
+from hangwatch.schemas.call_outcome import CallOutcome
 
 # Values of SimRecord.fault.
 DUPLICATE: Final = "duplicate"  # same key and bytes as an earlier record

@@ -14,9 +14,9 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from schemas.call_outcome import ContractError, decode, parse_ts
-from schemas.records import OUTCOME_COUNT_FIELDS
-from sinks.validate import RowError
+from hangwatch.schemas.call_outcome import ContractError, decode, parse_ts
+from hangwatch.schemas.records import OUTCOME_COUNT_FIELDS
+from hangwatch.sinks.validate import RowError
 
 
 class Message(Protocol):

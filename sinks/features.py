@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sinks.backends.base import ServerVersion
+from hangwatch.sinks.backends.base import ServerVersion
 
 # The oldest ClickHouse the migrations and queries are written for (Debian 12's package).
 MIN_VERSION = ServerVersion(18, 16, 0)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import jinja2
 
-from sinks.backends import Backend, BackendError
-from sinks.backends.base import ServerVersion
-from sinks.backends.errors import ALREADY_EXISTS_CODES
-from sinks.features import Features, check_supported
-from sinks.sql import ident, literal, split_statements
+from hangwatch.sinks.backends import Backend, BackendError
+from hangwatch.sinks.backends.base import ServerVersion
+from hangwatch.sinks.backends.errors import ALREADY_EXISTS_CODES
+from hangwatch.sinks.features import Features, check_supported
+from hangwatch.sinks.sql import ident, literal, split_statements
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sinks.backends import Backend, Result
-from sinks.sql import ident, literal
+from hangwatch.sinks.backends import Backend, Result
+from hangwatch.sinks.sql import ident, literal
 
 RATES = """if(connected > 0, round(hung_up / connected, 4), NULL) AS hangup_rate,
        if(attempts > 0, round(declined / attempts, 4), NULL) AS decline_rate,

@@ -20,14 +20,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-from schemas.records import DIMENSIONS, NONE_VALUE, OUTCOME_COUNT_FIELDS
-from sinks.backends import Backend
-from sinks.sql import ident, literal
-from sinks.tables import HANGUP_RATES
+from hangwatch.schemas.records import DIMENSIONS, NONE_VALUE, OUTCOME_COUNT_FIELDS
+from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.sql import ident, literal
+from hangwatch.sinks.tables import HANGUP_RATES
 
 log = logging.getLogger(__name__)
 
-# Each dimension's value as the stream renders it (docs/domain.md, schemas/records.py):
+# Each dimension's value as the stream renders it (docs/contract.md, schemas/records.py):
 # null -> "(none)", booleans -> "true"/"false".
 _NONE = literal(NONE_VALUE)
 DIMENSION_SQL: Final = {

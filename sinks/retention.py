@@ -14,10 +14,10 @@ import logging
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from sinks.backends import Backend
-from sinks.features import Features
-from sinks.sql import ident, literal
-from sinks.tables import ALL_TABLES
+from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.features import Features
+from hangwatch.sinks.sql import ident, literal
+from hangwatch.sinks.tables import ALL_TABLES
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sinks.backends import Backend
-from sinks.sql import literal
+from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.sql import literal
 
 
 class RowError(ValueError):

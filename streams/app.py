@@ -16,10 +16,18 @@ from typing import Any
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
-from hangwatch.settings import Settings
-from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
-from streams import changelogs
-from streams.faust_transport import HangwatchApp
+from hangwatch.platform.settings import Settings
+from hangwatch.schemas.topics import (
+    BORROWER_FLAGS,
+    CALL_OUTCOMES,
+    DLQ,
+    HANGUP_ALERTS,
+    HANGUP_RATES,
+    RATE_PARTIALS,
+    topic,
+)
+from hangwatch.streams import changelogs
+from hangwatch.streams.faust_transport import HangwatchApp
 
 
 @dataclasses.dataclass

@@ -29,10 +29,10 @@ from faust.stores.rocksdb import RocksDBOptions
 from faust.types import TopicT
 from rocksdict import Rdict, WriteBatch
 
-from hangwatch.settings import KafkaSettings, WorkerSettings
-from streams.changelog_restore import read_changes, read_many
-from streams.outbox import Outbox
-from streams.table_io import exact_size
+from hangwatch.platform.settings import KafkaSettings, WorkerSettings
+from hangwatch.streams.changelog_restore import read_changes, read_many
+from hangwatch.streams.outbox import Outbox
+from hangwatch.streams.table_io import exact_size
 
 log = logging.getLogger(__name__)
 # Where a local database keeps the next changelog offset it does not reflect yet. Not a

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hangwatch.settings import KafkaSettings
+from hangwatch.platform.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 # A read that makes no progress for this long fails (the worker crashes and restarts) rather

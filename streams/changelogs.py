@@ -14,9 +14,9 @@ import logging
 
 from kafka.admin import NewTopic
 
-from hangwatch.kafka_admin import admin_client, create_missing, wait_for_metadata
-from hangwatch.settings import KafkaSettings
-from schemas.topics import CALL_OUTCOMES, topic
+from hangwatch.platform.kafka_admin import admin_client, create_missing, wait_for_metadata
+from hangwatch.platform.settings import KafkaSettings
+from hangwatch.schemas.topics import CALL_OUTCOMES, topic
 
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000

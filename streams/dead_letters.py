@@ -6,8 +6,8 @@ import base64
 
 import orjson
 
-from schemas.call_outcome import ContractError, format_ts
-from schemas.records import DeadLetter
+from hangwatch.schemas.call_outcome import ContractError, format_ts
+from hangwatch.schemas.records import DeadLetter
 
 
 def dead_letter(*, topic: str, partition: int, offset: int, timestamp_ms: int | None, key: bytes | None,

@@ -11,8 +11,8 @@ from typing import Any
 
 from faust.types import TP
 
-from streams import metrics
-from streams.core.positions import Position
+from hangwatch.streams import metrics
+from hangwatch.streams.core.positions import Position
 
 log = logging.getLogger(__name__)
 # A seek is repeated only if the record it asked for has not come after this long: records

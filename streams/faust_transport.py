@@ -41,7 +41,7 @@ from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
 from mode.utils.futures import notify
 
-from streams.stuck import Watch
+from hangwatch.streams.stuck import Watch
 
 # Same cadence as Faust's loop: let agents run between deliveries of a large fetch.
 YIELD_EVERY = 100

@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterable, Sequence
 import orjson
 from faust.types import Message
 
-from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
-from streams import metrics
-from streams.app import Pipeline
-from streams.changelog_restore import stage_partitions
-from streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
-from streams.core.spikes import AlertConfig, SpikeState, on_final_window
-from streams.core.windows import parse_cell_key
-from streams.delivery import DeliveryGuard
-from streams.outbox import Outbox
-from streams.table_io import ChangelogWriter
+from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
+from hangwatch.streams import metrics
+from hangwatch.streams.app import Pipeline
+from hangwatch.streams.changelog_restore import stage_partitions
+from hangwatch.streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
+from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window
+from hangwatch.streams.core.windows import parse_cell_key
+from hangwatch.streams.delivery import DeliveryGuard
+from hangwatch.streams.outbox import Outbox
+from hangwatch.streams.table_io import ChangelogWriter
 
 log = logging.getLogger(__name__)
 SPIKE_PREFIX = "s|"

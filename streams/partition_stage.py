@@ -27,19 +27,19 @@ from typing import Any
 import orjson
 from faust.types import Message
 
-from schemas.call_outcome import ContractError, decode
-from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
-from streams import dead_letters, metrics
-from streams.app import Pipeline
-from streams.borrower_store import BorrowerStore, KeyScan
-from streams.changelog_restore import stage_partitions
-from streams.core.flags import BorrowerState, apply_events, sweep, too_late
-from streams.core.merge_rates import encode_partials, encode_watermark
-from streams.core.partition_rates import MIN_TIME, PartitionRates
-from streams.core.rules_config import RuleSet, load_rules
-from streams.delivery import DeliveryGuard
-from streams.outbox import Outbox
-from streams.table_io import ChangelogWriter
+from hangwatch.schemas.call_outcome import ContractError, decode
+from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
+from hangwatch.streams import dead_letters, metrics
+from hangwatch.streams.app import Pipeline
+from hangwatch.streams.borrower_store import BorrowerStore, KeyScan
+from hangwatch.streams.changelog_restore import stage_partitions
+from hangwatch.streams.core.flags import BorrowerState, apply_events, sweep, too_late
+from hangwatch.streams.core.merge_rates import encode_partials, encode_watermark
+from hangwatch.streams.core.partition_rates import MIN_TIME, PartitionRates
+from hangwatch.streams.core.rules_config import RuleSet, load_rules
+from hangwatch.streams.delivery import DeliveryGuard
+from hangwatch.streams.outbox import Outbox
+from hangwatch.streams.table_io import ChangelogWriter
 
 log = logging.getLogger(__name__)
 

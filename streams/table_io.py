@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from faust.types import TopicT
 
-from streams.outbox import Outbox
+from hangwatch.streams.outbox import Outbox
 
 
 def exact_size(value: bytes) -> bytes:

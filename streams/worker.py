@@ -19,17 +19,17 @@ from typing import IO, Any, cast
 import faust
 from faust.types import TP
 
-from hangwatch import gc_policy, native
-from hangwatch.settings import Settings
-from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
-from streams import metrics
-from streams.app import Pipeline, create_pipeline
-from streams.changelogs import ensure_changelogs
-from streams.delivery import DeliveryGuard
-from streams.faust_transport import BatchDrainConsumer
-from streams.merge_stage import MergeStage
-from streams.partition_stage import PartitionStage
-from streams.stuck import StuckReporter
+from hangwatch.platform import gc_policy, native
+from hangwatch.platform.settings import Settings
+from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS
+from hangwatch.streams import metrics
+from hangwatch.streams.app import Pipeline, create_pipeline
+from hangwatch.streams.changelogs import ensure_changelogs
+from hangwatch.streams.delivery import DeliveryGuard
+from hangwatch.streams.faust_transport import BatchDrainConsumer
+from hangwatch.streams.merge_stage import MergeStage
+from hangwatch.streams.partition_stage import PartitionStage
+from hangwatch.streams.stuck import StuckReporter
 
 log = logging.getLogger(__name__)
 UNSETTLED_WARN_S = 60.0
@@ -248,7 +248,7 @@ def lock_data_dir(path: Path) -> IO[bytes]:
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run one worker process until SIGTERM/SIGINT (blocking)."""
     lock = lock_data_dir(settings.worker.data_dir)  # noqa: F841  (held until the process exits)
-    log.info("stream core: %s", native.inspect_core().mode)
+    log.info("stream core: %s", native.verify_core().mode)  # raises on a stale compiled build
     gc_policy.configure(settings.worker.gc_young_threshold)
     pipe, _, _ = build(settings)
     worker = faust.Worker(pipe.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sinks.backends.embedded import EmbeddedBackend
+from hangwatch.platform.native import verify_core
+from hangwatch.sinks.backends.embedded import EmbeddedBackend
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The tests run whatever the test command built; a stale compiled core must not be it."""
+    verify_core()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from hangwatch.settings import Settings, load_settings
+from hangwatch.platform.settings import Settings, load_settings
 
 console = Console(stderr=True)
 _state: dict[str, Settings] = {}

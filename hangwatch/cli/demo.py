@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from hangwatch.cli.common import console, fail, settings
-from hangwatch.settings import ROOT, Settings
+from hangwatch.platform.settings import ROOT, Settings
 
 
 def demo(
@@ -34,7 +34,7 @@ def demo(
     duplicates: Annotated[float, typer.Option(help="Share of duplicate deliveries (counted once).")] = 0.01,
 ) -> None:
     """Run simulator -> worker -> sink -> ClickHouse for DURATION seconds with a live summary."""
-    from hangwatch.kafka_admin import ensure_topics
+    from hangwatch.platform.kafka_admin import ensure_topics
 
     s = settings()
     try:
@@ -48,10 +48,10 @@ def demo(
 
 async def _run(s: Settings, duration: float, rate: float, seed: int, malformed: float, duplicates: float,
                log_dir: Path) -> None:
-    from simulator import FaultConfig, SimConfig, generate, paced, produce
-    from sinks import migrate
-    from sinks.backends import database_name, open_backend, where
-    from sinks.writer import run_sink
+    from hangwatch.simulator import FaultConfig, SimConfig, generate, paced, produce
+    from hangwatch.sinks import migrate
+    from hangwatch.sinks.backends import database_name, open_backend, where
+    from hangwatch.sinks.writer import run_sink
 
     worker_log = log_dir / "worker.log"
     with open(worker_log, "ab") as wl:
@@ -112,7 +112,7 @@ async def _run(s: Settings, duration: float, rate: float, seed: int, malformed: 
 
 
 def _summary(backend: Any, db: str, produced: int, elapsed: float, duration: float) -> Group:
-    from sinks import queries
+    from hangwatch.sinks import queries
 
     def rows(name: str, **params: Any) -> list[dict[str, Any]]:
         try:

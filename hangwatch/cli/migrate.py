@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from hangwatch.cli.common import console, fail, settings
-from sinks import migrate as migrations
-from sinks import retention
-from sinks.backends import BackendError, opened, where
+from hangwatch.sinks import migrate as migrations
+from hangwatch.sinks import retention
+from hangwatch.sinks.backends import BackendError, opened, where
 
 migrate_app = typer.Typer(help="ClickHouse schema migrations and retention.", invoke_without_command=True)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from hangwatch import native
 from hangwatch.cli.common import console, fail
+from hangwatch.platform import native
 
 native_app = typer.Typer(help="Compiled (mypyc) build of the stream core: build, clean, status.",
                          no_args_is_help=True)

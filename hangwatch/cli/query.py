@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from hangwatch.cli.common import console, fail, settings
-from sinks import queries
-from sinks.backends import BackendError, opened, where
+from hangwatch.sinks import queries
+from hangwatch.sinks.backends import BackendError, opened, where
 
 MAX_CELL = 90
 
@@ -22,7 +22,7 @@ def query(
     until: Annotated[str | None, typer.Option(help="End (rolling_rates): an ISO time or 10m (ago).")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
     minutes: Annotated[int | None, typer.Option(help="rolling_rates: length of the rolling window.")] = None,
-    dimension: Annotated[str | None, typer.Option(help="branch, campaign, agent_id, ... (see docs/domain.md).")]
+    dimension: Annotated[str | None, typer.Option(help="branch, campaign, agent_id, ... (see docs/contract.md).")]
     = None,
     value: Annotated[str | None, typer.Option(help="rates_timeseries: the dimension value.")] = None,
     window_size: Annotated[int | None, typer.Option(help="Window size in seconds: 60, 300 or 3600.")] = None,

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from hangwatch.cli.common import console, fail, settings
-from sinks.backends import BackendError, opened, where
-from sinks.queries import parse_since
-from sinks.reconcile import reconcile
+from hangwatch.sinks.backends import BackendError, opened, where
+from hangwatch.sinks.queries import parse_since
+from hangwatch.sinks.reconcile import reconcile
 
 
 def reconcile_cmd(

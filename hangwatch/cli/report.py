@@ -38,7 +38,7 @@ def report(
     for a period, from the ClickHouse store in the settings and the dashboards' own SQL."""
     from hangwatch.report.data import collect
     from hangwatch.report.render import render
-    from sinks.backends import BackendError, database_name, open_backend
+    from hangwatch.sinks.backends import BackendError, database_name, open_backend
 
     now = datetime.now(tz=UTC)
     try:

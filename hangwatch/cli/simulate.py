@@ -28,11 +28,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from hangwatch.cli.common import console, fail, settings
-from schemas.topics import CALL_OUTCOMES
-from simulator import SCENARIOS, FaultConfig, SimConfig, SimRecord, SpikeConfig, generate, paced, produce, read_jsonl
-from simulator.clock import parse_duration, parse_time
-from simulator.config import BRANCHES
-from simulator.jsonl import record_to_line
+from hangwatch.schemas.topics import CALL_OUTCOMES
+from hangwatch.simulator import (
+    SCENARIOS,
+    FaultConfig,
+    SimConfig,
+    SimRecord,
+    SpikeConfig,
+    generate,
+    paced,
+    produce,
+    read_jsonl,
+)
+from hangwatch.simulator.clock import parse_duration, parse_time
+from hangwatch.simulator.config import BRANCHES
+from hangwatch.simulator.jsonl import record_to_line
 
 log = logging.getLogger("hangwatch.simulate")
 

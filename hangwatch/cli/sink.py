@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from hangwatch import gc_policy
 from hangwatch.cli.common import console, fail, settings
-from hangwatch.settings import Settings
-from sinks.backends import BackendError, where
-from sinks.writer import SinkStats, run_sink
+from hangwatch.platform import gc_policy
+from hangwatch.platform.settings import Settings
+from hangwatch.sinks.backends import BackendError, where
+from hangwatch.sinks.writer import SinkStats, run_sink
 
 
 def sink(

@@ -6,8 +6,8 @@ import typer
 from rich.table import Table
 
 from hangwatch.cli.common import console, fail, settings
-from hangwatch.kafka_admin import describe, ensure_topics
-from schemas.topics import registry
+from hangwatch.platform.kafka_admin import describe, ensure_topics
+from hangwatch.schemas.topics import registry
 
 topics_app = typer.Typer(help="Create and list Kafka topics from the topic registry.", no_args_is_help=True)
 

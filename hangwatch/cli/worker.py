@@ -22,13 +22,14 @@ def worker(
     Scale out by starting more workers with the same settings: they form one consumer group
     and share the partitions; state moves with the partitions through the state changelogs.
     Workers on one machine need a --data-dir each (the borrower store lives there, in RocksDB)."""
-    from hangwatch.kafka_admin import ensure_topics
-    from hangwatch.native import StaleNativeBuild
+    from hangwatch.platform.kafka_admin import ensure_topics
+    from hangwatch.platform.native import StaleNativeBuild, verify_core
 
-    try:
-        from streams.worker import DataDirInUse, run_worker
+    try:  # before the stream core is loaded: a stale compiled build must not run
+        verify_core()
     except StaleNativeBuild as e:
         raise fail(str(e)) from e
+    from hangwatch.streams.worker import DataDirInUse, run_worker
 
     s = settings()
     if web_port is not None:

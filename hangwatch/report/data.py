@@ -10,7 +10,7 @@ from typing import Any
 
 from hangwatch.grafana import sql
 from hangwatch.grafana.macros import expand
-from sinks.backends.base import Backend, Result
+from hangwatch.sinks.backends.base import Backend, Result
 
 # The report shows at most about this many points per time series.
 _MAX_POINTS = 96

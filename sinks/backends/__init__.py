@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hangwatch.settings import ClickHouseSettings
-from sinks.backends.base import Backend, Result, ServerVersion
-from sinks.backends.errors import BackendError, DataRejected, Unavailable
+from hangwatch.platform.settings import ClickHouseSettings
+from hangwatch.sinks.backends.base import Backend, Result, ServerVersion
+from hangwatch.sinks.backends.errors import BackendError, DataRejected, Unavailable
 
 __all__ = ["Backend", "BackendError", "DataRejected", "Result", "ServerVersion", "Unavailable", "database_name",
            "open_backend", "opened", "where"]
@@ -17,11 +17,11 @@ __all__ = ["Backend", "BackendError", "DataRejected", "Result", "ServerVersion",
 
 def open_backend(ch: ClickHouseSettings) -> Backend:
     if ch.url is None:
-        from sinks.backends.embedded import EmbeddedBackend
+        from hangwatch.sinks.backends.embedded import EmbeddedBackend
 
         return EmbeddedBackend(ch.embedded_path)
-    from sinks.backends.native import NativeBackend
-    from sinks.backends.url import parse_url
+    from hangwatch.sinks.backends.native import NativeBackend
+    from hangwatch.sinks.backends.url import parse_url
 
     return NativeBackend(parse_url(ch.url.get_secret_value()), connect_timeout_s=ch.connect_timeout_s,
                          send_receive_timeout_s=ch.send_receive_timeout_s)
@@ -30,7 +30,7 @@ def open_backend(ch: ClickHouseSettings) -> Backend:
 def database_name(ch: ClickHouseSettings) -> str:
     """The project database: the URL's path when it names one, else `clickhouse.database`."""
     if ch.url is not None:
-        from sinks.backends.url import parse_url
+        from hangwatch.sinks.backends.url import parse_url
 
         db = parse_url(ch.url.get_secret_value()).database
         if db:
@@ -52,6 +52,6 @@ def where(ch: ClickHouseSettings) -> str:
     """Where the data lives, for messages (never the password)."""
     if ch.url is None:
         return f"embedded store {ch.embedded_path}"
-    from sinks.backends.url import parse_url
+    from hangwatch.sinks.backends.url import parse_url
 
     return f"ClickHouse {parse_url(ch.url.get_secret_value()).redacted()}"

@@ -17,9 +17,9 @@ from typing import Any
 import chdb.session
 import orjson
 
-from sinks.backends.base import Result, ServerVersion
-from sinks.backends.errors import BackendError, DataRejected, classify, code_from_message
-from sinks.backends.values import converter
+from hangwatch.sinks.backends.base import Result, ServerVersion
+from hangwatch.sinks.backends.errors import BackendError, DataRejected, classify, code_from_message
+from hangwatch.sinks.backends.values import converter
 
 log = logging.getLogger(__name__)
 

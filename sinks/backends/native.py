@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
-from sinks.backends.base import Result, ServerVersion
-from sinks.backends.errors import BackendError, DataRejected, Unavailable, classify
-from sinks.backends.url import NativeTarget
+from hangwatch.sinks.backends.base import Result, ServerVersion
+from hangwatch.sinks.backends.errors import BackendError, DataRejected, Unavailable, classify
+from hangwatch.sinks.backends.url import NativeTarget
 
 log = logging.getLogger(__name__)
 

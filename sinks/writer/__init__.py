@@ -9,14 +9,14 @@ import logging
 import os
 import socket
 
-from hangwatch.settings import Settings
-from sinks import migrate
-from sinks.backends import Backend, BackendError, Unavailable, database_name, open_backend
-from sinks.tables import DATA_TABLES, SINK_BATCHES
-from sinks.validate import RowValidator, load_column_types
-from sinks.writer.flush import Flusher
-from sinks.writer.loop import SinkLoop, SinkStats
-from sinks.writer.router import Router
+from hangwatch.platform.settings import Settings
+from hangwatch.sinks import migrate
+from hangwatch.sinks.backends import Backend, BackendError, Unavailable, database_name, open_backend
+from hangwatch.sinks.tables import DATA_TABLES, SINK_BATCHES
+from hangwatch.sinks.validate import RowValidator, load_column_types
+from hangwatch.sinks.writer.flush import Flusher
+from hangwatch.sinks.writer.loop import SinkLoop, SinkStats
+from hangwatch.sinks.writer.router import Router
 
 __all__ = ["SinkStats", "run_sink"]
 log = logging.getLogger("hangwatch.sink")

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from sinks.convert import Message
+from hangwatch.sinks.convert import Message
 
 
 @dataclasses.dataclass(slots=True)

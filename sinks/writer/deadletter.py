@@ -6,7 +6,7 @@ import base64
 import re
 from typing import Any
 
-from sinks.convert import Message
+from hangwatch.sinks.convert import Message
 
 # Where the two backends name the offending column in their error messages.
 _COLUMN_PATTERNS = (re.compile(r"Column (\w+):"), re.compile(r"value of key (\w+)"), re.compile(r"column (\w+)"))

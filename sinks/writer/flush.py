@@ -11,13 +11,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sinks.backends import Backend, DataRejected
-from sinks.sql import ident
-from sinks.tables import DATA_TABLES, DEAD_LETTERS, SINK_BATCHES
-from sinks.writer import metrics
-from sinks.writer.batch import Batch
-from sinks.writer.deadletter import bare_dead_letter, column_from_error, sink_dead_letter
-from sinks.writer.isolate import insert_isolating
+from hangwatch.sinks.backends import Backend, DataRejected
+from hangwatch.sinks.sql import ident
+from hangwatch.sinks.tables import DATA_TABLES, DEAD_LETTERS, SINK_BATCHES
+from hangwatch.sinks.writer import metrics
+from hangwatch.sinks.writer.batch import Batch
+from hangwatch.sinks.writer.deadletter import bare_dead_letter, column_from_error, sink_dead_letter
+from hangwatch.sinks.writer.isolate import insert_isolating
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sinks.backends import Backend, DataRejected
+from hangwatch.sinks.backends import Backend, DataRejected
 
 ROW_BY_ROW_BELOW = 8
 

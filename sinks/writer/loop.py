@@ -31,13 +31,13 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from hangwatch.settings import Settings
-from sinks.backends import BackendError
-from sinks.tables import DATA_TABLES
-from sinks.writer import metrics
-from sinks.writer.batch import Batch
-from sinks.writer.flush import Flusher, FlushReport
-from sinks.writer.router import Router
+from hangwatch.platform.settings import Settings
+from hangwatch.sinks.backends import BackendError
+from hangwatch.sinks.tables import DATA_TABLES
+from hangwatch.sinks.writer import metrics
+from hangwatch.sinks.writer.batch import Batch
+from hangwatch.sinks.writer.flush import Flusher, FlushReport
+from hangwatch.sinks.writer.router import Router
 
 log = logging.getLogger("hangwatch.sink")
 T = TypeVar("T")

@@ -8,12 +8,12 @@ from collections import Counter
 
 from aiokafka import TopicPartition
 
-from sinks.convert import CONVERTERS, InvalidEvent, Message
-from sinks.tables import DEAD_LETTERS
-from sinks.validate import RowError, RowValidator
-from sinks.writer import metrics
-from sinks.writer.batch import Batch
-from sinks.writer.deadletter import sink_dead_letter
+from hangwatch.sinks.convert import CONVERTERS, InvalidEvent, Message
+from hangwatch.sinks.tables import DEAD_LETTERS
+from hangwatch.sinks.validate import RowError, RowValidator
+from hangwatch.sinks.writer import metrics
+from hangwatch.sinks.writer.batch import Batch
+from hangwatch.sinks.writer.deadletter import sink_dead_letter
 
 log = logging.getLogger(__name__)
 

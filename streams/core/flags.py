@@ -10,7 +10,7 @@ however the events were batched, duplicated or replayed after a crash:
 - Events are held in event-time order (ties by event_id) for `retention` (default 8 days) behind
   the borrower's newest event, so the rules are evaluated over event time, not arrival order.
 
-Rule semantics (docs/domain.md; the oracle implements the same walk independently):
+Rule semantics (docs/contract.md; the oracle implements the same walk independently):
 
 - repeated_refusal walks the events in order. A negative outcome at time t counts the negative
   outcomes in (t - window, t] that come after the last resolving call; the count reaching
@@ -64,9 +64,9 @@ from typing import Any, Final, cast
 
 import orjson
 
-from schemas.call_outcome import CHANNELS, HANGUP_STAGES, OUTCOMES, CallOutcome, format_ts
-from schemas.records import BorrowerFlag, EvidenceItem
-from streams.core.rules_config import (
+from hangwatch.schemas.call_outcome import CHANNELS, HANGUP_STAGES, OUTCOMES, CallOutcome, format_ts
+from hangwatch.schemas.records import BorrowerFlag, EvidenceItem
+from hangwatch.streams.core.rules_config import (
     DAY_MS,
     ComplianceFrequencyRule,
     QuietHoursRule,

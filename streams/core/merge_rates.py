@@ -20,10 +20,10 @@ from typing import Final
 
 import orjson
 
-from schemas.records import ALERT_DIMENSIONS, RateUpdate
-from streams.core.partition_rates import MIN_TIME
-from streams.core.positions import Delivery, Position
-from streams.core.windows import N_COUNTS, parse_cell_key, rate_update
+from hangwatch.schemas.records import ALERT_DIMENSIONS, RateUpdate
+from hangwatch.streams.core.partition_rates import MIN_TIME
+from hangwatch.streams.core.positions import Delivery, Position
+from hangwatch.streams.core.windows import N_COUNTS, parse_cell_key, rate_update
 
 CELL_PREFIX: Final = "m|"
 SRC_WM_PREFIX: Final = "w|"

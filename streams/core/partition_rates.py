@@ -38,9 +38,9 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from schemas.call_outcome import CallOutcome
-from streams.core.positions import Delivery, Position
-from streams.core.windows import N_COUNTS, dimension_suffixes, increments, parse_cell_key, window_start_s
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.streams.core.positions import Delivery, Position
+from hangwatch.streams.core.windows import N_COUNTS, dimension_suffixes, increments, parse_cell_key, window_start_s
 
 MIN_TIME: Final = -(2**62)
 Status = Literal["counted", "duplicate", "late", "replayed"]

@@ -24,14 +24,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from schemas.call_outcome import NEGATIVE_OUTCOMES, OUTCOMES, UNANSWERED_OUTCOMES
+from hangwatch.schemas.call_outcome import NEGATIVE_OUTCOMES, OUTCOMES, UNANSWERED_OUTCOMES
 
 Severity = Literal["low", "medium", "high"]
 Status = Literal["raised", "escalated", "resolved"]
 
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 # Located through the package, not __file__: a mypyc-compiled module has no trustworthy __file__.
-DEFAULT_RULES_PATH: Final = Path(str(importlib.resources.files("streams"))) / "rules.yaml"
+DEFAULT_RULES_PATH: Final = Path(str(importlib.resources.files("hangwatch.streams"))) / "rules.yaml"
 DAY_MS: Final = 86_400_000
 # The longest local calendar day (a DST change adds an hour): a compliance rule looks this far back.
 _LONGEST_DAY_MS: Final = DAY_MS + 3_600_000
@@ -232,7 +232,7 @@ def load_rules(path: str | Path | None = None, timezone: str | None = None) -> R
 
 
 def default_rules(timezone: str | None = None) -> RuleSet:
-    """The packaged default rules (docs/domain.md)."""
+    """The packaged default rules (docs/contract.md)."""
     return load_rules(None, timezone)
 
 

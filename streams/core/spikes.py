@@ -1,4 +1,4 @@
-"""Spike alerts: a window's hang-up rate clearly above its own trailing baseline (docs/domain.md).
+"""Spike alerts: a window's hang-up rate clearly above its own trailing baseline (docs/contract.md).
 
 The worker calls `on_final_window` once per FINAL tumbling window of each (dimension, value)
 of ALERT_DIMENSIONS (branch, campaign, script_version), in increasing window start; windows
@@ -40,8 +40,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from schemas.call_outcome import format_ts
-from schemas.records import HangupAlert
+from hangwatch.schemas.call_outcome import format_ts
+from hangwatch.schemas.records import HangupAlert
 
 STATE_VERSION: Final = 1
 

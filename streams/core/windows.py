@@ -1,4 +1,4 @@
-"""Event-time tumbling windows and the counts kept per window cell (docs/domain.md).
+"""Event-time tumbling windows and the counts kept per window cell (docs/contract.md).
 
 A *cell* is one (window size, window start, dimension, value). Counts are a plain list of
 ints in COUNT_FIELDS order: attempts, connected, then one count per outcome. Every ratio is
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from schemas.call_outcome import CONNECTED_OUTCOMES, CallOutcome, format_ts
-from schemas.records import NONE_VALUE, OUTCOME_COUNT_FIELDS, RateUpdate, rate_key
+from hangwatch.schemas.call_outcome import CONNECTED_OUTCOMES, CallOutcome, format_ts
+from hangwatch.schemas.records import NONE_VALUE, OUTCOME_COUNT_FIELDS, RateUpdate, rate_key
 
 COUNT_FIELDS: Final = ("attempts", "connected", *OUTCOME_COUNT_FIELDS)
 N_COUNTS: Final = len(COUNT_FIELDS)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from hangwatch.grafana.constants import GRAFANA_IMAGE, PLUGIN_ID, PLUGIN_VERSION
-from hangwatch.settings import ROOT
+from hangwatch.platform.settings import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 ENV = {"CLICKHOUSE_PASSWORD": "x", "HANGWATCH_GRAFANA_CH_PASSWORD": "y", "GRAFANA_ADMIN_PASSWORD": "z",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.backends.embedded import EmbeddedBackend
+from hangwatch.sinks.backends.embedded import EmbeddedBackend
 from tests.grafana.pipeline_fixture import Fixture, build
 
 

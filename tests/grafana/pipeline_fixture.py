@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from schemas.call_outcome import CallOutcome, format_ts
-from schemas.records import OUTCOME_COUNT_FIELDS
-from simulator import FaultConfig, SimConfig, SpikeConfig, generate
-from sinks import convert, migrate, tables
-from sinks.backends.base import Backend
-from streams.core.flags import apply_events
-from streams.core.rules_config import default_rules
+from hangwatch.schemas.call_outcome import CallOutcome, format_ts
+from hangwatch.schemas.records import OUTCOME_COUNT_FIELDS
+from hangwatch.simulator import FaultConfig, SimConfig, SpikeConfig, generate
+from hangwatch.sinks import convert, migrate, tables
+from hangwatch.sinks.backends.base import Backend
+from hangwatch.streams.core.flags import apply_events
+from hangwatch.streams.core.rules_config import default_rules
 from tests.oracles.rates import dedupe, oracle_counts
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai, a Monday

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from hangwatch.grafana import files
-from sinks.backends.base import Result
-from sinks.backends.embedded import EmbeddedBackend
+from hangwatch.sinks.backends.base import Result
+from hangwatch.sinks.backends.embedded import EmbeddedBackend
 from tests.grafana import macro_helper
 from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
 

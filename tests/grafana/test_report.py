@@ -10,7 +10,7 @@ import pytest
 from hangwatch.cli.report import parse_when
 from hangwatch.report.data import collect, for_database, interval_for
 from hangwatch.report.render import render
-from sinks.backends.embedded import EmbeddedBackend
+from hangwatch.sinks.backends.embedded import EmbeddedBackend
 from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
 
 

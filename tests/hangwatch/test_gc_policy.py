@@ -1,4 +1,4 @@
-"""hangwatch.gc_policy: the young threshold is applied, the older ratios kept, and the pause
+"""hangwatch.platform.gc_policy: the young threshold is applied, the older ratios kept, and the pause
 metric counts real collections."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import generate_latest
 
-from hangwatch import gc_policy
-from hangwatch.settings import Settings
+from hangwatch.platform import gc_policy
+from hangwatch.platform.settings import Settings
 
 
 @pytest.fixture

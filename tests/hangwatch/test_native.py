@@ -1,4 +1,4 @@
-"""hangwatch.native: the staleness check of the compiled core, and compiled == pure source.
+"""hangwatch.platform.native: the staleness check of the compiled core, and compiled == pure source.
 
 The equivalence test runs whatever `streams.core` loaded (compiled by the test command, see
 deploy/local/test.sh) next to the same modules loaded from their .py source under other names,
@@ -21,14 +21,14 @@ from typing import Any
 import orjson
 import pytest
 
-import streams.core.flags
-import streams.core.merge_rates
-import streams.core.partition_rates
-from hangwatch import native
-from schemas.call_outcome import ContractError, decode
-from simulator.config import FaultConfig, SimConfig
-from simulator.generator import generate
-from streams.core.rules_config import load_rules
+import hangwatch.streams.core.flags
+import hangwatch.streams.core.merge_rates
+import hangwatch.streams.core.partition_rates
+from hangwatch.platform import native
+from hangwatch.schemas.call_outcome import ContractError, decode
+from hangwatch.simulator.config import FaultConfig, SimConfig
+from hangwatch.simulator.generator import generate
+from hangwatch.streams.core.rules_config import load_rules
 
 EXT = ".cpython-311-x86_64-linux-gnu.so"
 
@@ -185,9 +185,11 @@ def _run_core(flags: Any, partition_rates: Any, merge_rates: Any, events: list[t
 
 def test_loaded_core_equals_its_source() -> None:
     events = _events()
-    loaded = _run_core(streams.core.flags, streams.core.partition_rates, streams.core.merge_rates, events)
-    source = _run_core(_load_source("streams.core.flags"), _load_source("streams.core.partition_rates"),
-                       _load_source("streams.core.merge_rates"), events)
+    loaded = _run_core(hangwatch.streams.core.flags, hangwatch.streams.core.partition_rates,
+                       hangwatch.streams.core.merge_rates, events)
+    source = _run_core(_load_source("hangwatch.streams.core.flags"),
+                       _load_source("hangwatch.streams.core.partition_rates"),
+                       _load_source("hangwatch.streams.core.merge_rates"), events)
     assert len(loaded) == len(source)
     assert loaded == source
     flags_emitted = sum(len(x) for x in loaded if isinstance(x, list) and x and isinstance(x[0], bytes)

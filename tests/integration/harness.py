@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from hangwatch.kafka_admin import admin_client, ensure_topics
-from hangwatch.settings import Settings
+from hangwatch.platform.kafka_admin import admin_client, ensure_topics
+from hangwatch.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from streams.app import create_pipeline
-from streams.borrower_store import OFFSET_KEY, BorrowerStore
-from streams.changelog_restore import read_partition, strip_partition
-from streams.changelogs import ensure_changelogs
+from hangwatch.streams.app import create_pipeline
+from hangwatch.streams.borrower_store import OFFSET_KEY, BorrowerStore
+from hangwatch.streams.changelog_restore import read_partition, strip_partition
+from hangwatch.streams.changelogs import ensure_changelogs
 from tests.integration.harness import KafkaEnv
 
 pytestmark = pytest.mark.kafka

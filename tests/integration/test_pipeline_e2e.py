@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from hangwatch.settings import ClickHouseSettings, Settings
-from schemas.records import OUTCOME_COUNT_FIELDS
-from simulator import FaultConfig, SimConfig, generate, produce
-from sinks import migrate
-from sinks.backends import Backend
-from sinks.backends.embedded import EmbeddedBackend
-from sinks.backends.native import NativeBackend
-from sinks.backends.url import parse_url
-from streams.core.rules_config import load_rules
+from hangwatch.platform.settings import ClickHouseSettings, Settings
+from hangwatch.schemas.records import OUTCOME_COUNT_FIELDS
+from hangwatch.simulator import FaultConfig, SimConfig, generate, produce
+from hangwatch.sinks import migrate
+from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.backends.embedded import EmbeddedBackend
+from hangwatch.sinks.backends.native import NativeBackend
+from hangwatch.sinks.backends.url import parse_url
+from hangwatch.streams.core.rules_config import load_rules
 from tests.integration.harness import KafkaEnv, WorkerProcess, wait_for
 from tests.integration.test_worker_flags_alerts import yesterday_8am_ms
 from tests.oracles.flags import oracle_flags

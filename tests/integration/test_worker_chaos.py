@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from schemas.call_outcome import CallOutcome
-from simulator import FaultConfig, SimConfig, generate, produce
-from streams.core.rules_config import load_rules
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.simulator import FaultConfig, SimConfig, generate, produce
+from hangwatch.streams.core.rules_config import load_rules
 from tests.integration.harness import KafkaEnv, WorkerProcess, read_json, wait_for
 from tests.integration.test_worker_flags_alerts import yesterday_8am_ms
 from tests.integration.test_worker_rates import wait_exact

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.call_outcome import CallOutcome
-from simulator import FaultConfig, SimConfig, SpikeConfig, generate, produce
-from streams.core.rules_config import load_rules
-from streams.core.spikes import AlertConfig
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.simulator import FaultConfig, SimConfig, SpikeConfig, generate, produce
+from hangwatch.streams.core.rules_config import load_rules
+from hangwatch.streams.core.spikes import AlertConfig
 from tests.integration.harness import ROOT, KafkaEnv, WorkerProcess, read_json, read_topic, wait_for
 from tests.integration.harness import produce as produce_raw
 from tests.oracles.alerts import oracle_alerts

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.call_outcome import OUTCOMES, CallOutcome
-from streams.core.windows import COUNT_FIELDS
+from hangwatch.schemas.call_outcome import OUTCOMES, CallOutcome
+from hangwatch.streams.core.windows import COUNT_FIELDS
 from tests.integration.harness import (
     KafkaEnv,
     WorkerProcess,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from schemas.call_outcome import CallOutcome
-from streams.core.spikes import AlertConfig, wilson_interval
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.streams.core.spikes import AlertConfig, wilson_interval
 
 ALERT_DIMENSIONS = ("branch", "campaign", "script_version")
 CONNECTED = {"completed", "hung_up", "refused", "wrong_party"}

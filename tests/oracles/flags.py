@@ -1,4 +1,4 @@
-"""Batch oracle for the borrower flags: the rules of docs/domain.md walked from scratch.
+"""Batch oracle for the borrower flags: the rules of docs/contract.md walked from scratch.
 
 Deliberately simple, quadratic and independent of streams.core.flags (it only reads the rule
 parameters from the RuleSet): dedupe by event_id (first occurrence wins), group by borrower,
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from schemas.call_outcome import CallOutcome
-from streams.core.rules_config import ComplianceFrequencyRule, QuietHoursRule, RepeatedRefusalRule, RuleSet
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.streams.core.rules_config import ComplianceFrequencyRule, QuietHoursRule, RepeatedRefusalRule, RuleSet
 
 
 @dataclasses.dataclass(frozen=True)

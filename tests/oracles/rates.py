@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from schemas.call_outcome import CallOutcome
+from hangwatch.schemas.call_outcome import CallOutcome
 
 CONNECTED = {"completed", "hung_up", "refused", "wrong_party"}
 OUTCOMES = ["completed", "hung_up", "refused", "wrong_party", "declined", "no_answer", "busy", "voicemail",

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import call_outcome
-from schemas.call_outcome import ContractError, decode, from_dict, parse_ts
+from hangwatch.schemas import call_outcome
+from hangwatch.schemas.call_outcome import ContractError, decode, from_dict, parse_ts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "call_outcome"
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "json" / "call_outcome.v1.json").read_text())

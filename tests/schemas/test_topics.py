@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, registry, topic
+from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, registry, topic
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.call_outcome import parse_ts
-from simulator import FaultConfig, SimConfig, SimRecord, SpikeConfig, generate
+from hangwatch.schemas.call_outcome import parse_ts
+from hangwatch.simulator import FaultConfig, SimConfig, SimRecord, SpikeConfig, generate
 
 START_MS = parse_ts("2026-11-20T08:00:00+08:00")  # a Friday morning, local time
 FAULTS = FaultConfig(duplicates=0.02, out_of_order=0.05, late=0.01, malformed=0.02)

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hangwatch.cli import app
-from schemas.call_outcome import parse_ts
-from simulator import FaultConfig, SimConfig, generate
-from simulator.jsonl import record_to_line
+from hangwatch.schemas.call_outcome import parse_ts
+from hangwatch.simulator import FaultConfig, SimConfig, generate
+from hangwatch.simulator.jsonl import record_to_line
 
 runner = CliRunner()
 START = "2026-11-20T08:00:00+08:00"

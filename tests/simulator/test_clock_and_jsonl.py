@@ -7,10 +7,10 @@ import random
 import orjson
 import pytest
 
-from schemas.call_outcome import format_ts, parse_ts
-from simulator import FaultConfig, SimConfig, SimRecord, generate, read_jsonl, write_jsonl
-from simulator.clock import ArrivalClock, TsFormatter, is_quiet, local_hour, parse_duration, parse_time
-from simulator.jsonl import line_to_record, record_to_line
+from hangwatch.schemas.call_outcome import format_ts, parse_ts
+from hangwatch.simulator import FaultConfig, SimConfig, SimRecord, generate, read_jsonl, write_jsonl
+from hangwatch.simulator.clock import ArrivalClock, TsFormatter, is_quiet, local_hour, parse_duration, parse_time
+from hangwatch.simulator.jsonl import line_to_record, record_to_line
 
 from .conftest import START_MS
 

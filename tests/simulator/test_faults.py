@@ -9,9 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from schemas.call_outcome import ContractError, decode
-from simulator import DUPLICATE, LATE, MALFORMED, OUT_OF_ORDER, SimConfig, SimRecord, generate, generate_events
-from simulator.malformed import BUILDERS, ERROR_KINDS, build
+from hangwatch.schemas.call_outcome import ContractError, decode
+from hangwatch.simulator import (
+    DUPLICATE,
+    LATE,
+    MALFORMED,
+    OUT_OF_ORDER,
+    SimConfig,
+    SimRecord,
+    generate,
+    generate_events,
+)
+from hangwatch.simulator.malformed import BUILDERS, ERROR_KINDS, build
 
 from .conftest import START_MS
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from schemas.call_outcome import CallOutcome, decode
-from simulator import FaultConfig, SimConfig, SimRecord, generate, generate_events
-from simulator.clock import is_quiet
-from simulator.dialler import CLOSING_OUTCOMES, HANDOVER_OUTCOMES, MAX_ATTEMPTS_HUMAN, MAX_ATTEMPTS_ROBOT
-from simulator.population import Population
+from hangwatch.schemas.call_outcome import CallOutcome, decode
+from hangwatch.simulator import FaultConfig, SimConfig, SimRecord, generate, generate_events
+from hangwatch.simulator.clock import is_quiet
+from hangwatch.simulator.dialler import CLOSING_OUTCOMES, HANDOVER_OUTCOMES, MAX_ATTEMPTS_HUMAN, MAX_ATTEMPTS_ROBOT
+from hangwatch.simulator.population import Population
 
 from .conftest import FAULTS, START_MS
 

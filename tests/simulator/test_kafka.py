@@ -20,9 +20,9 @@ from kafka.admin import NewTopic
 from typer.testing import CliRunner
 
 from hangwatch.cli import app
-from hangwatch.kafka_admin import admin_client, delete_topics
-from hangwatch.settings import KafkaSettings
-from simulator import FaultConfig, SimConfig, SimRecord, generate, produce, replay, write_jsonl
+from hangwatch.platform.kafka_admin import admin_client, delete_topics
+from hangwatch.platform.settings import KafkaSettings
+from hangwatch.simulator import FaultConfig, SimConfig, SimRecord, generate, produce, replay, write_jsonl
 
 from .conftest import START_MS
 

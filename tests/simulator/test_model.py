@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 
-from schemas.call_outcome import CallOutcome
-from simulator import SimConfig, SimRecord, generate
-from simulator.clock import local_hour
-from simulator.population import Population
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.simulator import SimConfig, SimRecord, generate
+from hangwatch.simulator.clock import local_hour
+from hangwatch.simulator.population import Population
 
 from .conftest import START_MS
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from hangwatch.settings import ClickHouseSettings
-from sinks import migrate
-from sinks.backends import Backend
-from sinks.backends.embedded import EmbeddedBackend
-from sinks.backends.native import NativeBackend
-from sinks.backends.url import parse_url
+from hangwatch.platform.settings import ClickHouseSettings
+from hangwatch.sinks import migrate
+from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.backends.embedded import EmbeddedBackend
+from hangwatch.sinks.backends.native import NativeBackend
+from hangwatch.sinks.backends.url import parse_url
 from tests.sinks.sinkhelpers import CH_URL, KAFKA, RUN_TAG, Store, Topics
 
 

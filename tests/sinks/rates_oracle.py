@@ -1,4 +1,4 @@
-"""Plain-Python batch recomputation of the window counts (docs/domain.md), the oracle that
+"""Plain-Python batch recomputation of the window counts (docs/contract.md), the oracle that
 the stored and reconciled hangup_rates are compared with."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
-from schemas.call_outcome import CallOutcome
-from schemas.records import DIMENSIONS, NONE_VALUE, OUTCOME_COUNT_FIELDS
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.schemas.records import DIMENSIONS, NONE_VALUE, OUTCOME_COUNT_FIELDS
 
 Key = tuple[int, int, str, str]  # window_size_s, window_start epoch s, dimension, value
 CONNECTED = ("completed", "hung_up", "refused", "wrong_party")

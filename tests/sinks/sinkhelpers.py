@@ -17,15 +17,15 @@ from aiokafka import TopicPartition
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from hangwatch.settings import ClickHouseSettings, Settings, SinkSettings
-from schemas.call_outcome import CallOutcome, format_ts
-from schemas.records import OUTCOME_COUNT_FIELDS, rate_key
-from sinks.backends import Backend
-from sinks.tables import DATA_TABLES
-from sinks.validate import RowValidator, load_column_types
-from sinks.writer import SinkStats, run_sink
-from sinks.writer.batch import Batch
-from sinks.writer.router import Router
+from hangwatch.platform.settings import ClickHouseSettings, Settings, SinkSettings
+from hangwatch.schemas.call_outcome import CallOutcome, format_ts
+from hangwatch.schemas.records import OUTCOME_COUNT_FIELDS, rate_key
+from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.tables import DATA_TABLES
+from hangwatch.sinks.validate import RowValidator, load_column_types
+from hangwatch.sinks.writer import SinkStats, run_sink
+from hangwatch.sinks.writer.batch import Batch
+from hangwatch.sinks.writer.router import Router
 
 CH_URL = os.environ.get("HANGWATCH_TEST_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:9000")
 KAFKA = os.environ.get("HANGWATCH_TEST_KAFKA", "127.0.0.1:9092")

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from hangwatch.settings import Settings, SinkSettings
-from sinks.writer import loop as loop_mod
-from sinks.writer.loop import SinkLoop
+from hangwatch.platform.settings import Settings, SinkSettings
+from hangwatch.sinks.writer import loop as loop_mod
+from hangwatch.sinks.writer.loop import SinkLoop
 
 
 class Clock:
@@ -28,7 +28,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
     monkeypatch.setattr(loop_mod.time, "monotonic", c.monotonic)
-    monkeypatch.setattr("sinks.writer.batch.time.monotonic", c.monotonic)
+    monkeypatch.setattr("hangwatch.sinks.writer.batch.time.monotonic", c.monotonic)
     return c
 
 

@@ -7,13 +7,13 @@ import threading
 
 import pytest
 
-from hangwatch.settings import ClickHouseSettings
-from sinks import migrate
-from sinks.backends.base import ServerVersion
-from sinks.backends.native import NativeBackend
-from sinks.backends.url import parse_url
-from sinks.features import check_supported
-from sinks.tables import ALL_TABLES
+from hangwatch.platform.settings import ClickHouseSettings
+from hangwatch.sinks import migrate
+from hangwatch.sinks.backends.base import ServerVersion
+from hangwatch.sinks.backends.native import NativeBackend
+from hangwatch.sinks.backends.url import parse_url
+from hangwatch.sinks.features import check_supported
+from hangwatch.sinks.tables import ALL_TABLES
 from tests.sinks.sinkhelpers import CH_URL, RUN_TAG, Store
 
 RETENTION = ClickHouseSettings().retention_days

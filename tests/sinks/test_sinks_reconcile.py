@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.call_outcome import CallOutcome
-from sinks import reconcile as rec
-from sinks.reconcile import COUNT_COLUMNS, reconcile
-from sinks.writer.flush import Flusher
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.sinks import reconcile as rec
+from hangwatch.sinks.reconcile import COUNT_COLUMNS, reconcile
+from hangwatch.sinks.writer.flush import Flusher
 from tests.sinks.rates_oracle import window_counts
 from tests.sinks.sinkhelpers import (
     BASE_MS,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from schemas.call_outcome import CallOutcome
-from sinks import retention
-from sinks.tables import CALL_EVENTS
-from sinks.writer.flush import Flusher
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.sinks import retention
+from hangwatch.sinks.tables import CALL_EVENTS
+from hangwatch.sinks.writer.flush import Flusher
 from tests.sinks.sinkhelpers import Store, batch_of, dlq_record, event_records, json_records, make_events, router_for
 
 TODAY = datetime.now(tz=UTC).date()

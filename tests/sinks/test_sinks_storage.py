@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from sinks import queries
-from sinks.backends import DataRejected, Result
-from sinks.tables import CALL_EVENTS
-from sinks.writer.flush import Flusher
-from sinks.writer.isolate import insert_isolating
+from hangwatch.sinks import queries
+from hangwatch.sinks.backends import DataRejected, Result
+from hangwatch.sinks.tables import CALL_EVENTS
+from hangwatch.sinks.writer.flush import Flusher
+from hangwatch.sinks.writer.isolate import insert_isolating
 from tests.sinks.rates_oracle import window_counts
 from tests.sinks.sinkhelpers import (
     BASE_MS,

@@ -105,9 +105,9 @@ def test_two_sinks_share_the_work_as_a_group(store: Store, topics: Topics) -> No
 def test_unmigrated_database_is_refused_without_migrate(store: Store) -> None:
     import asyncio
 
-    from hangwatch.settings import ClickHouseSettings
-    from sinks.backends import BackendError
-    from sinks.writer import run_sink
+    from hangwatch.platform.settings import ClickHouseSettings
+    from hangwatch.sinks.backends import BackendError
+    from hangwatch.sinks.writer import run_sink
 
     ch = store.ch.model_copy(update={"database": store.db + "_empty"})
     assert isinstance(ch, ClickHouseSettings)

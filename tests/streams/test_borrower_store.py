@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hangwatch.settings import Settings
-from streams.app import create_pipeline
-from streams.borrower_store import OFFSET_KEY, BorrowerStore
+from hangwatch.platform.settings import Settings
+from hangwatch.streams.app import create_pipeline
+from hangwatch.streams.borrower_store import OFFSET_KEY, BorrowerStore
 
 
 def _store(tmp_path: Path, kind: str) -> BorrowerStore:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.worker import DataDirInUse, lock_data_dir
+from hangwatch.streams.worker import DataDirInUse, lock_data_dir
 
 
 def test_a_second_worker_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:

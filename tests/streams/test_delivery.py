@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from streams import delivery
-from streams.core.positions import Position
-from streams.delivery import DeliveryGuard
+from hangwatch.streams import delivery
+from hangwatch.streams.core.positions import Position
+from hangwatch.streams.delivery import DeliveryGuard
 
 TOPIC = "call-outcomes"
 

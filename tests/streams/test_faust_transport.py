@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.types import TP, Message
 
-from streams.faust_transport import BatchDrainConsumer, HangwatchApp
+from hangwatch.streams.faust_transport import BatchDrainConsumer, HangwatchApp
 
 SOURCE = "t.call-outcomes"
 OTHER = "t.other"

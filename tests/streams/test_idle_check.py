@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.worker import idle_check_interval
+from hangwatch.streams.worker import idle_check_interval
 
 
 @pytest.mark.parametrize(("idle_close_s", "expected"), [(10.0, 1.0), (4.0, 1.0), (2.0, 0.5), (1.0, 0.25),

@@ -7,7 +7,7 @@ import random
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams import outbox
+from hangwatch.streams import outbox
 
 
 def test_partition_for_equals_the_default_partitioner() -> None:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from streams.stuck import Watch
+from hangwatch.streams.stuck import Watch
 
 
 def test_a_long_running_unit_is_reported_with_its_stack(caplog: pytest.LogCaptureFixture) -> None:
@@ -28,6 +28,6 @@ def test_a_long_running_unit_is_reported_with_its_stack(caplog: pytest.LogCaptur
         assert watch.report(older_than_s=0) == []  # finished units are gone
         return slow
 
-    with caplog.at_level(logging.WARNING, logger="streams.stuck"):
+    with caplog.at_level(logging.WARNING, logger="hangwatch.streams.stuck"):
         assert asyncio.run(run()) == ["merge-stage batch"]
     assert "waits_forever_here" in caplog.text

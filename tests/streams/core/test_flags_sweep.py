@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.flags import BorrowerState, flag_id, sweep, too_late
+from hangwatch.streams.core.flags import BorrowerState, flag_id, sweep, too_late
 from tests.streams.core.test_flags import DAY, HOUR, RULES, T0, ev, feed, of_rule
 
 LATER = T0 + RULES.retention_ms + 30 * DAY  # a horizon far past everything held

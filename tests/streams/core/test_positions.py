@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from streams.core.merge_rates import MergeRates
-from streams.core.partition_rates import PartitionRates
-from streams.core.positions import Position, classify
+from hangwatch.streams.core.merge_rates import MergeRates
+from hangwatch.streams.core.partition_rates import PartitionRates
+from hangwatch.streams.core.positions import Position, classify
 from tests.streams.core.test_rates import GRACE_MS, SIZES, make_events
 
 

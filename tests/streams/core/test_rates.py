@@ -8,10 +8,10 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.call_outcome import OUTCOMES, CallOutcome
-from streams.core.merge_rates import MergeRates, apply_message, encode_partials, encode_watermark
-from streams.core.partition_rates import PartitionRates
-from streams.core.windows import COUNT_FIELDS, dimension_suffixes, dimension_values, window_start_s
+from hangwatch.schemas.call_outcome import OUTCOMES, CallOutcome
+from hangwatch.streams.core.merge_rates import MergeRates, apply_message, encode_partials, encode_watermark
+from hangwatch.streams.core.partition_rates import PartitionRates
+from hangwatch.streams.core.windows import COUNT_FIELDS, dimension_suffixes, dimension_values, window_start_s
 from tests.oracles.rates import oracle_counts
 
 SIZES = (60, 300, 3600)

@@ -1,4 +1,4 @@
-"""Rules configuration: the packaged defaults match docs/domain.md; bad files say what is wrong."""
+"""Rules configuration: the packaged defaults match docs/contract.md; bad files say what is wrong."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from streams.core.rules_config import (
+from hangwatch.streams.core.rules_config import (
     DAY_MS,
     ComplianceFrequencyRule,
     QuietHoursRule,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.call_outcome import CallOutcome
-from schemas.records import HangupAlert
-from streams.core.spikes import AlertConfig, SpikeState, on_final_window, wilson_interval
+from hangwatch.schemas.call_outcome import CallOutcome
+from hangwatch.schemas.records import HangupAlert
+from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window, wilson_interval
 from tests.oracles.alerts import oracle_alerts, oracle_alerts_from_counts, oracle_window_counts
 
 CFG = AlertConfig()

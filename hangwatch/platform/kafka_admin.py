@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 
-from hangwatch.settings import KafkaSettings
-from schemas.topics import TopicSpec, registry
+from hangwatch.platform.settings import KafkaSettings
+from hangwatch.schemas.topics import TopicSpec, registry
 
 log = logging.getLogger(__name__)
 

@@ -27,22 +27,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-ROOT: Final = Path(__file__).resolve().parent.parent
+# The folder that holds the `hangwatch` package (the checkout, or site-packages).
+ROOT: Final = Path(__file__).resolve().parent.parent.parent
 # The pure core, in dependency order. Only modules without Faust, Kafka or I/O: mypyc checks
 # annotated types at run time, so everything here is covered by the core's unit tests.
 COMPILED: Final = (
-    "streams.core.rules_config",
-    "streams.core.windows",
-    "streams.core.positions",
-    "streams.core.partition_rates",
-    "streams.core.merge_rates",
-    "streams.core.spikes",
-    "streams.core.flags",
+    "hangwatch.streams.core.rules_config",
+    "hangwatch.streams.core.windows",
+    "hangwatch.streams.core.positions",
+    "hangwatch.streams.core.partition_rates",
+    "hangwatch.streams.core.merge_rates",
+    "hangwatch.streams.core.spikes",
+    "hangwatch.streams.core.flags",
 )
 # mypyc puts the code of all modules in one shared library, named after the group; inside the
 # package so that it is importable however the project is installed (editable or not).
-GROUP: Final = "streams.core.native"
-MANIFEST: Final = "streams/core/native-build.json"
+GROUP: Final = "hangwatch.streams.core.native"
+MANIFEST: Final = "hangwatch/streams/core/native-build.json"
 
 
 class StaleNativeBuild(ImportError):

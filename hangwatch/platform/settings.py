@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
+from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent.parent  # the hangwatch package
+ROOT = PACKAGE.parent  # the checkout (local state lives in its .local/)
 
 
 class KafkaSettings(BaseModel):
@@ -129,7 +130,7 @@ class WorkerSettings(BaseModel):
     # CPython's young-generation gc threshold (its default: 700). Above one batch's ~30,000
     # container allocations, batch objects are freed by reference counting before a collection
     # scans and promotes them: gc pauses 1.85 -> 0.28 s per 202k messages, worker throughput
-    # +20 % (hangwatch.gc_policy).
+    # +20 % (hangwatch.platform.gc_policy).
     gc_young_threshold: Annotated[int, Field(ge=100)] = 50_000
     # Borrowers with no call for longer than the rules' retention are aged out of the
     # borrower store (streams.core.flags.sweep): one pass over a partition this often, this
@@ -143,7 +144,7 @@ class WorkerSettings(BaseModel):
     web_enabled: bool = False
     broker_session_timeout_s: float = 60.0
     broker_heartbeat_interval_s: float = 3.0
-    rules_file: Path = ROOT / "streams" / "rules.yaml"
+    rules_file: Path = PACKAGE / "streams" / "rules.yaml"
     timezone: str = "Asia/Shanghai"
     # Local state (the borrower store's RocksDB databases, Faust's own files). With the rocksdb
     # borrower store each worker on a machine needs its own directory (the worker takes a lock
@@ -216,7 +217,7 @@ class SinkSettings(BaseModel):
     revoke_flush_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     # CPython's default: every INSERT leaves clickhouse-driver column objects in reference
     # cycles that hold the batch's column data; a higher threshold keeps them (and ~60 MB) alive
-    # longer for a 15 % cut in the sink's gc time (hangwatch.gc_policy).
+    # longer for a 15 % cut in the sink's gc time (hangwatch.platform.gc_policy).
     gc_young_threshold: Annotated[int, Field(ge=100)] = 700
     # Consumer group session timeout; the broker moves a dead sink's partitions after this.
     session_timeout_s: Annotated[float, Field(gt=0)] = 30.0
