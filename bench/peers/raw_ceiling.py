@@ -15,7 +15,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
-from schemas.call_outcome import ContractError, decode
+from hangwatch.schemas.call_outcome import ContractError, decode
 
 
 async def run(bootstrap: str, topic: str, count: int, timeout_s: float) -> dict[str, float]:

@@ -12,7 +12,7 @@ from typing import Any
 from bench.data import COUNT_FIELDS, Dataset, produce_records
 from bench.env import ROOT, Proc, RunEnv, python_module
 from bench.peers.naive_faust import DIMS, OUTCOMES
-from schemas.topics import CALL_OUTCOMES
+from hangwatch.schemas.topics import CALL_OUTCOMES
 
 
 def naive_check(ds: Dataset, got: dict[str, Any]) -> dict[str, Any]:
