@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, TypedDict
 
+from hangwatch.schemas.call_outcome import OUTCOMES
+
 # Dimensions of the rolling rates (docs/contract.md). "all" has the single value "all".
 DIMENSIONS: Final = (
     "all",
@@ -27,17 +29,9 @@ DIMENSIONS: Final = (
 NONE_VALUE: Final = "(none)"
 ALERT_DIMENSIONS: Final = ("branch", "campaign", "script_version")
 
-OUTCOME_COUNT_FIELDS: Final = (
-    "completed",
-    "hung_up",
-    "refused",
-    "wrong_party",
-    "declined",
-    "no_answer",
-    "busy",
-    "voicemail",
-    "invalid_number",
-)
+# One count per outcome of the contract, in its order: the layout of the stream's counts
+# (streams.core.windows), of RateUpdate below and of the hangup_rates columns.
+OUTCOME_COUNT_FIELDS: Final = OUTCOMES
 
 
 class RateUpdate(TypedDict):
@@ -138,3 +132,14 @@ class DeadLetter(TypedDict):
 
 def rate_key(window_size_s: int, window_start_s: int, dimension: str, value: str) -> str:
     return f"{window_size_s}|{window_start_s}|{dimension}|{value}"
+
+
+def _check_count_layout() -> None:
+    """RateUpdate states the counts field by field (a TypedDict cannot be generated); it must
+    list them in the contract's order, which the stream's count tuples follow."""
+    stated = tuple(f for f in RateUpdate.__annotations__ if f in OUTCOMES)
+    if stated != OUTCOME_COUNT_FIELDS:
+        raise RuntimeError(f"RateUpdate lists the outcome counts as {stated}, the contract as {OUTCOME_COUNT_FIELDS}")
+
+
+_check_count_layout()

@@ -1,11 +1,10 @@
-"""Time: local hours, the event-time arrival process, fast timestamp formatting, and parsing
-of the CLI's time expressions. Pure functions of their inputs; the wall clock is passed in."""
+"""Time: local hours, the event-time arrival process and fast timestamp formatting. Pure
+functions of their inputs; the wall clock is passed in. Times people type (--start,
+--spike-at, --duration) are parsed by the one grammar, hangwatch.platform.timeparse."""
 
 from __future__ import annotations
 
 import random
-import re
-from datetime import UTC, datetime
 from typing import Final
 
 from hangwatch.schemas.call_outcome import format_ts
@@ -93,45 +92,3 @@ class TsFormatter:
             self._sec = sec
             self._prefix = format_ts(sec * 1000)[:-4]  # drop "000Z"
         return f"{self._prefix}{ms % 1000:03d}Z"
-
-
-_REL = re.compile(r"^(now|start)\s*(?:([+-])\s*((?:\d+(?:\.\d+)?[smhd])+))?$")
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '15m', '2h', '1d', '1h30m' or plain seconds ('900') -> seconds."""
-    s = text.strip().lower()
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    if not s or _PART.sub("", s):
-        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 2h, 1h30m, 1d)")
-    return sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(s))
-
-
-def parse_time(text: str, now_ms: int, start_ms: int | None = None) -> int:
-    """An RFC 3339 timestamp with offset ('2026-11-27T09:00:00+08:00'), 'now', 'now-2h',
-    'now+10m', or (when start_ms is given) 'start+1h'. Returns epoch ms."""
-    s = text.strip()
-    m = _REL.match(s.lower())
-    if m:
-        base_name, sign, amount = m.groups()
-        if base_name == "start":
-            if start_ms is None:
-                raise ValueError(f"{text!r}: 'start' is only known for a backfill (--start)")
-            base = start_ms
-        else:
-            base = now_ms
-        delta = int(parse_duration(amount) * 1000) if amount else 0
-        return base - delta if sign == "-" else base + delta
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise ValueError(f"not a time: {text!r} (RFC 3339 with offset, e.g. 2026-11-27T09:00:00+08:00, "
-                         "or now, now-2h, now+10m)") from None
-    if dt.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset; add one, e.g. +08:00 or Z")
-    return round(dt.astimezone(UTC).timestamp() * 1000)

@@ -22,6 +22,7 @@ from typing import Final
 
 from hangwatch.schemas.records import DIMENSIONS, NONE_VALUE, OUTCOME_COUNT_FIELDS
 from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.catalogue.expr import CONNECTED_LIST
 from hangwatch.sinks.sql import ident, literal
 from hangwatch.sinks.tables import HANGUP_RATES
 
@@ -46,7 +47,6 @@ if tuple(DIMENSION_SQL) != tuple(DIMENSIONS):  # the contract gained or lost a d
     raise RuntimeError(f"reconcile knows dimensions {list(DIMENSION_SQL)}, the contract has {list(DIMENSIONS)}")
 
 COUNT_COLUMNS: Final = ("attempts", "connected", *OUTCOME_COUNT_FIELDS)
-_CONNECTED = "('completed', 'hung_up', 'refused', 'wrong_party')"
 # Recompute in chunks of about this many seconds, so memory stays bounded for long ranges.
 CHUNK_S: Final = 6 * 3600
 
@@ -65,7 +65,7 @@ def recompute_sql(db: str, size: int, start_s: int, end_s: int) -> str:
     pairs = ",\n        ".join(f"('{d}', {expr})" for d, expr in DIMENSION_SQL.items())
     outcomes = ",\n       ".join(f"countIf(outcome = '{o}') AS n_{o}" for o in OUTCOME_COUNT_FIELDS)
     return f"""SELECT intDiv(toUInt32(occurred_at), {size}) * {size} AS ws, dv.1 AS dim, dv.2 AS val,
-       count() AS n_attempts, countIf(outcome IN {_CONNECTED}) AS n_connected,
+       count() AS n_attempts, countIf(outcome IN {CONNECTED_LIST}) AS n_connected,
        {outcomes}
 FROM {ident(db)}.call_events FINAL
 ARRAY JOIN [

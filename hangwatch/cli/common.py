@@ -4,6 +4,7 @@ access, logging and error reporting."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from hangwatch.platform import timeparse
 from hangwatch.platform.settings import Settings, load_settings
 
 console = Console(stderr=True)
@@ -59,3 +61,23 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error that says what to do, and return the Exit to raise."""
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+def parse_when(text: str, *, now: datetime | None = None, base: datetime | None = None) -> datetime:
+    """A time option (timeparse's grammar, local times in the configured zone), or exit 2
+    with one line naming the forms."""
+    try:
+        return timeparse.parse_time(text, now=now or datetime.now(tz=UTC), tz=timeparse.local_zone(settings()),
+                                    base=base)
+    except timeparse.TimeParseError as e:
+        raise fail(str(e), code=2) from e
+
+
+def time_range(since: str, until: str | None, *, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """--since/--until as a [start, end) range (until defaults to now; a bare duration in
+    --since counts back from the end), or exit 2 with one line naming the forms."""
+    try:
+        return timeparse.parse_range(since, until, now=now or datetime.now(tz=UTC),
+                                     tz=timeparse.local_zone(settings()))
+    except timeparse.TimeParseError as e:
+        raise fail(str(e), code=2) from e

@@ -2,7 +2,7 @@
 
 simulator (live, paced) -> call-outcomes -> worker (subprocess) -> output topics -> sink (in
 this process) -> embedded ClickHouse (chdb, the default store) -> the summary, which reads the
-store through sinks.queries every two seconds. The sink runs in this process because chdb lets
+store through the query catalogue (sinks.catalogue) every two seconds. The sink runs in this process because chdb lets
 one process open a store folder at a time, and the summary needs to read it too.
 """
 
@@ -112,11 +112,13 @@ async def _run(s: Settings, duration: float, rate: float, seed: int, malformed: 
 
 
 def _summary(backend: Any, db: str, produced: int, elapsed: float, duration: float) -> Group:
-    from hangwatch.sinks import queries
+    from hangwatch.sinks import catalogue
+
+    ctx = catalogue.Context.of(settings(), catalogue.FixedFrame(), db)
 
     def rows(name: str, **params: Any) -> list[dict[str, Any]]:
         try:
-            return queries.run(backend, db, name, **params).dicts()
+            return catalogue.run(backend, name, ctx, **params).dicts()
         except Exception as e:  # the tables may not exist for the first second
             return [{"error": str(e)[:80]}]
 

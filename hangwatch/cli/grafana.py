@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import console, fail
+from hangwatch.cli.common import console, fail, settings
 from hangwatch.grafana.constants import ENV_CH_PASSWORD, ENV_GRAFANA_TOKEN
 
 grafana_app = typer.Typer(help="Grafana dashboards, alert rules and provisioning (deploy/grafana/).",
@@ -23,12 +23,12 @@ def dashboards(
     from hangwatch.grafana import files
 
     if check:
-        stale = files.stale()
+        stale = files.stale(s=settings())
         if stale:
             raise fail(f"stale generated files (run `hangwatch grafana dashboards`): {', '.join(stale)}")
         console.print("deploy/grafana is up to date")
         return
-    changed = files.write()
+    changed = files.write(s=settings())
     console.print(f"updated: {', '.join(str(p.relative_to(files.DEPLOY_DIR)) for p in changed)}"
                   if changed else "deploy/grafana is up to date")
 
@@ -51,7 +51,7 @@ def deploy(
     """Push the datasource, folder, dashboards and alert rules through Grafana's HTTP API (idempotent)."""
     from hangwatch.grafana import deploy as d
 
-    requests = d.plan(clickhouse_host, clickhouse_password or os.environ.get(ENV_CH_PASSWORD, ""))
+    requests = d.plan(clickhouse_host, clickhouse_password or os.environ.get(ENV_CH_PASSWORD, ""), settings())
     if dry_run:
         typer.echo(json.dumps([r.to_json() for r in requests], indent=2, ensure_ascii=False))
         console.print(f"dry run: {len(requests)} requests for {url}, none sent")

@@ -8,15 +8,15 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import console, fail, settings
+from hangwatch.cli.common import console, fail, settings, time_range
+from hangwatch.platform.timeparse import TIME_FORMS
 from hangwatch.sinks.backends import BackendError, opened, where
-from hangwatch.sinks.queries import parse_since
 from hangwatch.sinks.reconcile import reconcile
 
 
 def reconcile_cmd(
-    since: Annotated[str, typer.Option(help="Start of the range: 24h, 7d (ago) or an ISO time (UTC).")] = "24h",
-    until: Annotated[str | None, typer.Option(help="End of the range (default: now).")] = None,
+    since: Annotated[str, typer.Option(help=f"Start of the range: {TIME_FORMS}.")] = "24h",
+    until: Annotated[str | None, typer.Option(help="End of the range, in the same forms (default: now).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count the corrections; write nothing.")] = False,
     every: Annotated[float | None, typer.Option(help="Repeat every this many seconds (a schedule) until Ctrl-C.")]
     = None,
@@ -25,10 +25,11 @@ def reconcile_cmd(
 
     Windows that end within the stream's grace period (worker.grace_s) are left to the stream."""
     s = settings()
+    time_range(since, until)  # a bad --since/--until fails now, not at the first repetition
     try:
         while True:
             now = datetime.now(tz=UTC)
-            start, end = parse_since(since, now), parse_since(until, now) if until else now
+            start, end = time_range(since, until, now=now)
             closed_before = now - timedelta(seconds=s.worker.grace_s)
             with opened(s.clickhouse) as (backend, db):
                 report = reconcile(backend, db, start, end, s.worker.window_sizes_s, closed_before=closed_before,

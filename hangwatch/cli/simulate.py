@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -28,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from hangwatch.cli.common import console, fail, settings
+from hangwatch.platform.timeparse import DURATION_FORMS, TIME_FORMS, local_zone, parse_duration, parse_time, to_ms
 from hangwatch.schemas.topics import CALL_OUTCOMES
 from hangwatch.simulator import (
     SCENARIOS,
@@ -40,7 +42,6 @@ from hangwatch.simulator import (
     produce,
     read_jsonl,
 )
-from hangwatch.simulator.clock import parse_duration, parse_time
 from hangwatch.simulator.config import BRANCHES
 from hangwatch.simulator.jsonl import record_to_line
 
@@ -60,9 +61,9 @@ def simulate(
                                                    "With --duration too, whichever ends first.")]
     = None,
     duration: Annotated[str | None, typer.Option(help="Event time to span (with --start) or wall time to run "
-                                                      "(live), e.g. 90s, 15m, 2h, 1d.")] = None,
-    start: Annotated[str | None, typer.Option(help="Backfill from this event time: RFC 3339 with offset "
-                                                   "(2026-11-27T08:00:00+08:00), now, now-2h. Omit for live "
+                                                      f"(live): {DURATION_FORMS}.")] = None,
+    start: Annotated[str | None, typer.Option(help=f"Backfill from this event time: {TIME_FORMS}. Without an "
+                                                   "offset it is read in worker.timezone. Omit for live "
                                                    "traffic. Only an absolute time is reproducible.")] = None,
     seed: Annotated[int | None, typer.Option(help="RNG seed; same seed and options = same bytes. Default: "
                                                   "random (printed).")] = None,
@@ -73,7 +74,8 @@ def simulate(
     scenario: Annotated[str, typer.Option(help=f"One of {', '.join(SCENARIOS)}.")] = "none",
     spike_branch: Annotated[str, typer.Option(help=f"branch_spike: the branch, one of {', '.join(BRANCHES)}.")]
     = BRANCHES[0],
-    spike_at: Annotated[str, typer.Option(help="branch_spike: when it starts: RFC 3339, now+10m, or start+1h.")]
+    spike_at: Annotated[str, typer.Option(help="branch_spike: when it starts: a time as for --start, or "
+                                                "start+1h (--start, or now when live).")]
     = "start+1h",
     spike_minutes: Annotated[float, typer.Option(help="branch_spike: how long it lasts.")] = 15.0,
     spike_factor: Annotated[float, typer.Option(help="branch_spike: hang-up probability multiplier.")] = 3.0,
@@ -101,7 +103,7 @@ def simulate(
 
     Examples:
 
-      hangwatch simulate --start 2026-11-27T08:00:00+08:00 --count 100000 --seed 7
+      hangwatch simulate --start "2026-11-27 08:00" --count 100000 --seed 7
 
       hangwatch simulate --rate 200 --duration 10m --duplicates 0.01 --malformed 0.001
 
@@ -110,20 +112,22 @@ def simulate(
     if ctx.invoked_subcommand is not None:
         return
     s = settings()
-    now_ms = int(time.time() * 1000)
+    now = datetime.now(tz=UTC)
     try:
-        start_ms = parse_time(start, now_ms) if start is not None else None
-        spike_at_ms = parse_time(spike_at, now_ms, start_ms if start_ms is not None else now_ms)
+        tz = local_zone(s)
+        start_at = parse_time(start, now=now, tz=tz) if start is not None else None
+        # `start` names the backfill's first event time, or now for live traffic.
+        spike_at_ms = to_ms(parse_time(spike_at, now=now, tz=tz, anchors={"start": start_at or now}))
         cfg = SimConfig(
             seed=seed if seed is not None else int.from_bytes(os.urandom(4), "big"),
-            rate=rate, count=count, start_ms=start_ms,
-            duration_s=parse_duration(duration) if duration is not None else None,
+            rate=rate, count=count, start_ms=to_ms(start_at) if start_at else None,
+            duration_s=_seconds(duration) if duration is not None else None,
             borrowers=borrowers, refuser_share=refusers, scenario=scenario,  # type: ignore[arg-type]
             spike=SpikeConfig(branch=spike_branch, at_ms=spike_at_ms, minutes=spike_minutes, factor=spike_factor),
             quiet_share=quiet_share,
             faults=FaultConfig(duplicates=duplicates, out_of_order=out_of_order, late=late, malformed=malformed,
-                               ooo_window_s=parse_duration(ooo_window),
-                               grace_s=parse_duration(grace) if grace is not None else float(s.worker.grace_s)),
+                               ooo_window_s=_seconds(ooo_window),
+                               grace_s=_seconds(grace) if grace is not None else float(s.worker.grace_s)),
         )
         _check_output(out, compression)
     except ValueError as e:
@@ -178,6 +182,10 @@ def replay_cmd(
     except (RuntimeError, ValueError) as e:
         raise fail(str(e)) from e
     _summary(counts, delivered, time.perf_counter() - started, f"kafka topic {target}")
+
+
+def _seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
 
 
 def _check_output(out: str, compression: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hangwatch.grafana import sql
 from hangwatch.grafana.constants import (
     DATASOURCE_UID,
     DLQ_GROWTH_THRESHOLD,
@@ -17,11 +16,12 @@ from hangwatch.grafana.constants import (
     FOLDER_UID,
     RULE_GROUP,
     RULE_GROUP_INTERVAL_S,
-    SPIKE_MIN_CONNECTED,
     SPIKE_RATE_THRESHOLD,
     STALLED_AFTER_S,
 )
 from hangwatch.grafana.query import ClickHouseQuery, Format
+from hangwatch.grafana.sql import rule as rule_sql
+from hangwatch.platform.settings import Settings
 
 EXPR_UID = "__expr__"
 ORG_ID = 1
@@ -43,42 +43,45 @@ class Rule:
     severity: str
 
 
-RULES: tuple[Rule, ...] = (
-    Rule(
-        uid="hangwatch-hangup-spike-branch",
-        title="Hang-up spike by branch",
-        sql=sql.ALERT_HANGUP_SPIKE, range_s=300, threshold=SPIKE_RATE_THRESHOLD, for_="2m",
-        # No branch reached the minimum sample: nothing to judge, not an incident.
-        no_data="OK",
-        summary="Branch {{ $labels.branch }}: 5-minute hang-up rate {{ humanizePercentage $values.B.Value }}",
-        description=(f"hung_up / connected over the last 5 minutes is above {SPIKE_RATE_THRESHOLD:.0%} with at "
-                     f"least {SPIKE_MIN_CONNECTED} connected calls. Check the branch's scripts, agents and "
-                     "call times on the 'Hang-up risk — live' dashboard."),
-        severity="warning",
-    ),
-    Rule(
-        uid="hangwatch-dlq-growth",
-        title="Dead letters growing",
-        sql=sql.ALERT_DLQ_GROWTH, range_s=600, threshold=DLQ_GROWTH_THRESHOLD, for_="0s",
-        no_data="OK",
-        summary="{{ $values.B.Value }} messages dead-lettered in 10 minutes",
-        description=(f"More than {DLQ_GROWTH_THRESHOLD} invalid messages reached call-outcomes.dlq in 10 "
-                     "minutes: a producer sends malformed or out-of-contract events. See 'Latest dead "
-                     "letters' on the 'Pipeline health' dashboard."),
-        severity="warning",
-    ),
-    Rule(
-        uid="hangwatch-pipeline-stalled",
-        title="Pipeline stalled",
-        sql=sql.ALERT_PIPELINE_STALLED, range_s=3600, threshold=STALLED_AFTER_S, for_="2m",
-        # No answer at all from ClickHouse is as bad as an old answer.
-        no_data="Alerting",
-        summary="No call stored for {{ $values.B.Value }} s",
-        description=(f"The newest row in call_events was stored more than {STALLED_AFTER_S} s ago: the "
-                     "simulator/producers, Kafka, the worker or the sink has stopped. See 'Pipeline health'."),
-        severity="critical",
-    ),
-)
+def rules(s: Settings) -> tuple[Rule, ...]:
+    """The rules; the spike's minimum sample is the stream's (alerts.min_connected)."""
+    min_connected = s.alerts.min_connected
+    return (
+        Rule(
+            uid="hangwatch-hangup-spike-branch",
+            title="Hang-up spike by branch",
+            sql=rule_sql(s, "hangup_spike_by_branch"), range_s=300, threshold=SPIKE_RATE_THRESHOLD, for_="2m",
+            # No branch reached the minimum sample: nothing to judge, not an incident.
+            no_data="OK",
+            summary="Branch {{ $labels.branch }}: 5-minute hang-up rate {{ humanizePercentage $values.B.Value }}",
+            description=(f"hung_up / connected over the last 5 minutes is above {SPIKE_RATE_THRESHOLD:.0%} with at "
+                         f"least {min_connected} connected calls. Check the branch's scripts, agents and "
+                         "call times on the 'Hang-up risk — live' dashboard."),
+            severity="warning",
+        ),
+        Rule(
+            uid="hangwatch-dlq-growth",
+            title="Dead letters growing",
+            sql=rule_sql(s, "dlq_count"), range_s=600, threshold=DLQ_GROWTH_THRESHOLD, for_="0s",
+            no_data="OK",
+            summary="{{ $values.B.Value }} messages dead-lettered in 10 minutes",
+            description=(f"More than {DLQ_GROWTH_THRESHOLD} invalid messages reached call-outcomes.dlq in 10 "
+                         "minutes: a producer sends malformed or out-of-contract events. See 'Latest dead "
+                         "letters' on the 'Pipeline health' dashboard."),
+            severity="warning",
+        ),
+        Rule(
+            uid="hangwatch-pipeline-stalled",
+            title="Pipeline stalled",
+            sql=rule_sql(s, "seconds_since_stored"), range_s=3600, threshold=STALLED_AFTER_S, for_="2m",
+            # No answer at all from ClickHouse is as bad as an old answer.
+            no_data="Alerting",
+            summary="No call stored for {{ $values.B.Value }} s",
+            description=(f"The newest row in call_events was stored more than {STALLED_AFTER_S} s ago: the "
+                         "simulator/producers, Kafka, the worker or the sink has stopped. See 'Pipeline health'."),
+            severity="critical",
+        ),
+    )
 
 
 def _query_model(rule: Rule) -> dict[str, Any]:
@@ -115,7 +118,7 @@ def _common(rule: Rule) -> dict[str, Any]:
     }
 
 
-def file_provisioning() -> dict[str, Any]:
+def file_provisioning(s: Settings) -> dict[str, Any]:
     """provisioning/alerting/rules.yml"""
     return {
         "apiVersion": 1,
@@ -124,7 +127,7 @@ def file_provisioning() -> dict[str, Any]:
             "name": RULE_GROUP,
             "folder": FOLDER_TITLE,
             "interval": f"{RULE_GROUP_INTERVAL_S}s",
-            "rules": [_common(r) for r in RULES],
+            "rules": [_common(r) for r in rules(s)],
         }],
     }
 
@@ -137,8 +140,8 @@ def http_rule(rule: Rule) -> dict[str, Any]:
     return body
 
 
-def http_rule_group() -> dict[str, Any]:
+def http_rule_group(s: Settings) -> dict[str, Any]:
     """Body of PUT /api/v1/provisioning/folder/:folderUid/rule-groups/:group: sets the
     evaluation interval (seconds, an integer) of the group the rules were put in."""
     return {"title": RULE_GROUP, "folderUid": FOLDER_UID, "interval": RULE_GROUP_INTERVAL_S,
-            "rules": [http_rule(r) for r in RULES]}
+            "rules": [http_rule(r) for r in rules(s)]}

@@ -28,19 +28,15 @@ LIVE_UID: Final = "hangwatch-hangup-risk-live"
 HEALTH_UID: Final = "hangwatch-pipeline-health"
 SCHEMA_VERSION: Final = 39  # Grafana 10.3-11.x; newer Grafanas migrate it on load
 
-DATABASE: Final = "hangwatch"
-# Hour-of-day panels use the borrowers' local time (domain.md: Asia/Shanghai by default).
-LOCAL_TZ: Final = "Asia/Shanghai"
-
 # Environment variables read by Grafana's provisioning ($VAR) and by `grafana deploy`.
 ENV_CH_PASSWORD: Final = "HANGWATCH_GRAFANA_CH_PASSWORD"
 ENV_WEBHOOK_URL: Final = "HANGWATCH_ALERT_WEBHOOK_URL"
 ENV_GRAFANA_TOKEN: Final = "GRAFANA_TOKEN"
 CH_READONLY_USER: Final = "grafana"
 
-# Alert thresholds (also described in docs/dashboards.md).
+# Thresholds of Grafana's own alert rules (also described in docs/dashboards.md). The ones
+# the pipeline has settings for (the spike's minimum sample alerts.min_connected, the grace
+# worker.grace_s, the zone, the database) come from Settings when the files are generated.
 SPIKE_RATE_THRESHOLD: Final = 0.35  # 5-minute hang-up rate of one branch
-SPIKE_MIN_CONNECTED: Final = 30  # same minimum sample as the stream's spike detector
 DLQ_GROWTH_THRESHOLD: Final = 100  # dead letters in 10 minutes
 STALLED_AFTER_S: Final = 300  # no call stored for this long
-LATE_AFTER_S: Final = 600  # stored this much after its event time = late (the worker's grace)

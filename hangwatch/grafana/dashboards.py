@@ -12,9 +12,10 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from hangwatch.grafana import health, live
 from hangwatch.grafana.constants import SCHEMA_VERSION
+from hangwatch.platform.settings import Settings
 
 # file name (without .json) -> builder
-BUILDERS: dict[str, Callable[[], dm.Dashboard]] = {
+BUILDERS: dict[str, Callable[[Settings], dm.Dashboard]] = {
     "hangup-risk-live": live.build,
     "pipeline-health": health.build,
 }
@@ -44,8 +45,8 @@ def to_dict(model: dm.Dashboard) -> dict[str, Any]:
     return data
 
 
-def all_dashboards() -> dict[str, dict[str, Any]]:
-    return {name: to_dict(build()) for name, build in BUILDERS.items()}
+def all_dashboards(s: Settings) -> dict[str, dict[str, Any]]:
+    return {name: to_dict(build(s)) for name, build in BUILDERS.items()}
 
 
 def dumps(data: dict[str, Any]) -> str:

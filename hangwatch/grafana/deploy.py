@@ -27,6 +27,7 @@ from hangwatch.grafana.constants import (
     RULE_GROUP,
     SUPPORTED_GRAFANA_MAJORS,
 )
+from hangwatch.platform.settings import Settings, load_settings
 
 MASK = "********"
 
@@ -61,7 +62,7 @@ def _masked(body: dict[str, Any]) -> dict[str, Any]:
 HEALTH = ApiRequest("GET", "/api/health")
 
 
-def datasource_body(ch_host: str, password: str) -> dict[str, Any]:
+def datasource_body(ch_host: str, password: str, s: Settings) -> dict[str, Any]:
     return {
         "name": DATASOURCE_NAME,
         "uid": DATASOURCE_UID,
@@ -69,14 +70,16 @@ def datasource_body(ch_host: str, password: str) -> dict[str, Any]:
         "access": "proxy",
         # Never take over an existing Grafana's default datasource.
         "isDefault": False,
-        "jsonData": provisioning.datasource_json_data(ch_host),
+        "jsonData": provisioning.datasource_json_data(ch_host, s),
         "secureJsonData": {"password": password},
     }
 
 
-def plan(ch_host: str, password: str) -> list[ApiRequest]:
-    """Every request of a deploy, in order (the health check comes first)."""
-    ds = datasource_body(ch_host, password)
+def plan(ch_host: str, password: str, s: Settings | None = None) -> list[ApiRequest]:
+    """Every request of a deploy, in order (the health check comes first). The settings
+    (default: the process's) give the database, zone and thresholds, as for the files."""
+    s = s or load_settings()
+    ds = datasource_body(ch_host, password, s)
     reqs = [
         HEALTH,
         ApiRequest("PUT", f"/api/datasources/uid/{DATASOURCE_UID}", ds,
@@ -84,16 +87,16 @@ def plan(ch_host: str, password: str) -> list[ApiRequest]:
         ApiRequest("PUT", f"/api/folders/{FOLDER_UID}", {"title": FOLDER_TITLE, "overwrite": True},
                    if_missing=ApiRequest("POST", "/api/folders", {"uid": FOLDER_UID, "title": FOLDER_TITLE})),
     ]
-    for name, model in dashboards.all_dashboards().items():
+    for name, model in dashboards.all_dashboards(s).items():
         reqs.append(ApiRequest("POST", "/api/dashboards/db", {
             "dashboard": model, "folderUid": FOLDER_UID, "overwrite": True,
             "message": f"hangwatch grafana deploy ({name})"}))
-    for rule in alerts.RULES:
+    for rule in alerts.rules(s):
         body = alerts.http_rule(rule)
         reqs.append(ApiRequest("PUT", f"/api/v1/provisioning/alert-rules/{rule.uid}", body,
                                if_missing=ApiRequest("POST", "/api/v1/provisioning/alert-rules", body)))
     reqs.append(ApiRequest("PUT", f"/api/v1/provisioning/folder/{FOLDER_UID}/rule-groups/{RULE_GROUP}",
-                           alerts.http_rule_group()))
+                           alerts.http_rule_group(s)))
     return reqs
 
 

@@ -15,7 +15,6 @@ from hangwatch.grafana.constants import DATASOURCE_UID, PLUGIN_ID
 from hangwatch.grafana.query import ClickHouseQueryBuilder, Format
 
 PERCENT = "percentunit"
-RATE_FIELD_MAX = 1.0
 
 
 class _PanelBuilder(Protocol):

@@ -10,7 +10,6 @@ from typing import Any
 from hangwatch.grafana.alerts import ORG_ID
 from hangwatch.grafana.constants import (
     CH_READONLY_USER,
-    DATABASE,
     DATASOURCE_NAME,
     DATASOURCE_UID,
     ENV_CH_PASSWORD,
@@ -19,6 +18,7 @@ from hangwatch.grafana.constants import (
     FOLDER_UID,
     PLUGIN_ID,
 )
+from hangwatch.platform.settings import Settings
 
 ENV_CH_HOST = "HANGWATCH_GRAFANA_CH_HOST"
 CH_NATIVE_PORT = 9000
@@ -27,13 +27,13 @@ DASHBOARDS_PATH = "/var/lib/grafana/dashboards/hangwatch"
 CONTACT_POINT = "hangwatch-webhook"
 
 
-def datasource_json_data(host: str) -> dict[str, Any]:
+def datasource_json_data(host: str, s: Settings) -> dict[str, Any]:
     # `defaultDatabase`, not `database`: the plugin reads only the former.
     return {"host": host, "port": CH_NATIVE_PORT, "protocol": "native", "secure": False,
-            "username": CH_READONLY_USER, "defaultDatabase": DATABASE}
+            "username": CH_READONLY_USER, "defaultDatabase": s.clickhouse.database}
 
 
-def datasources() -> dict[str, Any]:
+def datasources(s: Settings) -> dict[str, Any]:
     return {
         "apiVersion": 1,
         "datasources": [{
@@ -44,7 +44,7 @@ def datasources() -> dict[str, Any]:
             "orgId": ORG_ID,
             "isDefault": True,
             "editable": False,
-            "jsonData": datasource_json_data(f"${{{ENV_CH_HOST}}}"),
+            "jsonData": datasource_json_data(f"${{{ENV_CH_HOST}}}", s),
             "secureJsonData": {"password": f"${{{ENV_CH_PASSWORD}}}"},
         }],
     }

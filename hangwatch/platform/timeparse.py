@@ -20,8 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta, tzinfo
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from hangwatch.platform.settings import Settings
 
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 _PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -43,6 +46,16 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise TimeParseError(f"unknown time zone {name!r}; use an IANA name such as Asia/Shanghai or UTC") from None
+
+
+def local_zone_name(settings: Settings) -> str:
+    """The zone in which times without an offset are read and local hours are shown. The one
+    place that knows which setting holds it (today worker.timezone)."""
+    return settings.worker.timezone
+
+
+def local_zone(settings: Settings) -> ZoneInfo:
+    return zone(local_zone_name(settings))
 
 
 def parse_duration(text: str) -> timedelta:

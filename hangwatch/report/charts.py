@@ -16,8 +16,6 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from hangwatch.grafana.constants import LOCAL_TZ
-
 _BLUE, _ORANGE, _GREY = "#3274d9", "#ff9830", "#8e8e8e"
 
 
@@ -32,7 +30,7 @@ def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def rates_over_time(rows: Sequence[dict[str, Any]]) -> str | None:
+def rates_over_time(rows: Sequence[dict[str, Any]], tz: str) -> str | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(10, 3.2))
@@ -45,7 +43,7 @@ def rates_over_time(rows: Sequence[dict[str, Any]]) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", ncols=4, frameon=False, bbox_to_anchor=(0.5, 1.15))
     # The report speaks local time (its header says so); matplotlib would label in UTC.
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=LOCAL_TZ))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=tz))
     fig.autofmt_xdate()
     return _png(fig)
 
@@ -86,7 +84,7 @@ def stage_bars(rows: Sequence[dict[str, Any]]) -> str | None:
     return _png(fig)
 
 
-def heatmap(rows: Sequence[dict[str, Any]]) -> str | None:
+def heatmap(rows: Sequence[dict[str, Any]], tz: str) -> str | None:
     """Branch (rows) x local hour (columns) hang-up rate; blank where nobody was connected."""
     if not rows:
         return None
@@ -97,6 +95,6 @@ def heatmap(rows: Sequence[dict[str, Any]]) -> str | None:
         (v for row in matrix for v in row if v == v), default=0.5)))
     ax.set_xticks(range(24), hours, fontsize=8)
     ax.set_yticks(range(len(rows)), [str(r["branch"]) for r in rows], fontsize=8)
-    ax.set_xlabel("hour of day (Asia/Shanghai)", fontsize=8)
+    ax.set_xlabel(f"hour of day ({tz})", fontsize=8)
     fig.colorbar(im, ax=ax, format=PercentFormatter(1.0), fraction=0.03)
     return _png(fig)

@@ -1,18 +1,14 @@
-"""Provisioning files against Grafana's file formats (grafana.md), and the report's macro
-expansion against the tests' independent one."""
+"""Provisioning files against Grafana's file formats (grafana.md)."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-import pytest
 import yaml
 
-from hangwatch.grafana import files, macros, sql
+from hangwatch.grafana import files
 from hangwatch.grafana.constants import DATASOURCE_UID, FOLDER_TITLE, PLUGIN_ID
-from tests.grafana import macro_helper
 
 PROV = files.DEPLOY_DIR / "provisioning"
 
@@ -72,23 +68,3 @@ def test_contact_point_and_policy() -> None:
     assert recv["type"] == "webhook" and recv["settings"]["url"] == "${HANGWATCH_ALERT_WEBHOOK_URL}"
     (policy,) = doc["policies"]
     assert policy["receiver"] == cp["name"] and policy["group_by"]
-
-
-def _all_sql() -> list[str]:
-    out = []
-    for p in sorted((files.DEPLOY_DIR / "dashboards").glob("*.json")):
-        d = json.loads(p.read_text(encoding="utf-8"))
-        out += [t["rawSql"] for panel in d["panels"] for t in panel["targets"]]
-        out += [v["query"] for v in d["templating"]["list"]]
-    return out
-
-
-@pytest.mark.parametrize("variables", [{}, {"branch": ["a", "b"], "channel": ["human"]}])
-def test_report_expansion_agrees_with_the_table(variables: dict[str, list[str]]) -> None:
-    from datetime import UTC, datetime
-
-    start, end = datetime(2025, 6, 2, tzinfo=UTC), datetime(2025, 6, 2, 4, tzinfo=UTC)
-    for text in [*_all_sql(), sql.TOP_AGENTS, sql.BRANCH_RATES]:
-        ours = macros.expand(text, start, end, 300, variables)
-        ref = macro_helper.expand(text, int(start.timestamp()), int(end.timestamp()), 300, variables)
-        assert ours == ref

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 import pytest
 
-from hangwatch.cli.report import parse_when
-from hangwatch.report.data import collect, for_database, interval_for
+from hangwatch.platform.settings import Settings
+from hangwatch.report.data import collect
 from hangwatch.report.render import render
 from hangwatch.sinks.backends.embedded import EmbeddedBackend
 from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
@@ -16,7 +15,7 @@ from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
 
 @pytest.fixture(scope="module")
 def html(chdb_backend: EmbeddedBackend, fixture_db: Fixture) -> str:
-    return render(collect(chdb_backend, fixture_db.db, START, END), 30, generated=END)
+    return render(collect(chdb_backend, Settings(), fixture_db.db, START, END), generated=END)
 
 
 def test_content(html: str, fixture_db: Fixture) -> None:
@@ -33,6 +32,16 @@ def test_content(html: str, fixture_db: Fixture) -> None:
     shown = set(re.findall(r'<td class="nw">(b-[0-9a-f]+)</td>', html))
     assert shown and shown <= open_ids
     assert "no_answer" in html or "declined" in html  # evidence lines
+    assert "at least 30 connected calls" in html  # alerts.min_connected
+
+
+def test_minimum_sample_and_zone_come_from_the_settings(chdb_backend: EmbeddedBackend, fixture_db: Fixture) -> None:
+    s = Settings(alerts={"min_connected": 50}, worker={"timezone": "UTC"})  # type: ignore[arg-type]
+    data = collect(chdb_backend, s, fixture_db.db, START, END)
+    assert data.min_connected == 50 and data.tz == "UTC"
+    assert data.agents.rows and all(r["connected"] >= 50 for r in data.agents.rows)
+    page = render(data, generated=END)
+    assert "at least 50 connected calls" in page and "(UTC)" in page
 
 
 def test_self_contained(html: str) -> None:
@@ -41,21 +50,10 @@ def test_self_contained(html: str) -> None:
     assert "<script" not in html
 
 
-def test_report_sql_is_the_panels_sql() -> None:
+def test_report_has_no_sql_of_its_own() -> None:
     from pathlib import Path
 
-    from hangwatch.grafana import sql
     from hangwatch.report import data
 
     source = Path(data.__file__).read_text(encoding="utf-8")
-    assert "SELECT" not in source, "the report has no SQL of its own"
-    assert for_database(sql.LIVE_SUMMARY, "other").count("other.call_events") == 1
-
-
-def test_helpers() -> None:
-    now = datetime(2026, 5, 2, 12, tzinfo=UTC)
-    assert parse_when("24h", now) == datetime(2026, 5, 1, 12, tzinfo=UTC)
-    assert parse_when("2026-05-01T08:00+08:00", now) == datetime(2026, 5, 1, 0, tzinfo=UTC)
-    with pytest.raises(ValueError, match="duration"):
-        parse_when("yesterday", now)
-    assert interval_for(START, END) == 180  # 4 h / 96 points, whole minutes
+    assert "SELECT" not in source, "the report runs the catalogue's queries"

@@ -53,7 +53,8 @@ def test_help(args: list[str]) -> None:
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--start", "2026-11-20T08:00:00", "--count", "5"], "no UTC offset"),
+    (["--start", "2026-11-20T08:00:99", "--count", "5"], "not a time"),  # the forms follow (timeparse)
+    (["--start", START, "--duration", "soon"], "not a duration"),
     (["--start", START], "needs --count or --duration"),
     (["--start", START, "--count", "5", "--out", "x.csv"], "ending in .jsonl"),
     (["--start", START, "--count", "5", "--scenario", "flood"], "unknown scenario"),

@@ -1,0 +1,42 @@
+"""The one query catalogue: every SQL statement a person sees, whether through `hangwatch
+query`, the risk report, a Grafana panel or an alert rule, in one place so that two views of
+the same number can never disagree.
+
+    ctx = Context.of(settings, FixedFrame(start, end))   # or MacroFrame() for Grafana
+    sql = render("rolling_rates", ctx, dimension="branch", minutes=30)
+    result = run(backend, "rolling_rates", ctx, dimension="branch")
+
+Each query declares its parameters and their valid choices (catalogue()[name].params); a
+wrong name or value raises QueryError listing what is valid. Times and dashboard filters
+come from the context's frame (frame.py), so one text serves Grafana's macros and concrete
+times alike.
+
+Rules every query follows:
+- exact before merges: window counts are read with FINAL (the deduplication key holds the
+  partition key); versioned rows (flags, alerts, dead letters) with argMax(..., version)
+  grouped by their key, never FINAL;
+- rates are derived from summed counts, never averaged; outcome sets come from the contract;
+- SQL for ClickHouse 18.16 and current versions alike where the CLI runs it (no window
+  functions, toStartOfInterval, WITH FILL; aliases never shadow a column inside an aggregate);
+  values are literals (sinks.sql.literal), times toDateTime(epoch, 'UTC').
+
+Modules: frame (time and filter abstraction), registry (Query, Param, Context, render),
+params (shared parameters), expr (building blocks), and the queries by subject: rates,
+events, flags, health.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hangwatch.sinks.backends.base import Backend, Result
+from hangwatch.sinks.catalogue import events, flags, health, rates  # noqa: F401  (they register their queries)
+from hangwatch.sinks.catalogue.frame import FixedFrame, Frame, FrameError, MacroFrame, step_for
+from hangwatch.sinks.catalogue.registry import Context, Param, Query, QueryError, catalogue, get, render
+
+__all__ = ["Context", "FixedFrame", "Frame", "FrameError", "MacroFrame", "Param", "Query", "QueryError",
+           "catalogue", "get", "render", "run", "step_for"]
+
+
+def run(backend: Backend, name: str, ctx: Context, **params: Any) -> Result:
+    return backend.query(render(name, ctx, **params))

@@ -1,0 +1,92 @@
+"""SQL building blocks shared by the catalogue's queries (and reconciliation): outcome sets
+rendered from the contract, rates derived from counts, and the one way to read the current
+state of a versioned row (argMax over its version column, exact before merges and across
+partitions; never FINAL, whose result depends on the partition key)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from hangwatch.schemas.call_outcome import CONNECTED_OUTCOMES, HANGUP_STAGES, OUTCOMES
+from hangwatch.sinks.sql import literal
+
+
+def outcome_list(outcomes: Iterable[str]) -> str:
+    """An SQL IN-list of outcomes, in the contract's order (stable text for any set)."""
+    chosen = set(outcomes)
+    unknown = chosen - set(OUTCOMES)
+    if unknown:
+        raise ValueError(f"not outcomes of the contract: {sorted(unknown)}")
+    return literal(tuple(o for o in OUTCOMES if o in chosen))
+
+
+CONNECTED_LIST: Final = outcome_list(CONNECTED_OUTCOMES)
+STAGE_ARRAY: Final = "[" + ", ".join(literal(s) for s in HANGUP_STAGES) + "]"
+
+# --- rates from call_events (one row per event) ----------------------------------------
+CONNECTED: Final = f"countIf(outcome IN {CONNECTED_LIST})"
+# nullIf keeps a rate NULL (a gap, not 0) when there is nothing to divide by.
+HANGUP_RATE: Final = f"countIf(outcome = 'hung_up') / nullIf({CONNECTED}, 0)"
+DECLINE_RATE: Final = "countIf(outcome = 'declined') / nullIf(count(), 0)"
+REFUSAL_RATE: Final = f"countIf(outcome = 'refused') / nullIf({CONNECTED}, 0)"
+CONTACT_RATE: Final = f"{CONNECTED} / nullIf(count(), 0)"
+
+# --- rates from stored window counts (hangup_rates) ------------------------------------
+ROUNDED_RATES: Final = """if(connected > 0, round(hung_up / connected, 4), NULL) AS hangup_rate,
+       if(attempts > 0, round(declined / attempts, 4), NULL) AS decline_rate,
+       if(connected > 0, round(refused / connected, 4), NULL) AS refusal_rate,
+       if(attempts > 0, round(connected / attempts, 4), NULL) AS contact_rate"""
+SUM_COUNTS: Final = ("sum(attempts) AS attempts, sum(connected) AS connected, sum(hung_up) AS hung_up, "
+                     "sum(declined) AS declined, sum(refused) AS refused")
+
+
+def latest(columns: Sequence[str], version: str, prefix: str) -> str:
+    """argMax of each column by `version`, aliased `<prefix><column>` (never the column's own
+    name: an alias shadowing a column used inside an aggregate breaks old servers)."""
+    return ",\n           ".join(f"argMax({c}, {version}) AS {prefix}{c}" for c in columns)
+
+
+# A flag's current state is its furthest status (raised < escalated < resolved); the
+# emission time breaks ties between redeliveries of one transition. One number, because
+# old servers take no tuple as argMax's second argument.
+FLAG_VERSION: Final = "toUInt64(toInt8(status)) * 10000000000000 + emitted_at_ms"
+FLAG_COLUMNS: Final = ("borrower_id", "loan_id", "rule_id", "status", "severity", "explanation", "evidence",
+                       "evidence_count", "last_event_at")
+ALERT_COLUMNS: Final = ("status", "dimension", "value", "window_start", "window_end", "connected", "hung_up",
+                        "hangup_rate", "wilson_low", "baseline_rate", "explanation", "emitted_at")
+
+
+def current_flags(db: str, where: str = "1=1", columns: Sequence[str] = FLAG_COLUMNS) -> str:
+    """One row per flag, its current state as f_<column>. `where` filters the transitions
+    first: a lower bound on last_event_at keeps every later transition (a flag's times only
+    grow), so a flag resolved in range is still seen as resolved. `columns`: those a query
+    reads (each costs an argMax over every transition)."""
+    return f"""(
+    SELECT flag_id,
+           {latest(columns, FLAG_VERSION, "f_")}
+    FROM {db}.borrower_flags
+    WHERE {where}
+    GROUP BY flag_id
+)"""
+
+
+def current_alerts(db: str, columns: Sequence[str] = ALERT_COLUMNS) -> str:
+    """One row per alert, its latest record (firing, then resolved) as a_<column>."""
+    return f"""(
+    SELECT alert_id,
+           {latest(columns, "version", "a_")}
+    FROM {db}.hangup_alerts
+    GROUP BY alert_id
+)"""
+
+
+def dead_letters(db: str) -> str:
+    """One row per source position (exact however many times a dead letter was delivered)."""
+    cols = ["error_kind", "error_field", "error", "received_at", "worker", "source_timestamp_ms"]
+    return f"""(
+    SELECT source_topic, source_partition, source_offset,
+           {latest(cols, "ingested_at", "d_")}
+    FROM {db}.dead_letters
+    GROUP BY source_topic, source_partition, source_offset
+)"""
