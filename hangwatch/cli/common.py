@@ -59,7 +59,8 @@ def setup_logging(level: str) -> None:
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error that says what to do, and return the Exit to raise."""
-    console.print(f"[red]error:[/red] {message}")
+    # soft_wrap: one line however narrow the terminal, so it can be grepped and pasted.
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
