@@ -48,7 +48,7 @@ lint: install  ## ruff
 	$(BIN)/ruff check .
 
 typecheck: install  ## mypy
-	$(BIN)/mypy -p hangwatch && $(BIN)/mypy -p bench
+	$(BIN)/mypy -p hangwatch && $(BIN)/mypy -p bench -p testkit
 
 demo:  ## run the pipeline on embedded ClickHouse (chdb) with a live summary
 	deploy/local/demo.sh

@@ -52,8 +52,11 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated steps to run (default: all but --skip)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                     help="a setting for the worker and sink of every pipeline run (ours, chdb, scale, "
-                         "profile), given as HANGWATCH_NAME=VALUE, e.g. --set GC_YOUNG_THRESHOLD=700 or "
-                         "--set WORKER__BATCH_MAX=2000: for A/B measurements; recorded in the JSON")
+                         "profile), passed as HANGWATCH_NAME=VALUE: NAME is a field of "
+                         "hangwatch.platform.settings.Settings as its environment variable names it, nested "
+                         "fields joined by __, e.g. --set WORKER__GC_YOUNG_THRESHOLD=700 or "
+                         "--set WORKER__BATCH_MAX=2000 (an unknown NAME is refused); for A/B measurements; "
+                         "recorded in the JSON")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--ch-url", default=None, help="ClickHouse server (default clickhouse://default@127.0.0.1:9000)")
     a = ap.parse_args()
@@ -64,12 +67,10 @@ def main() -> int:
 
     from bench import env as benv
 
-    overrides: dict[str, str] = {}
-    for item in a.overrides:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            ap.error(f"--set {item!r}: expected NAME=VALUE")
-        overrides["HANGWATCH_" + name.upper().removeprefix("HANGWATCH_")] = value
+    try:
+        overrides = benv.settings_env(a.overrides)
+    except ValueError as e:
+        ap.error(str(e))
     if a.ch_url:
         benv.CH_URL = a.ch_url
     from bench.data import make_dataset

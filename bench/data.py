@@ -14,8 +14,8 @@ from hangwatch.platform.settings import KafkaSettings, Settings
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.simulator import FaultConfig, SimConfig, SimRecord, generate, produce
 from hangwatch.streams.core.rules_config import load_rules
-from tests.oracles.flags import oracle_flags
-from tests.oracles.rates import oracle_counts
+from testkit.oracles.flags import oracle_flags
+from testkit.oracles.rates import oracle_counts
 
 SIZES = (60, 300, 3600)
 COUNT_FIELDS = ("attempts", "connected", "completed", "hung_up", "refused", "wrong_party", "declined", "no_answer",

@@ -8,7 +8,6 @@ RSS is read from /proc/<pid>/status (VmHWM) while they run.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -18,22 +17,112 @@ import socket
 import subprocess
 import sys
 import threading
-import time
+import types
+import typing
 import urllib.request
 import uuid
+from collections.abc import Iterable, Iterator
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from hangwatch.platform.kafka_admin import admin_client, ensure_topics
 from hangwatch.platform.settings import KafkaSettings, Settings
-from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local" / "bench"
 CH_URL = os.environ.get("HANGWATCH_BENCH_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:9000")
 BOOTSTRAP = os.environ.get("HANGWATCH_BENCH_KAFKA", "127.0.0.1:9092")
-SINK_TOPICS = {"call_events": CALL_OUTCOMES, "dead_letters": DLQ, "hangup_rates": HANGUP_RATES,
-               "borrower_flags": BORROWER_FLAGS, "hangup_alerts": HANGUP_ALERTS}
+ENV_PREFIX = "HANGWATCH_"
+
+
+@contextlib.contextmanager
+def environ(env: dict[str, str]) -> Iterator[None]:
+    """os.environ is exactly `env` inside the block (Settings() then loads what a subprocess would)."""
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    for t in (annotation, *typing.get_args(annotation)):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is dict or any(
+        typing.get_origin(t) is dict for t in typing.get_args(annotation) if not isinstance(t, types.NoneType))
+
+
+def setting_names(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Every setting as an environment name without HANGWATCH_: LOG_LEVEL, WORKER__BATCH_MAX, ..."""
+    out = []
+    for name, field in model.model_fields.items():
+        sub = _submodel(field.annotation)
+        full = f"{prefix}{name.upper()}"
+        out += setting_names(sub, full + "__") if sub is not None else [full]
+    return out
+
+
+def _is_setting(name: str) -> bool:
+    """NAME (without HANGWATCH_) names one setting: a field of Settings, nested fields joined by
+    __; a mapping setting (sink.topics) may be followed by one key."""
+    model: type[BaseModel] = Settings
+    parts = name.lower().split("__")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        sub = _submodel(field.annotation)
+        last = i == len(parts) - 1
+        if sub is None:
+            return last or (i == len(parts) - 2 and _is_mapping(field.annotation) and bool(parts[-1]))
+        if last:
+            return False  # a whole section, not one setting
+        model = sub
+    return False
+
+
+def settings_env(assignments: Iterable[str]) -> dict[str, str]:
+    """`--set NAME=VALUE` items -> {HANGWATCH_NAME: VALUE} for the runs' environment. NAME names a
+    field of hangwatch.platform.settings.Settings as its environment variable does, without the
+    HANGWATCH_ prefix (accepted too), case-insensitive: LOG_LEVEL, WORKER__GC_YOUNG_THRESHOLD.
+    ValueError (one line) for a name that is not a setting or a value the setting refuses: a
+    misspelt name would otherwise be ignored without a word."""
+    env: dict[str, str] = {}
+    for item in assignments:
+        raw, sep, value = item.partition("=")
+        name = raw.strip().upper().removeprefix(ENV_PREFIX)
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE")
+        if not _is_setting(name):
+            known = setting_names()
+            sections = [n for n, f in Settings.model_fields.items() if _submodel(f.annotation) is not None]
+            guesses = [k for k in known if k.endswith("__" + name)] or get_close_matches(name, known, n=3)
+            hint = f" (did you mean {' or '.join(guesses)}?)" if guesses else ""
+            if name.lower() in sections:
+                hint = f" but a section of them ({name}__<FIELD>)"
+            raise ValueError(f"--set {raw}: not a setting{hint}; names are Settings fields as in HANGWATCH_<NAME>, "
+                             f"nested ones joined by __ (SECTION__FIELD, sections {', '.join(sections).upper()}), "
+                             f"e.g. WORKER__GC_YOUNG_THRESHOLD or LOG_LEVEL")
+        env[ENV_PREFIX + name] = value
+    try:
+        with environ(env):
+            Settings()
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = "__".join(str(x) for x in err["loc"]).upper()
+        raise ValueError(f"--set {where}: {err['msg']} (got {err.get('input')!r})") from None
+    return env
 
 
 def free_port() -> int:
@@ -101,14 +190,8 @@ class RunEnv:
 
     def settings(self) -> Settings:
         """The same settings the subprocesses load from env()."""
-        saved = dict(os.environ)
-        try:
-            os.environ.clear()
-            os.environ.update(self.env())
+        with environ(self.env()):
             return Settings()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
@@ -308,11 +391,3 @@ class Offsets:
     def close(self) -> None:
         self.consumer.close()
         self.admin.close()
-
-
-def run_async(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

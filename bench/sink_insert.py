@@ -28,8 +28,9 @@ from hangwatch.sinks import migrate
 from hangwatch.sinks.backends import Backend, open_backend
 from hangwatch.sinks.tables import CALL_EVENTS
 from hangwatch.sinks.writer.flush import Flusher
-from tests.sinks.sinkhelpers import BASE_MS, Topics, batch_of, event_records, make_events, router_for
-from tests.sinks.sinkhelpers import Store as _Store
+from testkit.events import BASE_MS, event_records, make_events
+from testkit.sinks import Store as _Store
+from testkit.sinks import Topics, batch_of, router_for
 
 
 def timed(fn: Callable[[], None]) -> float:

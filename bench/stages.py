@@ -209,7 +209,7 @@ def _sink_rate(ds: Dataset, ch_url: str) -> float:
     from hangwatch.sinks import migrate
     from hangwatch.sinks.backends import open_backend
     from hangwatch.sinks.writer.flush import Flusher
-    from tests.sinks.sinkhelpers import Store, batch_of, router_for
+    from testkit.sinks import Store, batch_of, router_for
 
     ch = ClickHouseSettings(url=SecretStr(ch_url))
     backend = open_backend(ch)

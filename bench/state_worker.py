@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from bench.data import make_dataset, past_start_ms
-from bench.env import Offsets, Proc, RunEnv, python_module, rss_mb
+from bench.env import Offsets, Proc, RunEnv, python_module, rss_mb, settings_env
 from hangwatch.schemas.topics import CALL_OUTCOMES
 from hangwatch.simulator import produce
 from hangwatch.simulator.records import SimRecord
@@ -79,10 +79,14 @@ def run_state_worker(borrowers: int = 1_000_000, seed: int = 7, timeout_s: float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--borrowers", type=int, default=1_000_000)
-    ap.add_argument("--set", action="append", default=[], metavar="ENV=VALUE",
-                    help="extra environment of the worker, e.g. HANGWATCH_WORKER__BORROWER_STORE=memory")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting of the worker, as in python -m bench --set, e.g. WORKER__BORROWER_STORE=memory")
     a = ap.parse_args()
-    print(json.dumps(run_state_worker(a.borrowers, worker_env=dict(kv.split("=", 1) for kv in a.set))))
+    try:
+        worker_env = settings_env(a.set)
+    except ValueError as e:
+        ap.error(str(e))
+    print(json.dumps(run_state_worker(a.borrowers, worker_env=worker_env)))
 
 
 if __name__ == "__main__":

@@ -26,25 +26,14 @@ from hangwatch.sinks import convert, migrate, tables
 from hangwatch.sinks.backends.base import Backend
 from hangwatch.streams.core.flags import apply_events
 from hangwatch.streams.core.rules_config import default_rules
-from tests.oracles.rates import dedupe, oracle_counts
+from testkit.fakes import FakeMessage
+from testkit.oracles.rates import dedupe, oracle_counts
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai, a Monday
 HOURS = 4
 END = START + timedelta(hours=HOURS)
 SPIKE_BRANCH = "shanghai-pudong"
 PARTITIONS = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class Msg:
-    """The part of a Kafka record the sink's converters read."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int | None
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclasses.dataclass
@@ -85,7 +74,7 @@ def build(backend: Backend, db: str) -> Fixture:
         # The sink stores a record a couple of seconds after the newest event delivered so far:
         # a late record is stored long after it happened.
         now_s = newest_s + 2
-        msg = Msg("call-outcomes", part, offsets[part], now_s * 1000, rec.key, rec.value)
+        msg = FakeMessage("call-outcomes", part, offsets[part], rec.key, rec.value, timestamp=now_s * 1000)
         if rec.event is not None:
             row = convert.call_event_row(msg, now_s)
             # Redelivered copies go in a later INSERT (another part), as they would arrive:
@@ -117,11 +106,11 @@ def _insert(backend: Backend, db: str, spec: tables.TableSpec, rows: list[tuple[
     backend.insert(f"{db}.{spec.name}", spec.columns, rows)
 
 
-def _json_msg(topic: str, record: Any) -> Msg:
-    return Msg(topic, 0, 0, None, None, orjson.dumps(record))
+def _json_msg(topic: str, record: Any) -> FakeMessage:
+    return FakeMessage(topic, 0, 0, None, orjson.dumps(record))
 
 
-def _dead_letter(msg: Msg, kind: str | None, field: str | None) -> Msg:
+def _dead_letter(msg: FakeMessage, kind: str | None, field: str | None) -> FakeMessage:
     rec = {"source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset,
            "source_timestamp_ms": msg.timestamp, "key_b64": None, "value_b64": None,
            "error_kind": kind or "not_json", "error_field": field, "error": f"fixture: {kind} {field or ''}".strip(),

@@ -1,5 +1,5 @@
 """Helpers for tests against the real broker: isolated topic sets, worker processes,
-producing and reading topics."""
+producing and reading topics (waiting on them: testkit.waits.wait_for)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -142,21 +141,6 @@ def read_topic(env: KafkaEnv, topic: str, timeout_s: float = 2.0, absolute: bool
 
 def read_json(env: KafkaEnv, topic: str) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in read_topic(env, topic)]
-
-
-def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, workers: Iterable[WorkerProcess] = (),
-             every_s: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        for w in workers:
-            w.assert_alive()
-        last = cond()
-        if last:
-            return last
-        time.sleep(every_s)
-    tails = "\n".join(w.log_tail() for w in workers)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{tails}")
 
 
 def latest_rates(env: KafkaEnv) -> dict[str, dict[str, Any]]:

@@ -20,11 +20,12 @@ from hangwatch.sinks.backends.embedded import EmbeddedBackend
 from hangwatch.sinks.backends.native import NativeBackend
 from hangwatch.sinks.backends.url import parse_url
 from hangwatch.streams.core.rules_config import load_rules
-from tests.integration.harness import KafkaEnv, WorkerProcess, wait_for
+from testkit.oracles.flags import oracle_flags
+from testkit.oracles.rates import oracle_counts
+from testkit.sinks import CH_URL, SinkThread
+from testkit.waits import wait_for
+from tests.integration.harness import KafkaEnv, WorkerProcess
 from tests.integration.test_worker_flags_alerts import yesterday_8am_ms
-from tests.oracles.flags import oracle_flags
-from tests.oracles.rates import oracle_counts
-from tests.sinks.sinkhelpers import CH_URL, SinkThread
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 SIZES = (60, 300, 3600)

@@ -14,10 +14,11 @@ import pytest
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.simulator import FaultConfig, SimConfig, generate, produce
 from hangwatch.streams.core.rules_config import load_rules
-from tests.integration.harness import KafkaEnv, WorkerProcess, read_json, wait_for
+from testkit.oracles.flags import oracle_flags
+from testkit.waits import wait_for
+from tests.integration.harness import KafkaEnv, WorkerProcess, read_json
 from tests.integration.test_worker_flags_alerts import yesterday_8am_ms
 from tests.integration.test_worker_rates import wait_exact
-from tests.oracles.flags import oracle_flags
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

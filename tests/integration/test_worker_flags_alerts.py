@@ -14,10 +14,11 @@ from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.simulator import FaultConfig, SimConfig, SpikeConfig, generate, produce
 from hangwatch.streams.core.rules_config import load_rules
 from hangwatch.streams.core.spikes import AlertConfig
-from tests.integration.harness import ROOT, KafkaEnv, WorkerProcess, read_json, read_topic, wait_for
+from testkit.oracles.alerts import oracle_alerts
+from testkit.oracles.flags import oracle_flags
+from testkit.waits import wait_for
+from tests.integration.harness import ROOT, KafkaEnv, WorkerProcess, read_json, read_topic
 from tests.integration.harness import produce as produce_raw
-from tests.oracles.alerts import oracle_alerts
-from tests.oracles.flags import oracle_flags
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 TZ = ZoneInfo("Asia/Shanghai")

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.integration.harness import ROOT, KafkaEnv, WorkerProcess, produce, read_json, wait_for
+from testkit.waits import wait_for
+from tests.integration.harness import ROOT, KafkaEnv, WorkerProcess, produce, read_json
 from tests.integration.test_worker_rates import make_events, past_start, wait_exact, wire
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

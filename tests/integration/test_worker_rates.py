@@ -13,15 +13,9 @@ import pytest
 
 from hangwatch.schemas.call_outcome import OUTCOMES, CallOutcome
 from hangwatch.streams.core.windows import COUNT_FIELDS
-from tests.integration.harness import (
-    KafkaEnv,
-    WorkerProcess,
-    latest_rates,
-    produce,
-    read_json,
-    wait_for,
-)
-from tests.oracles.rates import oracle_counts
+from testkit.oracles.rates import oracle_counts
+from testkit.waits import wait_for
+from tests.integration.harness import KafkaEnv, WorkerProcess, latest_rates, produce, read_json
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "call_outcome"

@@ -16,7 +16,8 @@ from hangwatch.sinks.backends import Backend
 from hangwatch.sinks.backends.embedded import EmbeddedBackend
 from hangwatch.sinks.backends.native import NativeBackend
 from hangwatch.sinks.backends.url import parse_url
-from tests.sinks.sinkhelpers import CH_URL, KAFKA, RUN_TAG, Store, Topics
+from testkit.sinks import CH_URL, KAFKA, Store, Topics
+from tests.sinks.sinkhelpers import RUN_TAG
 
 
 @pytest.fixture(scope="session")

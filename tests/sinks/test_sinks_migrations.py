@@ -14,7 +14,8 @@ from hangwatch.sinks.backends.native import NativeBackend
 from hangwatch.sinks.backends.url import parse_url
 from hangwatch.sinks.features import check_supported
 from hangwatch.sinks.tables import ALL_TABLES
-from tests.sinks.sinkhelpers import CH_URL, RUN_TAG, Store
+from testkit.sinks import CH_URL, Store
+from tests.sinks.sinkhelpers import RUN_TAG
 
 RETENTION = ClickHouseSettings().retention_days
 

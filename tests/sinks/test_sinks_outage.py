@@ -12,15 +12,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.sinks.sinkhelpers import (
-    BASE_MS,
-    SinkThread,
-    Store,
-    Topics,
-    flag_record,
-    make_events,
-    wait_for,
-)
+from testkit.events import BASE_MS, make_events
+from testkit.sinks import SinkThread, Store, Topics
+from testkit.waits import wait_for
+from tests.sinks.sinkhelpers import flag_record
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.kafka]
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "clickhouse.sh"

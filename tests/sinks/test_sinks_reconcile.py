@@ -12,17 +12,10 @@ from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.sinks import reconcile as rec
 from hangwatch.sinks.reconcile import COUNT_COLUMNS, reconcile
 from hangwatch.sinks.writer.flush import Flusher
-from tests.sinks.rates_oracle import window_counts
-from tests.sinks.sinkhelpers import (
-    BASE_MS,
-    Store,
-    batch_of,
-    event_records,
-    json_records,
-    make_events,
-    rate_record,
-    router_for,
-)
+from testkit.events import BASE_MS, event_records, json_records, make_events
+from testkit.oracles.rates import window_counts
+from testkit.sinks import Store, batch_of, router_for
+from tests.sinks.sinkhelpers import rate_record
 
 SIZES = [60, 300, 3600]
 T0 = BASE_MS // 1000  # midnight UTC two days ago

@@ -10,7 +10,9 @@ from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.sinks import retention
 from hangwatch.sinks.tables import CALL_EVENTS
 from hangwatch.sinks.writer.flush import Flusher
-from tests.sinks.sinkhelpers import Store, batch_of, dlq_record, event_records, json_records, make_events, router_for
+from testkit.events import event_records, json_records, make_events
+from testkit.sinks import Store, batch_of, router_for
+from tests.sinks.sinkhelpers import dlq_record
 
 TODAY = datetime.now(tz=UTC).date()
 

@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sinks.sinkhelpers import (
-    BASE_MS,
-    SinkThread,
-    Store,
-    Topics,
-    alert_record,
-    dlq_record,
-    flag_record,
-    make_events,
-    rate_record,
-    wait_for,
-)
+from testkit.events import BASE_MS, make_events
+from testkit.sinks import SinkThread, Store, Topics
+from testkit.waits import wait_for
+from tests.sinks.sinkhelpers import alert_record, dlq_record, flag_record, rate_record
 
 pytestmark = pytest.mark.kafka
 

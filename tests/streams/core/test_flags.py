@@ -14,7 +14,7 @@ from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.schemas.records import BorrowerFlag
 from hangwatch.streams.core.flags import BorrowerState, apply_events, flag_id
 from hangwatch.streams.core.rules_config import default_rules, rules_from_dict
-from tests.oracles.flags import OracleFlag, oracle_flag_records, oracle_flags
+from testkit.oracles.flags import OracleFlag, oracle_flag_records, oracle_flags
 
 SH = ZoneInfo("Asia/Shanghai")
 RULES = default_rules()

@@ -12,7 +12,7 @@ from hangwatch.schemas.call_outcome import OUTCOMES, CallOutcome
 from hangwatch.streams.core.merge_rates import MergeRates, apply_message, encode_partials, encode_watermark
 from hangwatch.streams.core.partition_rates import PartitionRates
 from hangwatch.streams.core.windows import COUNT_FIELDS, dimension_suffixes, dimension_values, window_start_s
-from tests.oracles.rates import oracle_counts
+from testkit.oracles.rates import oracle_counts
 
 SIZES = (60, 300, 3600)
 GRACE_MS = 600_000

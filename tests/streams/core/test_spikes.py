@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.schemas.records import HangupAlert
 from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window, wilson_interval
-from tests.oracles.alerts import oracle_alerts, oracle_alerts_from_counts, oracle_window_counts
+from testkit.oracles.alerts import oracle_alerts, oracle_alerts_from_counts, oracle_window_counts
 
 CFG = AlertConfig()
 W0 = 1_795_392_000  # 2026-11-23T00:00:00Z, aligned to 300 s

@@ -1,5 +1,6 @@
-"""Batch oracle for the spike alerts: window counts from raw events, then a walk over a dense
-grid of windows (gaps explicit) with the rule of streams/core/spikes.py's docstring.
+"""Batch oracle for the spike alerts: window counts from raw events (the rates oracle's cells of
+the alert dimensions), then a walk over a dense grid of windows (gaps explicit) with the rule of
+streams/core/spikes.py's docstring.
 
 Independent of streams.core.spikes except for `wilson_interval`, which
 tests/streams/core/test_spikes.py checks against published values.
@@ -12,25 +13,15 @@ from collections.abc import Iterable
 
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.streams.core.spikes import AlertConfig, wilson_interval
+from testkit.oracles.rates import window_counts
 
 ALERT_DIMENSIONS = ("branch", "campaign", "script_version")
-CONNECTED = {"completed", "hung_up", "refused", "wrong_party"}
 
 
 def oracle_window_counts(events: Iterable[CallOutcome], size_s: int) -> dict[tuple[str, str, int], tuple[int, int]]:
     """(dimension, value, window_start_s) -> (connected, hung_up) for every window with an event."""
-    first: dict[str, CallOutcome] = {}
-    for e in events:
-        first.setdefault(e.event_id, e)
-    counts: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
-    for e in first.values():
-        start = (e.occurred_at_ms // (size_s * 1000)) * size_s
-        for dim in ALERT_DIMENSIONS:
-            value = getattr(e, dim) or "(none)"
-            c = counts[(dim, value, start)]
-            c[0] += e.outcome in CONNECTED
-            c[1] += e.outcome == "hung_up"
-    return {k: (v[0], v[1]) for k, v in counts.items()}
+    return {(dim, value, start): (c["connected"], c["hung_up"])
+            for (_, start, dim, value), c in window_counts(events, [size_s]).items() if dim in ALERT_DIMENSIONS}
 
 
 def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]],
