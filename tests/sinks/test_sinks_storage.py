@@ -4,12 +4,15 @@ the queries return the expected numbers, refused rows go to dead_letters with th
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
-from hangwatch.sinks import queries
+from hangwatch.platform.settings import Settings
+from hangwatch.platform.timeparse import parse_time
+from hangwatch.sinks import catalogue
 from hangwatch.sinks.backends import DataRejected, Result
 from hangwatch.sinks.tables import CALL_EVENTS
 from hangwatch.sinks.writer.flush import Flusher
@@ -22,6 +25,15 @@ from tests.sinks.sinkhelpers import alert_record, dlq_record, flag_record, rate_
 EVENTS = make_events(2000, seed=7, start_ms=BASE_MS, span_s=3 * 3600)
 ORACLE = window_counts(EVENTS, [60, 300])
 SINCE = {"since": "30d"}
+# The queries `hangwatch query` offered before the catalogue also held the panels' queries.
+CLI_QUERIES = ("current_rates", "rolling_rates", "rates_timeseries", "top_flagged_borrowers", "active_alerts",
+               "dlq_summary", "dlq_latest", "events_per_minute")
+
+
+def run(backend: Any, db: str, name: str, since: str | None = None, **params: Any) -> Result:
+    """A catalogue query as `hangwatch query NAME --since ...` runs it (no end: open range)."""
+    start = parse_time(since, now=datetime.now(tz=UTC), tz=UTC) if since else None
+    return catalogue.run(backend, name, catalogue.Context.of(Settings(), catalogue.FixedFrame(start), db), **params)
 
 
 def dataset() -> dict[str, list[tuple[bytes | None, bytes | None]]]:
@@ -44,10 +56,8 @@ def snapshot(store: Store) -> dict[str, Any]:
     params: dict[str, dict[str, Any]] = {
         "rates_timeseries": SINCE, "dlq_summary": SINCE, "events_per_minute": {"since": "3d"}}
     out: dict[str, Any] = {}
-    for name in queries.queries():
-        if name in ("freshness", "sink_batches"):  # storage times and the flush log, by design
-            continue
-        out[name] = queries.run(store.backend, store.db, name, **params.get(name, {})).rows
+    for name in CLI_QUERIES:  # not freshness and sink_batches: storage times and the flush log, by design
+        out[name] = run(store.backend, store.db, name, **params.get(name, {})).rows
     cols = ", ".join(c for c in CALL_EVENTS.columns if c != "ingested_at")
     out["call_events"] = sorted(store.backend.query(f"SELECT {cols} FROM {store.db}.call_events FINAL").rows)
     out["hangup_rates"] = sorted(store.backend.query(
@@ -83,7 +93,7 @@ def test_queries_return_the_expected_numbers(store: Store) -> None:
     b, db = store.backend, store.db
 
     last300 = max(s for (size, s, _, _) in ORACLE if size == 300)
-    cur = queries.run(b, db, "current_rates", window_size_s=300, dimension="branch").dicts()
+    cur = run(b, db, "current_rates", window_size_s=300, dimension="branch").dicts()
     want = {v: c for (size, s, d, v), c in ORACLE.items() if size == 300 and s == last300 and d == "branch"}
     assert {r["value"]: (r["attempts"], r["hung_up"]) for r in cur} == {
         v: (c["attempts"], c["hung_up"]) for v, c in want.items()}
@@ -91,32 +101,32 @@ def test_queries_return_the_expected_numbers(store: Store) -> None:
         assert r["hangup_rate"] == (round(r["hung_up"] / r["connected"], 4) if r["connected"] else None)
 
     last60 = max(s for (size, s, _, _) in ORACLE if size == 60)
-    rolling = {r["value"]: r for r in queries.run(b, db, "rolling_rates", minutes=30, dimension="branch").dicts()}
+    rolling = {r["value"]: r for r in run(b, db, "rolling_rates", minutes=30, dimension="branch").dicts()}
     for value in rolling:
         keys = [k for k in ORACLE if k[0] == 60 and k[2] == "branch" and k[3] == value
                 and last60 + 60 - 1800 <= k[1] < last60 + 60]
         assert rolling[value]["attempts"] == sum(ORACLE[k]["attempts"] for k in keys)
         assert rolling[value]["hung_up"] == sum(ORACLE[k]["hung_up"] for k in keys)
 
-    top = queries.run(b, db, "top_flagged_borrowers").dicts()
+    top = run(b, db, "top_flagged_borrowers").dicts()
     assert [(r["borrower"], r["open_flags"], r["max_severity"]) for r in top] == [
         ("b-0001", 2, "high"), ("b-0002", 1, "medium")]  # flag 3 is resolved
     assert len(orjson.loads(top[0]["evidence"])) == 3
 
-    alerts = queries.run(b, db, "active_alerts").dicts()
+    alerts = run(b, db, "active_alerts").dicts()
     assert sorted(a["alert_id"] for a in alerts) == sorted(alert_record(i)["alert_id"] for i in (2, 3))
 
-    dlq = queries.run(b, db, "dlq_summary", **SINCE).dicts()
+    dlq = run(b, db, "dlq_summary", **SINCE).dicts()
     assert [(r["source_topic"], r["error_kind"], r["messages"]) for r in dlq] == [("call-outcomes", "not_json", 5)]
-    assert len(queries.run(b, db, "dlq_latest", limit=3).rows) == 3
+    assert len(run(b, db, "dlq_latest", limit=3).rows) == 3
 
-    fresh = queries.run(b, db, "freshness").dicts()[0]
+    fresh = run(b, db, "freshness").dicts()[0]
     assert int(fresh["latest_event_at"].timestamp()) == max(e.occurred_at_ms for e in EVENTS) // 1000
     assert fresh["event_lag_s"] >= 0
 
-    per_minute = queries.run(b, db, "events_per_minute", since="3d").rows
+    per_minute = run(b, db, "events_per_minute", since="3d").rows
     assert sum(r[1] for r in per_minute) == 2000
-    batches = queries.run(b, db, "sink_batches").dicts()
+    batches = run(b, db, "sink_batches").dicts()
     assert {r["table"] for r in batches} == {"call_events", "hangup_rates", "borrower_flags", "hangup_alerts",
                                              "dead_letters"}
 
