@@ -70,10 +70,6 @@ class Dialler:
         # campaign gets no second one there (attempt_no counts attempts of the one case).
         self._open: dict[tuple[int, int], Case] = {}
 
-    @property
-    def open_cases(self) -> int:
-        return len(self._open)
-
     def next_case(self, t_ms: int) -> Case:
         due = self._due
         while due and due[0][0] <= t_ms:

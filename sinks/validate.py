@@ -48,10 +48,6 @@ def _float(v: Any) -> str | None:
     return None
 
 
-def _not_null(v: Any) -> str | None:
-    return "must not be null" if v is None else None
-
-
 def check_for(ch_type: str) -> tuple[Check | None, bool]:
     """(check for non-null values or None, nullable) for a ClickHouse column type."""
     t = ch_type

@@ -14,8 +14,8 @@ def worker(
     web_port: Annotated[int | None, typer.Option(help="Faust web port (enables it); one per worker.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
     faust_log_level: Annotated[str, typer.Option(help="Faust's own log level: debug, info, warn, error.")] = "warn",
-    data_dir: Annotated[Path | None, typer.Option(help="Local table state (RocksDB); one per worker on a machine. "
-                                                       "Default: worker.data_dir.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Local state: the borrower store (RocksDB); one per worker "
+                                                       "on a machine. Default: worker.data_dir.")] = None,
 ) -> None:
     """Consume call-outcomes; emit hangup-rates, borrower-flags, hangup-alerts and DLQ records.
 

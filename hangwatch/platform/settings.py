@@ -114,7 +114,7 @@ class WorkerSettings(BaseModel):
     # A partition that receives no events for this long advances its watermark by the wall
     # clock, so windows close even when no more events arrive for them.
     idle_close_s: float = 10.0
-    # Each fetch from the broker is one batch (streams.faust_transport), of at most this many
+    # Each fetch from the broker is one batch (streams.faust_adapter), of at most this many
     # messages: bigger batches amortise the broker round trips that every batch waits for.
     # Measured (bench.state_worker, 1M borrowers): 5,000 and 10,000 give the same throughput,
     # 10,000 holds ~40 MB more while a backlog is worked through; 2,000 is ~10 % slower.
@@ -146,9 +146,9 @@ class WorkerSettings(BaseModel):
     broker_heartbeat_interval_s: float = 3.0
     rules_file: Path = PACKAGE / "streams" / "rules.yaml"
     timezone: str = "Asia/Shanghai"
-    # Local state (the borrower store's RocksDB databases, Faust's own files). With the rocksdb
-    # borrower store each worker on a machine needs its own directory (the worker takes a lock
-    # on it and refuses to share it).
+    # Local state: the borrower store's RocksDB databases (one per source partition held) and
+    # Faust's own files. Each worker on a machine needs its own directory (the worker takes a
+    # lock on it and refuses to share it). Details: docs/operations.md.
     data_dir: Path = ROOT / ".local" / "faust"
     # Where the borrower states live (streams.borrower_store). rocksdb: on disk (RocksDB via
     # rocksdict), memory bounded by the options below whatever the number of borrowers, and a
