@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = {".py", ".md", ".sh", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".txt"}
 TEXT_NAMES = {"Makefile", "Dockerfile"}
 SKIP_DIRS = ("bench/results/",)  # recorded output, not documentation
+SELF = Path(__file__).resolve().relative_to(ROOT).as_posix()  # its examples are not citations
 
 # A path ending in .md, not part of a URL or a longer path (`../x.md` is caught too), with an
 # optional #anchor and an optional quoted section right after it: `x.md, "Section"`.
@@ -44,7 +45,7 @@ def _tracked_text_files() -> list[str]:
     files = []
     for name in out.decode().split("\0"):
         path = ROOT / name
-        if not name or name.startswith(SKIP_DIRS) or path.is_symlink() or not path.is_file():
+        if not name or name == SELF or name.startswith(SKIP_DIRS) or path.is_symlink() or not path.is_file():
             continue
         if path.suffix in TEXT_SUFFIXES or path.name in TEXT_NAMES:
             files.append(name)
