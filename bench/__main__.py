@@ -9,7 +9,7 @@ Steps (each can be skipped with --skip NAME):
   scale      worker x 2 in one consumer group + sink -> server   (variant "ours native 2w")
   naive      bench/peers/naive_faust.py on the first --naive-events messages
   freshness  live events at --fresh-rate for --fresh-seconds
-  state      borrower state of --borrowers distinct borrowers: the table alone in one process
+  state      borrower state of --borrowers distinct borrowers: the store alone in one process
              with the worker's store (RocksDB by default) and with the in-memory store, then
              a real worker process working through --borrowers calls of as many borrowers
   profile    the worker under pyinstrument on the first --profile-events messages

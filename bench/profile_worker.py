@@ -1,6 +1,6 @@
 """Run the hangwatch worker under a profiler (pyinstrument or cProfile) until SIGTERM.
 
-Same settings and code path as `python -m hangwatch worker` (streams.worker.build + a Faust
+Same settings and code path as `python -m hangwatch worker` (hangwatch.streams.faust_adapter.FaustWorkerHost + a Faust
 Worker); the profile covers the process from just before the worker starts until it stops.
 Writes OUT.txt (pyinstrument tree or pstats listing) and OUT.json (top functions by own time,
 and time per area: our stages, Faust/mode, aiokafka, orjson/decoding, event loop idle).
@@ -92,16 +92,18 @@ def main() -> None:
     import faust
 
     from hangwatch.platform.settings import Settings
-    from hangwatch.streams.worker import build
+    from hangwatch.streams.changelogs import ensure_changelogs
+    from hangwatch.streams.faust_adapter import FaustWorkerHost
 
     settings = Settings()
     if a.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(a.metrics_port, addr="127.0.0.1")
-    pipe, _, _ = build(settings)
-    worker = faust.Worker(pipe.app, loglevel="warn", quiet=True, redirect_stdouts=False)
-    worker.spinner = None  # as streams.worker.run_worker does
+    ensure_changelogs(settings.kafka, settings.worker.app_id)
+    host = FaustWorkerHost(settings)
+    worker = faust.Worker(host.app, loglevel="warn", quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # as hangwatch.streams.worker.run_worker does
     sys.argv = sys.argv[:1]
     if a.profiler == "pyinstrument":
         from pyinstrument import Profiler

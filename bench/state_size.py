@@ -1,8 +1,8 @@
 """Borrower state size with N distinct borrowers, measured the way the worker holds it.
 
 The worker keeps one BorrowerState per borrower in its borrower store (streams.borrower_store),
-key "<partition>|<borrower_id>". This process builds the worker's own pipeline (streams.app)
-and borrower store as configured (worker.borrower_store), then writes N borrowers through the
+key "<partition>|<borrower_id>". This process opens the worker's borrower store
+(hangwatch.streams.borrower_store) as configured (worker.borrower_store), then writes N borrowers through the
 worker's own functions (apply_events, to_bytes, BorrowerStore.get_many/put, as PartitionStage
 does), one call each, from simulator events with fresh borrower and event ids, in batches of
 10,000 as the worker flushes them (the changelog records are dropped instead of sent: no
@@ -41,8 +41,9 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
     import hangwatch.streams.worker  # noqa: F401  (the worker's imports: its baseline memory)
     from bench.data import make_dataset
     from hangwatch.platform.settings import Settings
-    from hangwatch.streams.app import create_pipeline
+    from hangwatch.streams import changelogs
     from hangwatch.streams.borrower_store import BorrowerStore
+    from hangwatch.streams.changelog_restore import KafkaChangelogSource
     from hangwatch.streams.core.flags import apply_events
     from hangwatch.streams.core.rules_config import load_rules
 
@@ -53,8 +54,7 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
             s.worker.borrower_store = store  # type: ignore[assignment]
         w = s.worker
         rules = load_rules(w.rules_file, w.timezone)
-        pipe = create_pipeline(s)
-        writer = BorrowerStore(s.kafka, pipe.borrowers_changelog, w)
+        writer = BorrowerStore(changelogs.BORROWERS.name(w.app_id), KafkaChangelogSource(s.kafka), w)
         for p in range(4):
             writer.open_local(p)
         templates = list(make_dataset(min(borrowers, 5_000), seed=seed).events)
@@ -65,10 +65,9 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
         value_bytes = 0
 
         def end_batch() -> None:
-            # what flush does once the broker acknowledged the batch's changelog records
-            writer._out._records.clear()
-            writer.write_delivered(writer._overlay, dict.fromkeys(range(4), i))
-            writer._overlay = {}
+            # what a checkpoint does once the broker acknowledged the batch's changelog records
+            held, writer._overlay = writer._overlay, {}
+            writer.write_at(held, dict.fromkeys(range(4), i))
 
         t0 = time.perf_counter()
         for i in range(borrowers):

@@ -1,6 +1,6 @@
 """A real worker process that ends up holding N distinct borrowers in its borrower store.
 
-bench.state_size measures the table alone inside one process; this runs `hangwatch worker`
+bench.state_size measures the store alone inside one process; this runs `hangwatch worker`
 against the local Kafka on N calls of N distinct borrowers (one call each, event times
 increasing, so every call is applied to the state) and reports the worker's RSS: the peak
 while it works through the backlog (fetch buffers and batches included) and the resident

@@ -1,8 +1,9 @@
 """Borrower states per source partition: a local store written through, and restored from, the
-borrower-state changelog (streams.changelogs) by this module, not by Faust's table recovery
-(streams.changelog_restore says why).
+borrower-state changelog (hangwatch.streams.changelogs) by this module, not by Faust's table
+recovery (hangwatch.streams.changelog_restore says why).
 
-Two kinds of local store, one interface (`load`, `forget`, `get_many`, `put`, `flush`, `scan`):
+Two kinds of local store, one interface (`load`, `forget`, `get_many`, `put`, `scan`, and the
+checkpoint's `stage_writes`, `write_delivered`, `release`):
 - RocksDB (default, worker.borrower_store=rocksdb): one database per partition under
   worker.data_dir, which survives a restart. It records the changelog offset it reflects, so
   taking a partition over reads only the records written since (by this worker before a crash,
@@ -10,7 +11,8 @@ Two kinds of local store, one interface (`load`, `forget`, `get_many`, `put`, `f
 - memory: a dict per partition, filled from the whole changelog partition when assigned.
 
 Writes are held in an overlay and reach the local store only after their changelog records were
-delivered, so the local store is always a prefix of the changelog. Written earlier, a crash
+delivered (hangwatch.streams.checkpoint runs the steps), so the local store is always a prefix of
+the changelog. Written earlier, a crash
 between the local write and the changelog send would leave local state that claims work (events
 applied, flags emitted) whose outputs were never sent, and the replayed batch would be skipped
 as already done.
@@ -24,21 +26,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiokafka import TopicPartition
-from faust.stores.rocksdb import RocksDBOptions
-from faust.types import TopicT
+import rocksdict
 from rocksdict import Rdict, WriteBatch
 
-from hangwatch.platform.settings import KafkaSettings, WorkerSettings
-from hangwatch.streams.changelog_restore import read_changes, read_many
-from hangwatch.streams.outbox import Outbox
-from hangwatch.streams.table_io import exact_size
+from hangwatch.platform.settings import WorkerSettings
+from hangwatch.streams.outbox import Outbox, exact_size
+from hangwatch.streams.ports import ChangelogSource
 
 log = logging.getLogger(__name__)
 # Where a local database keeps the next changelog offset it does not reflect yet. Not a
 # "<partition>|" key, so no borrower key can collide with it; scans skip it.
 OFFSET_KEY = b"__hangwatch\0changelog_offset__"
 _MISSING = object()
+Writes = dict[int, dict[bytes, bytes | None]]  # partition -> key -> value (None: delete)
 
 
 class KeyScan(Protocol):
@@ -47,23 +47,17 @@ class KeyScan(Protocol):
 
 
 class BorrowerStore:
-    def __init__(self, kafka: KafkaSettings, changelog: TopicT, worker: WorkerSettings) -> None:
-        self.kafka = kafka
-        self.changelog = changelog
-        self.topic_name: str = changelog.get_topic_name()
+    def __init__(self, topic: str, source: ChangelogSource, worker: WorkerSettings) -> None:
+        self.topic_name = topic
+        self.source = source
         self.on_disk = worker.borrower_store == "rocksdb"
         self.root = worker.data_dir / "borrower-state"
-        mb = 1024 * 1024
-        self._rocks_options = RocksDBOptions(
-            write_buffer_size=worker.rocksdb_write_buffer_mb * mb, max_write_buffer_number=2,
-            target_file_size_base=16 * mb, block_cache_size=worker.rocksdb_block_cache_mb * mb,
-            # bits per key of the bloom filter: most lookups are for borrowers seen before
-            bloom_filter_size=10, use_rocksdict=True)
+        self._write_buffer_mb = worker.rocksdb_write_buffer_mb
+        self._block_cache_mb = worker.rocksdb_block_cache_mb
         self._dbs: dict[int, Any] = {}  # partition -> Rdict or dict
-        # partition -> key -> value (None: delete), not yet in the local store
-        self._overlay: dict[int, dict[bytes, bytes | None]] = {}
-        self._inflight: dict[int, dict[bytes, bytes | None]] = {}
-        self._out = Outbox()
+        # writes not yet in the local store: held since the last commit, and being delivered
+        self._overlay: Writes = {}
+        self._inflight: Writes = {}
 
     # ---- partitions -------------------------------------------------------------------------
     async def load(self, partitions: Iterable[int]) -> None:
@@ -71,9 +65,9 @@ class BorrowerStore:
         one pass over the changelog (partitions already open are left as they are)."""
         dbs = {p: self._open(p) for p in sorted(set(partitions) - set(self._dbs))}
         starts = {p: _stored_offset(db) for p, db in dbs.items()}
-        read = await read_many(self.kafka, {TopicPartition(self.topic_name, p): s for p, s in starts.items()})
-        for tp, (changes, end) in read.items():
-            p, start = tp.partition, starts[tp.partition]
+        read = await self.source.read_since(self.topic_name, starts) if starts else {}
+        for p, (changes, end) in read.items():
+            start = starts[p]
             db = dbs[p]
             if start is not None and start > end:
                 # The changelog is behind the local database: the topic was deleted and
@@ -83,7 +77,7 @@ class BorrowerStore:
                 self._close(db)
                 self._wipe(p)
                 db = self._open(p)
-                changes, end = await read_changes(self.kafka, self.topic_name, p, None)
+                changes, end = (await self.source.read_since(self.topic_name, {p: None}))[p]
             _write(db, changes, end)
             self._dbs[p] = db
             log.info("partition %d: borrower store caught up with %d changed keys (changelog offset %s -> %d)",
@@ -103,6 +97,7 @@ class BorrowerStore:
             if db is not None:
                 self._close(db)
             self._overlay.pop(p, None)
+            self._inflight.pop(p, None)
 
     def close(self) -> None:
         self.forget(list(self._dbs))
@@ -131,39 +126,41 @@ class BorrowerStore:
         return out
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Queue the changelog record (None deletes the key) and hold the write until `flush`
-        delivered it."""
+        """Hold a write (None deletes the key) until the next checkpoint delivers its changelog
+        record; reads see it at once."""
         held = self._overlay.get(partition)
         if held is None:
             held = self._overlay[partition] = {}
-        if value is not None:
-            value = exact_size(value)
-        held[key] = value
-        self._out.add(self.changelog, key, value, partition)
+        held[key] = None if value is None else exact_size(value)
 
-    async def flush(self) -> int:
-        """Deliver the changelog records, then write the held writes and the changelog offset
-        they bring the local store to, one batch per partition.
+    # ---- the checkpoint's steps (hangwatch.streams.checkpoint) ---------------------------------
+    def stage_writes(self, state: Outbox) -> Writes:
+        """Queue the changelog records of the held writes into `state`; they stay readable (in
+        flight) until `release`. Writes held from now on belong to the next checkpoint."""
+        writes, self._overlay = self._overlay, {}
+        self._inflight = writes
+        for partition, kv in writes.items():
+            for key, value in kv.items():
+                state.add(self.topic_name, key, value, partition)
+        return writes
+
+    def write_delivered(self, writes: Writes, state: Outbox) -> None:
+        """Write the delivered writes locally with the changelog offset they bring each store to.
 
         A partition forgotten (revoked) meanwhile is not written: its changelog has these
         records, and `load` reads them when the partition comes back. Nor can a partition be
-        forgotten and loaded again during the wait: the worker forgets partitions under the
-        stage lock that the flushing batch holds."""
-        # Writes queued while this flush waits belong to the next one; reads still see these.
-        self._inflight, self._overlay = self._overlay, {}
-        try:
-            n = await self._out.flush()
-            self.write_delivered(self._inflight, {p: last + 1 for (t, p), last in self._out.last_offsets.items()
-                                                  if t == self.topic_name})
-        finally:
-            self._inflight = {}
-        return n
+        forgotten and loaded again during the delivery: the worker forgets partitions under the
+        stage lock that the committing batch holds."""
+        self.write_at(writes, state.next_offsets(self.topic_name))
 
-    def write_delivered(self, held: dict[int, dict[bytes, bytes | None]], next_offsets: dict[int, int]) -> None:
-        """Write held writes whose changelog records were delivered, with the changelog offset
-        (partition -> next offset) that brings each local store to; partitions not open are
-        skipped."""
-        for partition, kv in held.items():
+    def release(self, writes: Writes) -> None:
+        if self._inflight is writes:
+            self._inflight = {}
+
+    def write_at(self, writes: Writes, next_offsets: dict[int, int]) -> None:
+        """Write `writes` (partition -> changes) with the changelog offset (partition -> next
+        offset) that brings each local store to; partitions not open are skipped."""
+        for partition, kv in writes.items():
             db = self._dbs.get(partition)
             nxt = next_offsets.get(partition)
             if db is not None and nxt is not None:
@@ -187,7 +184,10 @@ class BorrowerStore:
             return {}
         path = self._path(partition)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return self._rocks_options.open(path)
+        db = Rdict(str(path), options=_rocks_options(self._write_buffer_mb, self._block_cache_mb),
+                   access_type=rocksdict.AccessType.read_write())
+        db.set_read_options(rocksdict.ReadOptions())
+        return db
 
     @staticmethod
     def _close(db: Any) -> None:
@@ -197,6 +197,24 @@ class BorrowerStore:
     def _wipe(self, partition: int) -> None:
         if self.on_disk:
             shutil.rmtree(self._path(partition), ignore_errors=True)
+
+
+def _rocks_options(write_buffer_mb: int, block_cache_mb: int) -> rocksdict.Options:
+    """Memory per partition bounded by two write buffers and the block cache, whatever the number
+    of borrowers (the sizes come from settings: worker.rocksdb_*)."""
+    mb = 1024 * 1024
+    opts = rocksdict.Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.set_max_open_files(943_719)  # Faust's RocksDB default, which earlier versions ran with
+    opts.set_write_buffer_size(write_buffer_mb * mb)
+    opts.set_max_write_buffer_number(2)
+    opts.set_target_file_size_base(16 * mb)
+    table = rocksdict.BlockBasedOptions()
+    table.set_bloom_filter(10, True)  # bits per key: most lookups are for borrowers seen before
+    table.set_block_cache(rocksdict.Cache(block_cache_mb * mb))
+    table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+    opts.set_block_based_table_factory(table)
+    return opts
 
 
 def _stored_offset(db: Any) -> int | None:

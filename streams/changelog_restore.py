@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hangwatch.platform.settings import KafkaSettings
+from hangwatch.streams.ports import Changes
 
 log = logging.getLogger(__name__)
 # A read that makes no progress for this long fails (the worker crashes and restarts) rather
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 STALL_TIMEOUT_S = 60.0
 
 
-Changes = dict[bytes, bytes | None]  # key -> latest value (None: deleted)
 
 
 async def read_partition(kafka: KafkaSettings, topic: str, partition: int) -> dict[bytes, bytes]:
@@ -118,3 +118,17 @@ def strip_partition(records: dict[bytes, bytes], partition: int) -> list[tuple[s
     prefix = f"{partition}|".encode()
     n = len(prefix)
     return [(k[n:].decode(), v) for k, v in records.items() if k.startswith(prefix)]
+
+
+class KafkaChangelogSource:
+    """hangwatch.streams.ports.ChangelogSource on the broker: the reads above."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+
+    async def read_latest(self, topic: str, partitions: Iterable[int]) -> dict[int, list[tuple[str, bytes]]]:
+        return await stage_partitions(self.kafka, topic, partitions)
+
+    async def read_since(self, topic: str, starts: Mapping[int, int | None]) -> dict[int, tuple[Changes, int]]:
+        got = await read_many(self.kafka, {TopicPartition(topic, p): s for p, s in starts.items()})
+        return {tp.partition: v for tp, v in got.items()}

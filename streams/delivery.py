@@ -7,12 +7,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from faust.types import TP
 
 from hangwatch.streams import metrics
 from hangwatch.streams.core.positions import Position
+from hangwatch.streams.ports import ConsumerControl
 
 log = logging.getLogger(__name__)
 # A seek is repeated only if the record it asked for has not come after this long: records
@@ -24,8 +22,8 @@ STALL_AFTER_S = 10.0
 
 
 class DeliveryGuard:
-    def __init__(self, app: Any, topic_name: str) -> None:
-        self.app = app
+    def __init__(self, control: ConsumerControl, topic_name: str) -> None:
+        self.control = control
         self.topic_name = topic_name
         self._seeks: dict[int, tuple[int, float]] = {}
         self._progress: dict[int, float] = {}
@@ -34,11 +32,11 @@ class DeliveryGuard:
         """Give positions that hold no offset (first run, or state lost) the beginning of the
         retained log, as auto_offset_reset=earliest, so state is rebuilt from the input
         instead of resuming wherever the group's commit points. Returns what was set."""
-        tps = [TP(self.topic_name, p) for p, pos in positions.items() if pos.next_offset is None]
-        if not tps:
+        todo = [p for p, pos in positions.items() if pos.next_offset is None]
+        if not todo:
             return {}
-        earliest = await self.app.consumer.earliest_offsets(*tps)
-        started = {tp.partition: int(earliest.get(tp) or 0) for tp in tps}
+        earliest = await self.control.earliest_offsets(self.topic_name, todo)
+        started = {p: int(earliest.get(p) or 0) for p in todo}
         for p, offset in started.items():
             positions[p].next_offset = offset
             log.info("%s[%d]: no persisted position, starting at offset %d", self.topic_name, p, offset)
@@ -46,11 +44,10 @@ class DeliveryGuard:
 
     async def end_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
         """The broker's end offset of each partition (one request)."""
-        tps = [TP(self.topic_name, p) for p in partitions]
-        if not tps:
+        partitions = list(partitions)
+        if not partitions:
             return {}
-        ends = await self.app.consumer.highwaters(*tps)
-        return {tp.partition: end for tp, end in ends.items() if end is not None}
+        return await self.control.end_offsets(self.topic_name, partitions)
 
     def arrived(self, partitions: Iterable[int]) -> None:
         """Partitions whose records came in order (processed or skipped as replays)."""
@@ -68,7 +65,7 @@ class DeliveryGuard:
                 continue
             log.warning("%s[%d]: %s; seeking to offset %d", self.topic_name, p, why, offset)
             metrics.DELIVERY_GAPS.labels(self.topic_name).inc()
-            await self.app.consumer.seek(TP(self.topic_name, p), offset)
+            await self.control.seek(self.topic_name, p, offset)
             self._seeks[p] = (offset, now)
             self._progress[p] = now
 

@@ -3,129 +3,112 @@
 Partials are keyed by dimension|value, so one merge partition owns every window of a
 dimension value: its counts across all source partitions and its spike baseline. Per batch:
 apply partials and watermarks, finalize closed cells, run the spike detector on newly final
-5-minute cells of branch/campaign/script_version in window order, send RateUpdates and
-alerts and await delivery, then write the state changelog, then the position record (the
-next partials offset to process: streams.core.positions); Faust acks the batch after that.
+5-minute cells of branch/campaign/script_version in window order, then commit one Checkpoint:
+RateUpdates and alerts; the state changelog (merged cells, spike states); the position record
+(the next partials offset to process: hangwatch.streams.core.positions); the acknowledgement.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
-from faust.types import Message
 
-from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
-from hangwatch.streams import metrics
-from hangwatch.streams.app import Pipeline
-from hangwatch.streams.changelog_restore import stage_partitions
+from hangwatch.platform.settings import Settings
+from hangwatch.schemas.topics import CALL_OUTCOMES, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
+from hangwatch.streams import changelogs, metrics
+from hangwatch.streams.checkpoint import Checkpoint
 from hangwatch.streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
 from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from hangwatch.streams.core.windows import parse_cell_key
-from hangwatch.streams.delivery import DeliveryGuard
-from hangwatch.streams.outbox import Outbox
-from hangwatch.streams.table_io import ChangelogWriter
+from hangwatch.streams.outbox import exact_size
+from hangwatch.streams.ports import InputRecord
+from hangwatch.streams.stage import Stage, StageIO
 
 log = logging.getLogger(__name__)
 SPIKE_PREFIX = "s|"
 
 
-class MergeStage:
-    def __init__(self, pipe: Pipeline) -> None:
-        self.pipe = pipe
-        a = pipe.settings.alerts
-        self.alert_cfg = AlertConfig(
-            window_size_s=a.window_size_s, baseline_s=a.baseline_s, min_connected=a.min_connected,
-            min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase,
-            resolve_after_windows=a.resolve_after_windows, timezone=pipe.settings.worker.timezone)
+@dataclass(frozen=True)
+class MergeTopics:
+    """Broker-side names of the topics the merge stage reads and writes."""
+
+    partials: str
+    rates: str
+    alerts: str
+    changelog: str
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> MergeTopics:
+        name = s.kafka.topic
+        return cls(partials=name(RATE_PARTIALS), rates=name(HANGUP_RATES), alerts=name(HANGUP_ALERTS),
+                   changelog=changelogs.MERGE.name(s.worker.app_id))
+
+
+def alert_config(s: Settings) -> AlertConfig:
+    a = s.alerts
+    return AlertConfig(
+        window_size_s=a.window_size_s, baseline_s=a.baseline_s, min_connected=a.min_connected,
+        min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase,
+        resolve_after_windows=a.resolve_after_windows, timezone=s.worker.timezone)
+
+
+class MergeStage(Stage[MergeRates]):
+    name = "merge"
+    registry_topic = RATE_PARTIALS
+
+    def __init__(self, settings: Settings, io: StageIO) -> None:
+        self.topics = MergeTopics.from_settings(settings)
+        super().__init__(io, self.topics.partials)
+        self.alert_cfg = alert_config(settings)
+        self.retention_ms = settings.worker.window_retention_s * 1000
         self.n_sources = topic(CALL_OUTCOMES).partitions
-        self.states: dict[int, MergeRates] = {}
-        self.spikes: dict[int, dict[str, SpikeState]] = {}
-        self.lock = asyncio.Lock()
-        # Partitions this worker owns (the worker updates the set in place at rebalances) and
-        # whether state may be read now (tables recovered, no rebalance running).
-        self.owned: set[int] = set()
-        self.ready: Callable[[], bool] = lambda: True
-        self.io = ChangelogWriter(pipe.merge_changelog)
-        self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(RATE_PARTIALS))
+        self.spikes: dict[int, dict[str, SpikeState]] = {}  # partition -> dimension|value -> state
 
-    def state_for(self, p: int) -> MergeRates:
-        """The state of a partition `load` restored."""
-        st = self.states.get(p)
-        if st is None:
-            raise RuntimeError(f"merge partition {p}: state used before it was loaded")
-        return st
-
-    async def load(self, partitions: Iterable[int]) -> None:
-        """Restore the state of partitions not loaded yet from their changelog partitions
-        (streams.changelog_restore: read from the broker)."""
-        new = sorted(set(partitions) - set(self.states))
-        if not new:
-            return
-        restored = await stage_partitions(self.pipe.settings.kafka, self.pipe.merge_changelog.get_topic_name(), new)
-        for p in new:
+    async def _restore(self, partitions: list[int]) -> dict[int, MergeRates]:
+        restored = await self.io.changelogs.read_latest(self.topics.changelog, partitions)
+        out = {}
+        for p in partitions:
             records = restored[p]
-            st = self.states[p] = MergeRates.restore(self.n_sources, records)
+            st = out[p] = MergeRates.restore(self.n_sources, records)
             self.spikes[p] = {k[len(SPIKE_PREFIX):]: SpikeState.from_bytes(v) for k, v in records
                               if k.startswith(SPIKE_PREFIX)}
             log.info("merge partition %d: restored %d cells, %d spike states, next offset %s", p, len(st.cells),
                      len(self.spikes[p]), st.position.next_offset)
+        return out
 
-    async def start(self, partitions: Iterable[int]) -> None:
-        """Load partitions' state; give those without a persisted position their start offset."""
-        partitions = set(partitions)
-        await self.load(partitions)
-        await self.delivery.start({p: self.states[p].position for p in partitions})
-
-    def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
-        return {p: st.position.next_offset if (st := self.states.get(p)) else None for p in partitions}
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        partitions = list(partitions)
+    def _drop(self, partitions: list[int]) -> None:
         for p in partitions:
-            self.states.pop(p, None)
             self.spikes.pop(p, None)
-        self.delivery.forget(partitions)
 
-    async def process(self, messages: Sequence[Message]) -> list[Message]:
-        """Process one batch; return the messages processed (to acknowledge). Messages of
-        partitions no longer owned are skipped and not acknowledged (see PartitionStage.process)."""
+    async def process(self, records: Sequence[InputRecord],
+                      acknowledge: Callable[[list[InputRecord]], object] | None = None) -> list[InputRecord]:
+        """Process one batch and commit it; returns the records processed (acknowledged)."""
         async with self.lock:
             if not self.ready():  # as in PartitionStage.process
                 return []
-            owned = set(self.owned)
             t0 = time.perf_counter()
+            cp = self.checkpoint()
+            admitted = await self.admit(records, cp)
             touched: set[int] = set()
-            gaps: dict[int, int] = {}
-            done: list[Message] = []
-            await self.start({m.partition for m in messages} & owned)
-            for msg in messages:
-                p = msg.partition
-                if p not in owned:
-                    continue
-                st = self.state_for(p)
-                delivery = st.accept(msg.offset)
-                if delivery == "gap":
-                    gaps.setdefault(p, st.position.next_offset)  # type: ignore[arg-type]
-                    continue
-                done.append(msg)
-                if delivery == "process" and msg.value is not None:  # partials never send tombstones
-                    apply_message(st, msg.value)
-                    touched.add(p)
-            await self._emit(touched)
-            self.delivery.arrived({m.partition for m in done})
-            await self.delivery.seek_back(gaps)
+            for r in admitted.todo:
+                if r.value is not None:  # partials never send tombstones
+                    apply_message(self.states[r.partition], r.value)
+                    touched.add(r.partition)
+            self._emit(cp, touched)
+            await cp.commit(acknowledge)
+            await self.settle_delivery(cp, admitted)
             metrics.BATCH_SECONDS.labels("merge").observe(time.perf_counter() - t0)
-            metrics.BATCH_MESSAGES.labels("merge").observe(len(messages))
-            return done
+            metrics.BATCH_MESSAGES.labels("merge").observe(len(records))
+            return cp.processed
 
-    async def _emit(self, partitions: Iterable[int]) -> None:
+    def _emit(self, cp: Checkpoint, partitions: Iterable[int]) -> None:
+        """Finals through the spike detector, rate updates and alerts as outputs; merged cells
+        and spike states as state; the partitions' positions last."""
         now = int(time.time() * 1000)
-        out = Outbox()
-        spike_changes: list[tuple[int, str, SpikeState]] = []
         for p in partitions:
             st = self.states[p]
             for key, cell in st.finalize():
@@ -133,17 +116,16 @@ class MergeStage:
                     continue
                 _, start, dim, value = parse_cell_key(key)
                 dv = f"{dim}|{value}"
-                prev = self.spikes[p].get(dv)
-                new_state, alerts = on_final_window(prev, dim, value, start, cell.total[1], cell.total[3],
-                                                    self.alert_cfg, now)
+                new_state, alerts = on_final_window(self.spikes[p].get(dv), dim, value, start, cell.total[1],
+                                                    cell.total[3], self.alert_cfg, now)
                 self.spikes[p][dv] = new_state
-                spike_changes.append((p, dv, new_state))
+                cp.state.add(self.topics.changelog, f"{p}|{SPIKE_PREFIX}{dv}".encode(), new_state.to_bytes(), p)
                 for a in alerts:
-                    out.add(self.pipe.alerts_out, a["alert_id"].encode(), orjson.dumps(a))
+                    cp.outputs.add(self.topics.alerts, a["alert_id"].encode(), orjson.dumps(a))
                     metrics.ALERTS.labels(a["status"]).inc()
             final = provisional = 0
             for u in st.drain_updates(now):
-                out.add(self.pipe.rates_out, u["key"].encode(), orjson.dumps(u))
+                cp.outputs.add(self.topics.rates, u["key"].encode(), orjson.dumps(u))
                 if u["final"]:
                     final += 1
                 else:
@@ -151,23 +133,12 @@ class MergeStage:
             # counted once per batch: a labelled child lookup per record showed in the profile
             metrics.RATE_UPDATES.labels("true").inc(final)
             metrics.RATE_UPDATES.labels("false").inc(provisional)
-        await out.flush()
-        positions = []
-        for p in partitions:
-            st = self.states[p]
             for k, v in st.state_changes():
-                self.io.put(p, f"{p}|{k}".encode(), v)
+                cp.state.add(self.topics.changelog, f"{p}|{k}".encode(), None if v is None else exact_size(v), p)
             pos = st.position_change()
-            if pos is not None:
-                positions.append((p, pos))
+            if pos is not None:  # only once everything it covers is on the changelog
+                cp.positions.add(self.topics.changelog, f"{p}|{pos[0]}".encode(), exact_size(pos[1]), p)
             st.mark_persisted()
-        for p, dv, s in spike_changes:
-            self.io.put(p, f"{p}|{SPIKE_PREFIX}{dv}".encode(), s.to_bytes())
-        await self.io.flush()
-        # the positions only once everything they cover is on the changelog
-        for p, (k, v) in positions:
-            self.io.put(p, f"{p}|{k}".encode(), v)
-        await self.io.flush()
 
     async def tick(self) -> None:
         """Expire old final cells."""
@@ -176,7 +147,8 @@ class MergeStage:
                 return
             assigned = set(self.owned)
             await self.load(assigned)
-            retention_ms = self.pipe.settings.worker.window_retention_s * 1000
             for p in assigned:
-                self.state_for(p).expire(retention_ms)
-            await self._emit([p for p in assigned if p in self.states])
+                self.state_for(p).expire(self.retention_ms)
+            cp = self.checkpoint()
+            self._emit(cp, [p for p in assigned if p in self.states])
+            await cp.commit()

@@ -22,5 +22,5 @@ BORROWERS_SWEPT = Counter("hangwatch_borrowers_swept_total",
                           "Borrower states deleted after no call for longer than the rules' retention")
 ASSIGNED_PARTITIONS = Gauge("hangwatch_assigned_partitions", "Partitions of an input topic this worker owns",
                             ["topic"])
-READY = Gauge("hangwatch_ready", "1 when tables are recovered and no rebalance is running (state may be read), "
+READY = Gauge("hangwatch_ready", "1 when no rebalance is running (partitions settled, state may be loaded and read), "
               "else 0; updated by the worker's timers and batches")

@@ -9,9 +9,9 @@ downstream (snapshots, deterministic ids, versions), so a retry that duplicates 
 Why not Faust's `Topic.send` per record: it costs ~100 µs of Python per record (futures,
 callbacks, Faust's producer buffer), and the partition stage writes several records per
 event (profile in bench/results/profiles). Records are appended straight into aiokafka batch
-builders, one per topic partition, of the AIOKafkaProducer that Faust itself uses, and handed
-over with `send_batch` in order, so per-partition ordering (outputs before state before the
-watermark) is unchanged.
+builders, one per topic partition, of an AIOKafkaProducer (hangwatch.streams.ports.BatchProducer;
+the Faust adapter provides the worker's), and handed over with `send_batch` in order, so
+per-partition ordering is kept. hangwatch.streams.checkpoint decides the order between outboxes.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import asyncio
 import logging
 from typing import Any
 
-import faust
 from aiokafka.partitioner import DefaultPartitioner
+
+from hangwatch.streams.ports import BatchProducer
 
 log = logging.getLogger(__name__)
 _partitioner = DefaultPartitioner()
@@ -41,18 +42,30 @@ def partition_for(name: str, key: bytes, parts: list[int]) -> int:
         p = _partition_cache[ck] = _partitioner(key, parts, parts)
     return p
 
-Record = tuple[faust.TopicT, bytes, bytes | None, int | None]
+Record = tuple[str, bytes, bytes | None, int | None]  # topic, key, value, partition (None: by key)
+
+
+def exact_size(value: bytes) -> bytes:
+    """orjson.dumps returns bytes whose heap block stays ~4 KB whatever their length; a copy is
+    its real size. Worth it for values held for long (a million borrower states: 4,097 -> 72
+    bytes each) or in bulk (a batch's 5,000 state records: ~20 MB -> ~1 MB until the flush)."""
+    return memoryview(value).tobytes()
 
 
 class Outbox:
-    def __init__(self, max_backoff_s: float = 30.0) -> None:
+    def __init__(self, producer: BatchProducer, max_backoff_s: float = 30.0) -> None:
+        self.producer = producer
         self._records: list[Record] = []
         self.max_backoff_s = max_backoff_s
         # (topic name, partition) -> offset of the last record delivered there by this outbox
         self.last_offsets: dict[tuple[str, int], int] = {}
 
-    def add(self, topic: faust.TopicT, key: bytes, value: bytes | None, partition: int | None = None) -> None:
+    def add(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
         self._records.append((topic, key, value, partition))
+
+    def next_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition of `topic`, the offset after the last record this outbox delivered there."""
+        return {p: last + 1 for (t, p), last in self.last_offsets.items() if t == topic}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -64,7 +77,7 @@ class Outbox:
         sent = len(todo)
         backoff = 0.2
         while todo:
-            failed = await _send_all(todo, self.last_offsets)
+            failed = await _send_all(self.producer, todo, self.last_offsets)
             if failed:
                 log.warning("%d of %d records were not delivered; retrying in %.1f s", len(failed), len(todo),
                             backoff)
@@ -74,19 +87,17 @@ class Outbox:
         return sent
 
 
-async def _send_all(todo: list[Record], last_offsets: dict[tuple[str, int], int]) -> list[Record]:
+async def _send_all(producer: BatchProducer, todo: list[Record], last_offsets: dict[tuple[str, int], int]
+                    ) -> list[Record]:
     """One attempt: returns the records whose delivery failed; notes the offset of the last
     record delivered per topic partition in `last_offsets`."""
-    faust_producer: Any = todo[0][0].app.producer
-    producer: Any = faust_producer._ensure_producer()  # the AIOKafkaProducer Faust itself uses
     builders: dict[tuple[str, int], Any] = {}
     members: dict[tuple[str, int], list[Record]] = {}
     handed: list[tuple[Any, list[Record], tuple[str, int]]] = []
     partitions: dict[str, list[int]] = {}
     try:
         for rec in todo:
-            topic, key, value, p = rec
-            name = topic.get_topic_name()
+            name, key, value, p = rec
             if p is None:
                 parts = partitions.get(name)
                 if parts is None:

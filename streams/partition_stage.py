@@ -1,16 +1,15 @@
 """Stage 1, per source partition of call-outcomes: decode, dead-letter, count, flag.
 
-The agent gets one fetch of messages at a time (streams.faust_transport) and acknowledges
-them only after this module's `process` returned, so the batch's outputs and state are on the
-broker before its offsets can be committed. Order inside a batch:
-1. DLQ records, borrower flags and rate partial snapshots are sent and their delivery awaited;
-2. state (window cells, seen ids, borrower states) is written to the tables' changelogs;
-3. the watermark is written last, and broadcast to the merge stage.
-A crash anywhere in between replays the batch; the offsets and ids in the state make the
-replay harmless (streams.core.partition_rates, streams.core.flags). The watermark record also
-holds the next offset to process, which decides what a delivered record is: a replay of
-persisted work (skipped), the next record, or one after a gap the consumer left (seek back;
-streams.core.positions).
+Per batch: decode every new record (contract violations go to the DLQ with their bytes), count
+it into the partition's window cells (hangwatch.streams.core.partition_rates), apply the
+borrower rules (hangwatch.streams.core.flags), then commit one Checkpoint: DLQ records, flags and
+rate partial snapshots; the state changelog (window cells, seen ids, borrower states); the
+borrower store; the watermark record (with the next offset to process) and its broadcast to the
+merge stage; the acknowledgement. A crash anywhere in between replays the batch; the offsets and
+ids in the state make the replay harmless (hangwatch.streams.core.partition_rates,
+hangwatch.streams.core.flags). The watermark record's next offset decides what a delivered record
+is: a replay of persisted work (skipped), the next record, or one after a gap the consumer left
+(seek back; hangwatch.streams.core.positions).
 """
 
 from __future__ import annotations
@@ -20,26 +19,25 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
-from faust.types import Message
 
-from hangwatch.schemas.call_outcome import ContractError, decode
-from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
-from hangwatch.streams import dead_letters, metrics
-from hangwatch.streams.app import Pipeline
+from hangwatch.platform.settings import Settings
+from hangwatch.schemas.call_outcome import CallOutcome, ContractError, decode
+from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, RATE_PARTIALS, topic
+from hangwatch.streams import changelogs, dead_letters, metrics
 from hangwatch.streams.borrower_store import BorrowerStore, KeyScan
-from hangwatch.streams.changelog_restore import stage_partitions
+from hangwatch.streams.checkpoint import Checkpoint
 from hangwatch.streams.core.flags import BorrowerState, apply_events, sweep, too_late
 from hangwatch.streams.core.merge_rates import encode_partials, encode_watermark
 from hangwatch.streams.core.partition_rates import MIN_TIME, PartitionRates
 from hangwatch.streams.core.rules_config import RuleSet, load_rules
-from hangwatch.streams.delivery import DeliveryGuard
-from hangwatch.streams.outbox import Outbox
-from hangwatch.streams.table_io import ChangelogWriter
+from hangwatch.streams.outbox import exact_size
+from hangwatch.streams.ports import InputRecord
+from hangwatch.streams.stage import Stage, StageIO
 
 log = logging.getLogger(__name__)
 
@@ -48,193 +46,158 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class PartitionStage:
-    def __init__(self, pipe: Pipeline) -> None:
-        self.pipe = pipe
-        w = pipe.settings.worker
+@dataclass(frozen=True)
+class PartitionTopics:
+    """Broker-side names of the topics the partition stage reads and writes."""
+
+    source: str
+    partials: str
+    flags: str
+    dlq: str
+    rates_changelog: str
+    borrowers_changelog: str
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> PartitionTopics:
+        name = s.kafka.topic
+        return cls(source=name(CALL_OUTCOMES), partials=name(RATE_PARTIALS), flags=name(BORROWER_FLAGS),
+                   dlq=name(DLQ), rates_changelog=changelogs.RATES.name(s.worker.app_id),
+                   borrowers_changelog=changelogs.BORROWERS.name(s.worker.app_id))
+
+
+class PartitionStage(Stage[PartitionRates]):
+    name = "partition"
+    registry_topic = CALL_OUTCOMES
+
+    def __init__(self, settings: Settings, io: StageIO) -> None:
+        self.topics = PartitionTopics.from_settings(settings)
+        super().__init__(io, self.topics.source)
+        w = settings.worker
+        self.worker_settings = w
         self.sizes = w.window_sizes_s
         self.grace_ms = w.grace_s * 1000
         self.rules: RuleSet = load_rules(w.rules_file, w.timezone)
         self.n_partials = topic(RATE_PARTIALS).partitions
-        self.states: dict[int, PartitionRates] = {}
-        self.delivery = DeliveryGuard(pipe.app, pipe.settings.kafka.topic(CALL_OUTCOMES))
-        self.lock = asyncio.Lock()
-        # Partitions this worker owns (the worker updates the set in place at rebalances) and
-        # whether state may be read now (tables recovered, no rebalance running).
-        self.owned: set[int] = set()
-        self.ready: Callable[[], bool] = lambda: True
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self.rates_io = ChangelogWriter(pipe.rates_changelog)
-        self.rates_changelog: str = pipe.rates_changelog.get_topic_name()
-        self.borrowers_io = BorrowerStore(pipe.settings.kafka, pipe.borrowers_changelog, w)
-        # borrower sweep: the pass over a partition's keys under way, and when the next starts
-        self._sweeps: dict[int, KeyScan] = {}
-        self._sweep_due: dict[int, float] = {}
+        self.borrowers = BorrowerStore(self.topics.borrowers_changelog, io.changelogs, w)
+        self.sweeps = BorrowerSweeps(self.borrowers, self.rules, w.borrower_sweep_interval_s,
+                                     w.borrower_sweep_batch)
 
-    # ---- state per partition -------------------------------------------------------------
-    def state_for(self, p: int) -> PartitionRates:
-        """The state of a partition `load` restored."""
-        st = self.states.get(p)
-        if st is None:
-            raise RuntimeError(f"partition {p}: state used before it was loaded")
-        return st
-
-    async def load(self, partitions: Iterable[int]) -> None:
-        """Restore the state of partitions not loaded yet from their changelog partitions
-        (streams.changelog_restore): window state in memory, borrower states into their local
-        store (streams.borrower_store)."""
-        new = sorted(set(partitions) - set(self.states))
-        if not new:
-            return
-        # both changelogs of every new partition at once: one consumer each, side by side
-        _, rates = await asyncio.gather(self.borrowers_io.load(new),
-                                        stage_partitions(self.pipe.settings.kafka, self.rates_changelog, new))
-        for p in new:
-            st = self.states[p] = PartitionRates.restore(p, self.sizes, self.grace_ms, rates[p])
+    # ---- state per partition -----------------------------------------------------------------
+    async def _restore(self, partitions: list[int]) -> dict[int, PartitionRates]:
+        """Window state in memory, borrower states into their local store
+        (hangwatch.streams.borrower_store): both changelogs read side by side."""
+        _, rates = await asyncio.gather(self.borrowers.load(partitions),
+                                        self.io.changelogs.read_latest(self.topics.rates_changelog, partitions))
+        out = {}
+        for p in partitions:
+            st = out[p] = PartitionRates.restore(p, self.sizes, self.grace_ms, rates[p])
             log.info("partition %d: restored %d window cells, %d seen ids, watermark %s, next offset %s", p,
                      len(st.cells), len(st.seen), st.watermark_ms, st.position.next_offset)
+        return out
 
-    async def start(self, partitions: Iterable[int]) -> None:
-        """Load partitions' state; give those without a persisted position their start offset."""
-        partitions = set(partitions)
-        await self.load(partitions)
-        await self.delivery.start({p: self.states[p].position for p in partitions})
-
-    def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
-        """Next offset to process per partition (None: not loaded or not started yet)."""
-        return {p: st.position.next_offset if (st := self.states.get(p)) else None for p in partitions}
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        partitions = list(partitions)
-        for p in partitions:
-            self.states.pop(p, None)
-            self._sweeps.pop(p, None)
-            self._sweep_due.pop(p, None)
-        self.borrowers_io.forget(partitions)
-        self.delivery.forget(partitions)
+    def _drop(self, partitions: list[int]) -> None:
+        self.sweeps.forget(partitions)
+        self.borrowers.forget(partitions)
 
     # ---- one batch -------------------------------------------------------------------------
-    async def process(self, messages: Sequence[Message]) -> list[Message]:
-        """Process one batch; return the messages processed, which the caller acknowledges.
-
-        Messages of partitions this worker no longer owns (buffered before a rebalance) are
-        skipped and NOT acknowledged: their new owner replays them from the committed offset.
-        Two writers of one partition's state would corrupt it, and acknowledging a skipped
-        event would let its offset be committed unprocessed."""
+    async def process(self, records: Sequence[InputRecord],
+                      acknowledge: Callable[[list[InputRecord]], object] | None = None) -> list[InputRecord]:
+        """Process one batch and commit it; returns the records processed (acknowledged)."""
         async with self.lock:
             # Ownership and readiness are read under the lock: a batch that waited for it
             # across a rebalance must not write state for a partition that moved away, nor
-            # restore state from a table whose recovery is still running.
+            # restore state while the group is rebalancing.
             if not self.ready():
-                metrics.EVENTS.labels("not_ready").inc(len(messages))
+                metrics.EVENTS.labels("not_ready").inc(len(records))
                 return []
-            owned = set(self.owned)
             t0 = time.perf_counter()
             now = now_ms()
-            out = Outbox()
-            done: list[Message] = []
-            by_borrower: dict[tuple[int, str], list[tuple[Any, int]]] = defaultdict(list)
-            touched: set[int] = set()
-            moved: set[int] = set()
-            gaps: dict[int, int] = {}
-            results: dict[str, int] = defaultdict(int)
-            await self.start({m.partition for m in messages} & owned)
-            for msg in messages:
-                p, off = msg.partition, msg.offset
-                if p not in owned:
-                    results["not_owned"] += 1
-                    continue
-                st = self.state_for(p)
-                delivery = st.accept(off)
-                if delivery == "gap":
-                    gaps.setdefault(p, st.position.next_offset)  # type: ignore[arg-type]
-                    results["gap"] += 1
-                    continue
-                done.append(msg)
-                if delivery == "replay":
-                    results["replay_skipped"] += 1
-                    continue
-                moved.add(p)
-                try:
-                    co = decode(msg.value, msg.key, now_ms=now)
-                except ContractError as err:
-                    dl = dead_letters.dead_letter(
-                        topic=msg.topic, partition=p, offset=off, timestamp_ms=_ts_ms(msg.timestamp), key=msg.key,
-                        value=msg.value, error=err, now_ms=now, worker=self.worker_name)
-                    out.add(self.pipe.dlq_out, msg.key or b"", dead_letters.encode(dl))
-                    metrics.DEAD_LETTERS.labels(err.kind).inc()
-                    results["invalid"] += 1
-                    continue
-                st.last_event_wall_ms = now
-                watermark = st.watermark_ms
-                results[st.process(co, off)] += 1
-                touched.add(p)
-                if too_late(co.occurred_at_ms, watermark, self.rules):
-                    results["too_late_for_flags"] += 1
-                    continue
-                by_borrower[(p, co.borrower_id)].append((co, off))
+            cp = self.checkpoint([self.borrowers])
+            admitted = await self.admit(records, cp)
+            results: Counter[str] = Counter(admitted.skipped)
+            by_borrower = self._count(admitted.todo, cp, now, results)
             for r, n in results.items():
                 metrics.EVENTS.labels(r).inc(n)
-            if log.isEnabledFor(logging.DEBUG):
-                spans = {p: (min(o), max(o)) for p, o in _offsets_by_partition(messages).items()}
-                log.debug("batch offsets=%s results=%s owned=%s", spans, dict(results), sorted(owned))
-
-            # Borrower flags (every valid event, late ones too: the rules look back 7 days).
-            keys = [(p, f"{p}|{borrower_id}".encode()) for p, borrower_id in by_borrower]
-            raws = self.borrowers_io.get_many(keys)
-            for ((p, borrower_id), items), (_, key), raw in zip(by_borrower.items(), keys, raws, strict=True):
-                state = BorrowerState.from_bytes(raw) if raw else None
-                new_state, flags = apply_events(state, borrower_id, items, self.rules, now_ms=now)
-                for f in flags:
-                    out.add(self.pipe.flags_out, borrower_id.encode(), orjson.dumps(f))
-                    metrics.FLAGS.labels(f["rule_id"], f["status"]).inc()
-                self.borrowers_io.put(p, key, new_state.to_bytes())
-
-            # Partial snapshots for the merge stage, one record per dimension value.
-            for p in touched:
-                self._add_partials(out, p, self.states[p])
+            self._flag(by_borrower, cp, now)
+            moved = {r.partition for r in admitted.todo}
+            for p in moved:
+                self._add_partials(cp, p, self.states[p])
+            self._add_state(cp, moved)
             t1 = time.perf_counter()
-            await out.flush()
-            t2 = time.perf_counter()
-            await self._persist(moved)  # every partition with a processed record (touched is a subset)
-            self.delivery.arrived({m.partition for m in done})
-            await self.delivery.seek_back(gaps)
+            await cp.commit(acknowledge)
+            await self.settle_delivery(cp, admitted)
             metrics.BATCH_SECONDS.labels("partition").observe(time.perf_counter() - t0)
-            metrics.BATCH_MESSAGES.labels("partition").observe(len(messages))
+            metrics.BATCH_MESSAGES.labels("partition").observe(len(records))
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("batch of %d: compute %.1f ms, outputs delivered %.1f ms, state persisted %.1f ms",
-                          len(messages), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3)
-            return done
+                log.debug("batch of %d: results %s, compute %.1f ms, commit %.1f ms", len(records), dict(results),
+                          (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
+            return cp.processed
 
-    def _add_partials(self, out: Outbox, p: int, st: PartitionRates) -> None:
+    def _count(self, todo: list[InputRecord], cp: Checkpoint, now: int, results: Counter[str]
+               ) -> dict[tuple[int, str], list[tuple[CallOutcome, int]]]:
+        """Decode and count each record; dead-letter the invalid ones. Returns the valid events
+        per (partition, borrower) that the borrower rules still take."""
+        by_borrower: dict[tuple[int, str], list[tuple[CallOutcome, int]]] = defaultdict(list)
+        for r in todo:
+            p, off = r.partition, r.offset
+            try:
+                co = decode(r.value, r.key, now_ms=now)
+            except ContractError as err:
+                dl = dead_letters.dead_letter(
+                    topic=r.topic, partition=p, offset=off, timestamp_ms=_ts_ms(r.timestamp), key=r.key,
+                    value=r.value, error=err, now_ms=now, worker=self.worker_name)
+                cp.outputs.add(self.topics.dlq, r.key or b"", dead_letters.encode(dl))
+                metrics.DEAD_LETTERS.labels(err.kind).inc()
+                results["invalid"] += 1
+                continue
+            st = self.states[p]
+            st.last_event_wall_ms = now
+            watermark = st.watermark_ms
+            results[st.process(co, off)] += 1
+            if too_late(co.occurred_at_ms, watermark, self.rules):
+                results["too_late_for_flags"] += 1
+                continue
+            by_borrower[(p, co.borrower_id)].append((co, off))
+        return by_borrower
+
+    def _flag(self, by_borrower: dict[tuple[int, str], list[tuple[CallOutcome, int]]], cp: Checkpoint,
+              now: int) -> None:
+        """Borrower rules over every valid event (late ones too: the rules look back 7 days)."""
+        keys = [(p, f"{p}|{borrower_id}".encode()) for p, borrower_id in by_borrower]
+        raws = self.borrowers.get_many(keys)
+        for ((p, borrower_id), items), (_, key), raw in zip(by_borrower.items(), keys, raws, strict=True):
+            state = BorrowerState.from_bytes(raw) if raw else None
+            new_state, flags = apply_events(state, borrower_id, items, self.rules, now_ms=now)
+            for f in flags:
+                cp.outputs.add(self.topics.flags, borrower_id.encode(), orjson.dumps(f))
+                metrics.FLAGS.labels(f["rule_id"], f["status"]).inc()
+            self.borrowers.put(p, key, new_state.to_bytes())
+
+    def _add_partials(self, cp: Checkpoint, p: int, st: PartitionRates) -> None:
+        """Snapshots of the changed cells for the merge stage, one record per dimension value."""
         groups: dict[str, list[tuple[str, list[int]]]] = defaultdict(list)
         for key, counts in st.drain_dirty_cells().items():
             _, _, dim_value = key.split("|", 2)
             groups[dim_value].append((key, counts))
         for dim_value, cells in groups.items():
-            out.add(self.pipe.partials, dim_value.encode(), encode_partials(p, cells))
+            cp.outputs.add(self.topics.partials, dim_value.encode(), encode_partials(p, cells))
 
-    async def _persist(self, partitions: Iterable[int]) -> None:
-        """Cells, seen ids and borrower states first; then the watermark (table + broadcast)."""
-        partitions = list(partitions)
+    def _add_state(self, cp: Checkpoint, partitions: Iterable[int]) -> None:
+        """Cells and seen ids as state; the watermark record and its broadcast as positions."""
+        changelog = self.topics.rates_changelog
         for p in partitions:
             st = self.states[p]
             for k, v in st.state_changes():
-                self.rates_io.put(p, f"{p}|{k}".encode(), v)
-        # independent of each other: one round trip for both
-        await asyncio.gather(self.rates_io.flush(), self.borrowers_io.flush())
-        wm_out = Outbox()
-        for p in partitions:
-            st = self.states[p]
+                cp.state.add(changelog, f"{p}|{k}".encode(), None if v is None else exact_size(v), p)
             wm = st.watermark_change()
             if wm is not None:
-                self.rates_io.put(p, f"{p}|{wm[0]}".encode(), wm[1])
+                cp.positions.add(changelog, f"{p}|{wm[0]}".encode(), exact_size(wm[1]), p)
             if st.watermark_moved:
                 for q in range(self.n_partials):
-                    wm_out.add(self.pipe.partials, b"", encode_watermark(p, st.watermark_ms), partition=q)
+                    cp.positions.add(self.topics.partials, b"", encode_watermark(p, st.watermark_ms), q)
                 metrics.WATERMARK_LAG.labels(str(p)).set(max(0.0, (now_ms() - st.watermark_ms) / 1000))
             st.mark_persisted()
-        await asyncio.gather(self.rates_io.flush(), wm_out.flush())  # the table's copy and the broadcast
 
     # ---- timers ----------------------------------------------------------------------------
     async def tick(self, caught_up: set[int], housekeeping: bool = True) -> list[int]:
@@ -251,7 +214,8 @@ class PartitionStage:
             assigned = set(self.owned)
             await self.load(assigned)
             now = now_ms()
-            idle_ms = self.pipe.settings.worker.idle_close_s * 1000
+            w = self.worker_settings
+            idle_ms = w.idle_close_s * 1000
             moved = []
             for p in assigned:
                 st = self.state_for(p)
@@ -260,55 +224,63 @@ class PartitionStage:
                 if p in caught_up and now - st.last_event_wall_ms >= idle_ms and st.advance_idle(now):
                     moved.append(p)
                 if housekeeping:
-                    st.expire(self.pipe.settings.worker.window_retention_s * 1000)
-                    self._sweep_borrowers(p, st.watermark_ms)
-            await self._persist([p for p in assigned if p in self.states])
+                    st.expire(w.window_retention_s * 1000)
+                    self.sweeps.step(p, st.watermark_ms)
+            cp = self.checkpoint([self.borrowers])
+            self._add_state(cp, [p for p in assigned if p in self.states])
+            await cp.commit()
             return moved
-
-    def _sweep_borrowers(self, p: int, watermark_ms: int) -> None:
-        """One slice of the pass over partition p's borrowers (streams.core.flags.sweep);
-        the changes go out with the next persist."""
-        if watermark_ms == MIN_TIME:
-            return
-        w = self.pipe.settings.worker
-        scan = self._sweeps.get(p)
-        if scan is None:
-            if time.monotonic() < self._sweep_due.get(p, 0.0):
-                return
-            self._sweep_due[p] = time.monotonic() + w.borrower_sweep_interval_s
-            scan = self._sweeps[p] = self.borrowers_io.scan(p)
-        keys = scan.next(w.borrower_sweep_batch)
-        if not keys:
-            del self._sweeps[p]
-            return
-        deleted = 0
-        for key in keys:
-            raw = self.borrowers_io.get(p, key)
-            if raw is None:
-                continue
-            state = BorrowerState.from_bytes(raw)
-            kept = sweep(state, watermark_ms, self.rules)
-            if kept is None:
-                self.borrowers_io.put(p, key, None)
-                deleted += 1
-            elif (new := kept.to_bytes()) != raw:
-                self.borrowers_io.put(p, key, new)
-        if deleted:
-            metrics.BORROWERS_SWEPT.inc(deleted)
 
     def partition_watermarks(self) -> dict[int, int]:
         return {p: st.watermark_ms for p, st in self.states.items() if st.watermark_ms != MIN_TIME}
 
 
-def _offsets_by_partition(messages: Sequence[Message]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = defaultdict(list)
-    for m in messages:
-        out[m.partition].append(m.offset)
-    return out
+class BorrowerSweeps:
+    """Ages idle borrowers out of the store: one pass over a partition's keys every interval,
+    a slice of `batch` keys per timer round (hangwatch.streams.core.flags.sweep decides). The
+    changes go out with the next checkpoint."""
+
+    def __init__(self, store: BorrowerStore, rules: RuleSet, interval_s: float, batch: int) -> None:
+        self.store = store
+        self.rules = rules
+        self.interval_s = interval_s
+        self.batch = batch
+        self._scans: dict[int, KeyScan] = {}  # the pass under way per partition
+        self._due: dict[int, float] = {}  # when the next pass may start
+
+    def step(self, p: int, watermark_ms: int) -> None:
+        if watermark_ms == MIN_TIME:
+            return
+        scan = self._scans.get(p)
+        if scan is None:
+            if time.monotonic() < self._due.get(p, 0.0):
+                return
+            self._due[p] = time.monotonic() + self.interval_s
+            scan = self._scans[p] = self.store.scan(p)
+        keys = scan.next(self.batch)
+        if not keys:
+            del self._scans[p]
+            return
+        deleted = 0
+        for key in keys:
+            raw = self.store.get(p, key)
+            if raw is None:
+                continue
+            state = BorrowerState.from_bytes(raw)
+            kept = sweep(state, watermark_ms, self.rules)
+            if kept is None:
+                self.store.put(p, key, None)
+                deleted += 1
+            elif (new := kept.to_bytes()) != raw:
+                self.store.put(p, key, new)
+        if deleted:
+            metrics.BORROWERS_SWEPT.inc(deleted)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._scans.pop(p, None)
+            self._due.pop(p, None)
 
 
 def _ts_ms(ts: float | None) -> int | None:
     return int(ts * 1000) if ts else None
-
-
-SOURCE_TOPIC = CALL_OUTCOMES

@@ -9,9 +9,6 @@ import io
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
-
-from mode import Service
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +39,3 @@ class Watch:
                 task.print_stack(limit=30, file=stack)
             log.warning("%s has been running for %.0f s; it waits here:\n%s", name, now - since, stack.getvalue())
         return slow
-
-
-class StuckReporter(Service):
-    """Reports `watch` every `every_s` from the moment the app starts: a Faust timer would
-    only start after Faust's first rebalance (its recovery step included), which is one of the
-    things that can hang."""
-
-    def __init__(self, watch: Watch, every_s: float, older_than_s: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.watch = watch
-        self.every_s = every_s
-        self.older_than_s = older_than_s
-
-    @Service.task
-    async def _report(self) -> None:
-        while not self.should_stop:
-            await self.sleep(self.every_s)
-            self.watch.report(self.older_than_s)

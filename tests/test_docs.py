@@ -28,16 +28,6 @@ MD_LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 
-# Citations known to be wrong, in files their owners are rewriting. Each entry is (citing file,
-# cited text). The test fails when one of them is fixed, so that the list only shrinks.
-KNOWN_MISSING: set[tuple[str, str]] = {
-    ("tests/grafana/macro_helper.py", "shared/docs/grafana.md"),  # -> docs/dashboards.md, "Macros"
-    ("tests/grafana/macro_helper.py", "grafana.md"),  # -> docs/dashboards.md, "Macros"
-    ("tests/grafana/test_dashboards.py", "grafana.md"),  # -> docs/dashboards.md, "Grafana's formats"
-    ("tests/grafana/test_dashboards.py", "shared/docs/grafana.md"),  # -> docs/dashboards.md, "Grafana's formats"
-    ("tests/grafana/test_panel_sql.py", "grafana.md"),  # -> docs/dashboards.md, "Macros"
-    ("tests/grafana/test_provisioning.py", "grafana.md"),  # -> docs/dashboards.md, "Grafana's formats"
-}
 
 
 def _tracked_text_files() -> list[str]:
@@ -114,18 +104,14 @@ def _citations(name: str) -> Iterator[tuple[str, str | None, str | None]]:
                 yield target or name, anchor or None, None
 
 
-def _problems() -> tuple[list[str], set[tuple[str, str]]]:
+def _problems() -> list[str]:
     problems: list[str] = []
-    known_seen: set[tuple[str, str]] = set()
     for name in _tracked_text_files():
         for target, anchor, section in _citations(name):
             if target == name:
                 path: Path | None = ROOT / name
             else:
                 path = _resolve(name, target)
-            if (name, target) in KNOWN_MISSING:
-                known_seen.add((name, target))
-                continue
             if path is None:
                 problems.append(f"{name}: cites {target}, which does not exist")
                 continue
@@ -139,19 +125,12 @@ def _problems() -> tuple[list[str], set[tuple[str, str]]]:
                 problems.append(f"{name}: {target}#{anchor}: no such heading (have: {sorted(anchors)})")
             if section and section.lower() not in titles:
                 problems.append(f'{name}: {target}, "{section}": no such heading in {target}')
-    return problems, known_seen
+    return problems
 
 
 def test_every_cited_document_exists() -> None:
-    problems, _ = _problems()
+    problems = _problems()
     assert not problems, "documents cited but absent:\n" + "\n".join(problems)
-
-
-def test_known_wrong_citations_are_still_there() -> None:
-    """KNOWN_MISSING lists wrong citations left for their owners; remove an entry once fixed."""
-    _, seen = _problems()
-    fixed = sorted(KNOWN_MISSING - seen)
-    assert not fixed, f"fixed, remove from KNOWN_MISSING: {fixed}"
 
 
 @pytest.mark.parametrize(("heading", "anchor"), [

@@ -92,7 +92,7 @@ case "${1:-}" in
   stop) stop_pid "$PIDFILE" kafka ;;
   restart) stop_pid "$PIDFILE" kafka; start ;;
   status) status ;;
-  # the workers' local table state (RocksDB) is derived from the topics: it goes with them
+  # the workers' local borrower store (RocksDB) is derived from the topics: it goes with them
   reset) stop_pid "$PIDFILE" kafka; rm -rf "$DIR" "$ROOT/.local/faust"; log "data removed (and .local/faust)" ;;
   *) echo "usage: $0 {install|start|stop|restart|status|reset}" >&2; exit 2 ;;
 esac

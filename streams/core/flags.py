@@ -1,8 +1,8 @@
 """Borrower flags: the pure, incremental evaluation of the borrower rules (streams/rules.yaml).
 
-The worker keeps one `BorrowerState` per borrower (in a changelogged table) and calls
+The worker keeps one `BorrowerState` per borrower (in the borrower store, written through its changelog) and calls
 `apply_events` with each batch of that borrower's events and their source offsets. The result
-must be what a batch job over all events would say (tests/oracles/flags.py is that batch job),
+must be what a batch job over all events would say (testkit/oracles/flags.py is that batch job),
 however the events were batched, duplicated or replayed after a crash:
 
 - Replays: events whose source offset is <= `applied_offset` are skipped (the state was saved

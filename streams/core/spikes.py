@@ -3,7 +3,7 @@
 The worker calls `on_final_window` once per FINAL tumbling window of each (dimension, value)
 of ALERT_DIMENSIONS (branch, campaign, script_version), in increasing window start; windows
 without calls never arrive and count as empty. The state per (dimension, value) is a small
-`SpikeState` kept in a table.
+`SpikeState` kept in the merge stage's state (and its changelog).
 
 Decision rule, per window W of (dimension, value):
 - baseline = the same (dimension, value)'s final windows with start in [W - baseline_s, W),

@@ -1,4 +1,4 @@
-"""The ClickHouse plugin's macros expanded exactly as the table in shared/docs/grafana.md
+"""The ClickHouse plugin's macros expanded exactly as docs/dashboards.md, "Macros" lists them
 says, written from that table alone (independent of hangwatch.grafana.macros, which the
 report uses; test_macros.py checks that the two agree).
 
@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-ARG = r"\(([^(),]+)\)"  # macro arguments contain no commas (grafana.md)
+ARG = r"\(([^(),]+)\)"  # macro arguments contain no commas (docs/dashboards.md, "Macros")
 
 
 def conditional_all(sql: str, variables: Mapping[str, Sequence[str]]) -> str:

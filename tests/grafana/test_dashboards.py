@@ -1,5 +1,5 @@
 """Dashboard JSON, checked offline: freshness of the committed files, the foundation SDK's
-own model (a lossless round trip), a JSON Schema of the contracts in grafana.md, and the
+own model (a lossless round trip), a JSON Schema of the contracts in docs/dashboards.md ("Grafana's formats"), and the
 structural rules (uids, datasource, formats, grid)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hangwatch.grafana.constants import DATASOURCE_UID, HEALTH_UID, LIVE_UID, PL
 DASHBOARD_DIR = files.DEPLOY_DIR / "dashboards"
 NAMES = ["hangup-risk-live", "pipeline-health"]
 
-# The dashboard contract of shared/docs/grafana.md as a JSON Schema (draft-07). The SDK's
+# The dashboard contract of docs/dashboards.md ("Grafana's formats") as a JSON Schema (draft-07). The SDK's
 # wheel ships no JSON Schema, so its model is checked by the round trip below instead.
 _TARGET = {
     "type": "object",
@@ -126,7 +126,7 @@ def test_panels_fit_their_query_format(name: str) -> None:
             assert "$__timeFilter(" in t["rawSql"] or "$__toTime" in t["rawSql"] or "now()" in t["rawSql"], p["title"]
             if p["type"] == "timeseries":
                 assert "$__timeInterval(" in t["rawSql"], p["title"]
-            # Macros whose expansion changed across plugin versions (grafana.md).
+            # Macros whose expansion changed across plugin versions (docs/dashboards.md, "Macros").
             for banned in ("$__timeFrom", "$__timeTo", "$__timeGroup"):
                 assert banned not in t["rawSql"]
 

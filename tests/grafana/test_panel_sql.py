@@ -1,4 +1,4 @@
-"""Every panel's, variable's and alert rule's SQL, macro-expanded per grafana.md and run on
+"""Every panel's, variable's and alert rule's SQL, macro-expanded per docs/dashboards.md ("Macros") and run on
 ClickHouse (chdb) over the fixture tables; key numbers checked against plain Python."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Provisioning files against Grafana's file formats (grafana.md)."""
+"""Provisioning files against Grafana's file formats (docs/dashboards.md, "Grafana's formats")."""
 
 from __future__ import annotations
 

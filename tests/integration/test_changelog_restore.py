@@ -1,4 +1,4 @@
-"""streams.changelog_restore and streams.borrower_store against the real broker: a partition's
+"""hangwatch.streams.changelog_restore and hangwatch.streams.borrower_store against the real broker: a partition's
 live records, last value per key, tombstones applied, other partitions and records after the end
 offset left out; a borrower store taking a partition over from the changelog and catching up
 from the offset its local copy holds."""
@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from hangwatch.streams.app import create_pipeline
+from hangwatch.streams import changelogs
 from hangwatch.streams.borrower_store import OFFSET_KEY, BorrowerStore
-from hangwatch.streams.changelog_restore import read_partition, strip_partition
+from hangwatch.streams.changelog_restore import KafkaChangelogSource, read_partition, strip_partition
 from hangwatch.streams.changelogs import ensure_changelogs
+from hangwatch.streams.checkpoint import Checkpoint
 from tests.integration.harness import KafkaEnv
 
 pytestmark = pytest.mark.kafka
@@ -59,16 +61,22 @@ _producers: list[Any] = []
 
 
 async def _borrower_store(kenv: KafkaEnv, data_dir: Path, kind: str = "rocksdb") -> BorrowerStore:
-    """A store as a worker builds it, with its Faust app's producer started (the store sends
-    through it); the producers are stopped by `_stop_producers`."""
+    """A store as a worker builds it; its writes are committed by `_commit` through a started
+    producer (stopped by `_stop_producers`)."""
     s = kenv.settings.model_copy(deep=True)
     s.worker.data_dir = data_dir
     s.worker.borrower_store = kind  # type: ignore[assignment]
     ensure_changelogs(s.kafka, s.worker.app_id)
-    pipe = create_pipeline(s)
-    await pipe.app.producer.start()
-    _producers.append(pipe.app.producer)
-    return BorrowerStore(s.kafka, pipe.borrowers_changelog, s.worker)
+    if not _producers:
+        producer = AIOKafkaProducer(acks="all", **s.kafka.aiokafka_kwargs())
+        await producer.start()
+        _producers.append(producer)
+    return BorrowerStore(changelogs.BORROWERS.name(s.worker.app_id), KafkaChangelogSource(s.kafka), s.worker)
+
+
+async def _commit(store: BorrowerStore) -> None:
+    """What a stage's checkpoint does with the store: changelog records, then the local store."""
+    await Checkpoint(_producers[0], [store]).commit()
 
 
 async def _stop_producers() -> None:
@@ -87,17 +95,17 @@ def test_borrower_store_takes_over_a_partition_from_its_changelog(kenv: KafkaEnv
         await a.load([1])
         a.put(1, b"1|x", b"x1")
         a.put(1, b"1|y", b"y1")
-        await a.flush()
+        await _commit(a)
         a.put(1, b"1|x", b"x2")
         a.put(1, b"1|y", None)
-        await a.flush()
+        await _commit(a)
         a.close()
 
         b = await _borrower_store(kenv, tmp_path / "b", kind)
         await b.load([1])
         assert b.get_many([(1, b"1|x"), (1, b"1|y")]) == [b"x2", None]
         b.put(1, b"1|z", b"z1")
-        await b.flush()
+        await _commit(b)
         b.close()
 
         again = await _borrower_store(kenv, tmp_path / "a", kind)
@@ -118,9 +126,8 @@ def test_borrower_store_rebuilds_when_the_changelog_is_behind_its_local_copy(ken
         st = await _borrower_store(kenv, tmp_path)
         st.open_local(0)
         st.put(0, b"0|stale", b"from an older changelog")
-        st._out._records.clear()
         held, st._overlay = st._overlay, {}
-        st.write_delivered(held, {0: 1000})
+        st.write_at(held, {0: 1000})
         st.close()
 
         st = await _borrower_store(kenv, tmp_path)

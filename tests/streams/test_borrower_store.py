@@ -1,5 +1,6 @@
-"""streams.borrower_store against its real local stores (RocksDB via rocksdict, a dict), without
-a broker: partitions opened with `open_local`, deliveries simulated with `write_delivered`.
+"""hangwatch.streams.borrower_store against its real local stores (RocksDB via rocksdict, a dict),
+without a broker: partitions opened with `open_local`, deliveries simulated with `write_at` (what
+the checkpoint's `write_delivered` does with the offsets the broker returned).
 Loading from the changelog (catch-up from the stored offset, rebuild when the changelog is
 behind) runs against the real broker in tests/integration/test_changelog_restore.py."""
 
@@ -11,15 +12,18 @@ from pathlib import Path
 import pytest
 
 from hangwatch.platform.settings import Settings
-from hangwatch.streams.app import create_pipeline
-from hangwatch.streams.borrower_store import OFFSET_KEY, BorrowerStore
+from hangwatch.streams.borrower_store import OFFSET_KEY, BorrowerStore, Writes
+from hangwatch.streams.changelog_restore import KafkaChangelogSource
+from hangwatch.streams.outbox import Outbox
+
+TOPIC = "hangwatch-borrower-state-changelog"
 
 
 def _store(tmp_path: Path, kind: str) -> BorrowerStore:
     s = Settings()
     s.worker.data_dir = tmp_path
     s.worker.borrower_store = kind  # type: ignore[assignment]
-    return BorrowerStore(s.kafka, create_pipeline(s).borrowers_changelog, s.worker)
+    return BorrowerStore(TOPIC, KafkaChangelogSource(s.kafka), s.worker)  # the source is not read here
 
 
 @pytest.fixture(params=["rocksdb", "memory"])
@@ -29,12 +33,18 @@ def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[BorrowerSt
     st.close()
 
 
+def _stage(st: BorrowerStore) -> tuple[Writes, Outbox]:
+    """The checkpoint's first step: the held writes queued as changelog records."""
+    out = Outbox(producer=None)  # type: ignore[arg-type]  # nothing is sent
+    return st.stage_writes(out), out
+
+
 def _deliver(st: BorrowerStore, next_offset: int = 1) -> None:
-    """What flush does once the broker acknowledged the changelog records."""
-    assert len(st._out) > 0
-    st._out._records.clear()
-    held, st._overlay = st._overlay, {}
-    st.write_delivered(held, dict.fromkeys(held, next_offset))
+    """What the checkpoint does once the broker acknowledged the changelog records."""
+    writes, out = _stage(st)
+    assert len(out) > 0
+    st.write_at(writes, dict.fromkeys(writes, next_offset))
+    st.release(writes)
 
 
 def _local(st: BorrowerStore, p: int, key: bytes) -> bytes | None:
@@ -51,9 +61,12 @@ def test_writes_are_visible_at_once_but_reach_the_local_store_only_after_deliver
     store.open_local(1)
     store.put(1, b"1|b-1", b"state-1")
     assert store.get(1, b"1|b-1") == b"state-1"
+    writes, out = _stage(store)
+    assert store.get(1, b"1|b-1") == b"state-1", "in flight: still readable"
     assert _local(store, 1, b"1|b-1") is None, "written locally before its changelog record was delivered"
-    assert [r[1:] for r in store._out._records] == [(b"1|b-1", b"state-1", 1)]
-    _deliver(store, 8)
+    assert out._records == [(TOPIC, b"1|b-1", b"state-1", 1)]
+    store.write_at(writes, {1: 8})
+    store.release(writes)
     assert _local(store, 1, b"1|b-1") == b"state-1"
     assert _local(store, 1, OFFSET_KEY) == b"8", "the changelog offset the local store reflects"
     store.put(1, b"1|b-1", None)
@@ -80,9 +93,9 @@ def test_writes_of_a_partition_forgotten_meanwhile_are_not_written(tmp_path: Pat
     st = _store(tmp_path, "rocksdb")
     st.open_local(2)
     st.put(2, b"2|b-2", b"queued")
-    held, st._overlay = st._overlay, {}  # a flush waiting for the broker
+    writes, _ = _stage(st)  # a checkpoint waiting for the broker
     st.forget([2])  # revoked
-    st.write_delivered(held, {2: 1})
+    st.write_at(writes, {2: 1})
     assert 2 not in st._dbs, "the flush must not reopen a revoked partition"
     st.open_local(2)  # nothing holds the old handle: the partition opens again
     assert st.get(2, b"2|b-2") is None
@@ -96,7 +109,7 @@ def test_get_many_equals_get_for_stored_queued_inflight_and_missing_keys(store: 
     store.put(1, b"1|stored-then-deleted", b"x")
     _deliver(store)
     store.put(1, b"1|inflight", b"i")
-    store._inflight, store._overlay = store._overlay, {}  # a flush waiting for the broker
+    _stage(store)  # a checkpoint waiting for the broker: in flight
     store.put(1, b"1|stored-then-deleted", None)
     store.put(0, b"0|queued", b"q")
     items = [(0, b"0|stored"), (1, b"1|inflight"), (0, b"0|queued"), (1, b"1|stored-then-deleted"),

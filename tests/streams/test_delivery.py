@@ -5,10 +5,9 @@ tests/integration (test_worker_chaos, test_worker_rates)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Iterable
 
 import pytest
-from faust.types import TP
 
 from hangwatch.streams import delivery
 from hangwatch.streams.core.positions import Position
@@ -18,24 +17,22 @@ TOPIC = "call-outcomes"
 
 
 class RecordingConsumer:
+    """hangwatch.streams.ports.ConsumerControl that records seeks."""
+
     def __init__(self, ends: dict[int, int], earliest: dict[int, int] | None = None) -> None:
         self.ends = ends
         self.earliest = earliest or {}
         self.seeks: list[tuple[int, int]] = []
 
-    async def seek(self, tp: TP, offset: int) -> None:
-        self.seeks.append((tp.partition, offset))
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        assert topic == TOPIC
+        self.seeks.append((partition, offset))
 
-    async def highwaters(self, *tps: TP) -> dict[TP, int]:
-        return {tp: self.ends[tp.partition] for tp in tps if tp.partition in self.ends}
+    async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        return {p: self.ends[p] for p in partitions if p in self.ends}
 
-    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
-        return {tp: self.earliest.get(tp.partition, 0) for tp in tps}
-
-
-class App:
-    def __init__(self, consumer: RecordingConsumer) -> None:
-        self.consumer: Any = consumer
+    async def earliest_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        return {p: self.earliest.get(p, 0) for p in partitions}
 
 
 def unstick(g: DeliveryGuard, positions: dict[int, int | None]) -> None:
@@ -53,7 +50,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def test_a_gap_seeks_once_until_the_record_comes_or_the_wait_runs_out(clock: list[float]) -> None:
     c = RecordingConsumer({0: 100})
-    g = DeliveryGuard(App(c), TOPIC)
+    g = DeliveryGuard(c, TOPIC)
     asyncio.run(g.seek_back({0: 40}))
     clock[0] += 1
     asyncio.run(g.seek_back({0: 40}))  # records fetched before the seek still show the gap
@@ -68,7 +65,7 @@ def test_a_gap_seeks_once_until_the_record_comes_or_the_wait_runs_out(clock: lis
 
 def test_a_partition_behind_the_end_with_no_record_for_a_while_is_sought(clock: list[float]) -> None:
     c = RecordingConsumer({0: 100, 1: 50})
-    g = DeliveryGuard(App(c), TOPIC)
+    g = DeliveryGuard(c, TOPIC)
     unstick(g, {0: 60, 1: 50, 2: None})  # 1 is caught up, 2 has no position yet
     clock[0] += delivery.STALL_AFTER_S - 1
     unstick(g, {0: 60, 1: 50})
@@ -80,7 +77,7 @@ def test_a_partition_behind_the_end_with_no_record_for_a_while_is_sought(clock: 
 
 def test_progress_keeps_the_watchdog_quiet(clock: list[float]) -> None:
     c = RecordingConsumer({0: 100})
-    g = DeliveryGuard(App(c), TOPIC)
+    g = DeliveryGuard(c, TOPIC)
     for _ in range(5):
         unstick(g, {0: 60})
         clock[0] += delivery.STALL_AFTER_S / 2
@@ -90,7 +87,7 @@ def test_progress_keeps_the_watchdog_quiet(clock: list[float]) -> None:
 
 def test_a_partition_without_state_starts_at_the_beginning_of_the_retained_log() -> None:
     c = RecordingConsumer({}, earliest={3: 1234})
-    g = DeliveryGuard(App(c), TOPIC)
+    g = DeliveryGuard(c, TOPIC)
     positions = {3: Position(), 1: Position(), 2: Position(77)}
     assert asyncio.run(g.start(positions)) == {3: 1234, 1: 0}
     assert [positions[p].next_offset for p in (3, 1, 2)] == [1234, 0, 77]

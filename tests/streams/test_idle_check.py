@@ -1,10 +1,10 @@
-"""How often the worker checks for idle partitions (streams.worker.idle_check_interval)."""
+"""How often the worker checks for idle partitions (hangwatch.streams.runtime.idle_check_interval)."""
 
 from __future__ import annotations
 
 import pytest
 
-from hangwatch.streams.worker import idle_check_interval
+from hangwatch.streams.runtime import idle_check_interval
 
 
 @pytest.mark.parametrize(("idle_close_s", "expected"), [(10.0, 1.0), (4.0, 1.0), (2.0, 0.5), (1.0, 0.25),

@@ -1,4 +1,4 @@
-"""Sweeping borrowers with no recent calls keeps the borrower table bounded without changing
+"""Sweeping borrowers with no recent calls keeps the borrower store bounded without changing
 what later calls produce."""
 
 from __future__ import annotations

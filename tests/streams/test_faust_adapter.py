@@ -1,4 +1,4 @@
-"""BatchDrainConsumer's delivery of one fetch: batched topics arrive as one list per fetch,
+"""hangwatch.streams.faust_adapter.BatchDrainConsumer: one fetch delivered per batch, in order,
 in order, read offsets move only once a batch is handed over, and no false gaps are recorded
 (a gap marks offsets as acknowledged, so one inside a batch would let Faust commit offsets
 nobody processed). The consumer is Faust's own object, not started; the fetch is a list. The
@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.types import TP, Message
 
-from hangwatch.streams.faust_transport import BatchDrainConsumer, HangwatchApp
+from hangwatch.streams.faust_adapter import BatchDrainConsumer, HangwatchApp
 
 SOURCE = "t.call-outcomes"
 OTHER = "t.other"

@@ -1,38 +1,46 @@
-"""Faust's Kafka consumer with a per-fetch (not per-message) delivery loop.
+"""The one module that imports Faust: the app, its consumer transport, the ports the stages
+use (hangwatch.streams.ports), and the agents, timers and rebalance signals that drive the
+Faust-free runtime (hangwatch.streams.runtime).
 
-faust-streaming's `Consumer._drain_messages` hands every fetched message to the topic
-conductor through `Service.wait_first(callback(message), suspend_flow.wait())`: four tasks
-and an `asyncio.wait` per message, so that a rebalance (which sets `suspend_flow`) can abandon
-a delivery blocked on a full stream buffer. The worker profile showed this loop, not the
-pipeline's own code, as the largest single cost (bench/results/profiles/): a stock Faust agent
-with no state read ~7,800 events/s here, a plain aiokafka consumer ~90,000.
+Why a custom consumer transport. faust-streaming's `Consumer._drain_messages` hands every
+fetched message to the topic conductor through `Service.wait_first(callback(message),
+suspend_flow.wait())`: four tasks and an `asyncio.wait` per message, so that a rebalance (which
+sets `suspend_flow`) can abandon a delivery blocked on a full stream buffer. The worker profile
+showed this loop, not the pipeline's own code, as the largest single cost
+(bench/results/profiles/): a stock Faust agent with no state read ~7,800 events/s here, a plain
+aiokafka consumer ~90,000.
 
 `BatchDrainConsumer` keeps Faust's semantics but pays that price once per fetch: one task
 delivers the whole fetch (same conductor callback, same read-offset and gap bookkeeping, same
 commit cadence, a yield to the event loop every 100 messages), raced once against
 `suspend_flow`. When a rebalance suspends the flow mid-fetch the delivery task is cancelled
 and the rest of the fetch is not delivered and not marked read; unlike the stock loop, which
-marked such dropped messages read (streams.delivery explains why the stages keep their own
-positions anyway). Everything else (group membership, commits, the conductor, streams,
-acks) is Faust's own code.
-
-The app uses it through `HangwatchApp`, which only swaps the consumer transport.
+marked such dropped messages read (hangwatch.streams.delivery explains why the stages keep
+their own positions anyway). Everything else (group membership, commits, the conductor, acks)
+is Faust's own code. It overrides Faust internals (`_drain_messages`, the consumer thread's
+`_create_worker_consumer`, `App._new_transport`), which is why faust-streaming is pinned below
+0.16: tests/streams/test_faust_adapter.py runs it on the installed version.
 
 Topics registered with `HangwatchApp.batches_of(topic)` skip the per-message path as well:
 their messages of one fetch go to the agent as ONE item, a list of Faust `Message`s, on an
-in-memory channel (no Event, no stream buffer, no per-message codec or sensor). The agent
-acknowledges the messages it processed with `consumer.ack`, so Faust's commit works as for
-any agent; topics are still subscribed through the conductor, so the group assignment and the
-co-partitioned tables are unchanged.
+in-memory channel (no Event, no stream buffer, no per-message codec or sensor). The runtime
+acknowledges the messages a checkpoint committed with `BatchDrainConsumer.ack_all`, so Faust's
+commit works as for any agent.
+
+Outputs, changelogs and positions go through the worker's own AIOKafkaProducer
+(`OutputProducer`, started and stopped with the app), not Faust's producer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar, cast
 
 import faust
+from aiokafka import AIOKafkaProducer
+from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport import by_url
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -41,8 +49,15 @@ from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
 from mode.utils.futures import notify
 
+from hangwatch.platform.settings import Settings
+from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
+from hangwatch.streams.changelog_restore import KafkaChangelogSource
+from hangwatch.streams.ports import InputRecord
+from hangwatch.streams.runtime import EXPIRE_MERGED_S, HOUSEKEEPING_S, UNSTICK_PARTIALS_S, WorkerRuntime
+from hangwatch.streams.stage import StageIO
 from hangwatch.streams.stuck import Watch
 
+log = logging.getLogger(__name__)
 # Same cadence as Faust's loop: let agents run between deliveries of a large fetch.
 YIELD_EVERY = 100
 
@@ -263,3 +278,206 @@ class HangwatchApp(faust.App):
         if by_url(url) is not faust_aiokafka.Transport:
             return super()._new_transport()  # another driver: keep Faust's own loop
         return BatchDrainTransport(self.conf.broker_consumer, self)
+
+
+# ---- the app -----------------------------------------------------------------------------------
+def _credentials(s: Settings) -> Any:
+    k = s.kafka
+    if k.security_protocol.startswith("SASL"):
+        ctx = k.aiokafka_kwargs().get("ssl_context")
+        return SASLCredentials(
+            username=k.sasl_username,
+            password=k.sasl_password.get_secret_value() if k.sasl_password else None,
+            mechanism=k.sasl_mechanism or "PLAIN",
+            ssl_context=ctx,
+        )
+    if k.security_protocol == "SSL":
+        return SSLCredentials(k.aiokafka_kwargs()["ssl_context"])
+    return None
+
+
+def create_app(s: Settings) -> HangwatchApp:
+    """The Faust app: group membership, the consumer and its commits. No Faust tables: the
+    stages write their state to changelog topics the worker creates (hangwatch.streams.changelogs)
+    and restore it from them (hangwatch.streams.changelog_restore, hangwatch.streams.borrower_store)."""
+    w = s.worker
+    brokers = ";".join(f"kafka://{h.strip()}" for h in s.kafka.bootstrap_servers.split(","))
+    w.data_dir.mkdir(parents=True, exist_ok=True)
+    app = HangwatchApp(
+        w.app_id,
+        broker=brokers,
+        broker_credentials=_credentials(s),
+        store="memory://",
+        datadir=str(w.data_dir),
+        topic_partitions=topic(CALL_OUTCOMES).partitions,
+        # Topics come from the registry (`hangwatch topics create`), the changelogs from
+        # hangwatch.streams.changelogs; Faust itself declares only its internal assignor topic.
+        topic_allow_declare=True,
+        topic_replication_factor=s.kafka.replication_factor,
+        web_enabled=w.web_enabled,
+        web_port=w.web_port,
+        web_host="127.0.0.1",
+        broker_session_timeout=w.broker_session_timeout_s,
+        broker_heartbeat_interval=w.broker_heartbeat_interval_s,
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=w.batch_max,
+        # per partition and fetch; Faust's 1 MB (~2,000 events) would cut batches short of batch_max
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=max(4096, w.batch_max * 2),
+        # Offsets are committed by Faust's commit loop only for acked records; the runtime
+        # acks a batch after its checkpoint committed.
+        broker_commit_interval=1.0,
+        # Records of a revoked partition that were buffered but not processed are never
+        # acknowledged (hangwatch.streams.stage); do not wait for them at rebalance.
+        stream_wait_empty=False,
+        worker_redirect_stdouts=False,
+    )
+    app.linger_fetches(w.fetch_min_bytes, w.fetch_linger_ms)
+    return app
+
+
+# ---- the ports ---------------------------------------------------------------------------------
+class FaustConsumerControl:
+    """hangwatch.streams.ports.ConsumerControl on Faust's consumer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def earliest_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        got = await self.app.consumer.earliest_offsets(*(TP(topic, p) for p in partitions))
+        return {tp.partition: int(o) for tp, o in got.items() if o is not None}
+
+    async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        got = await self.app.consumer.highwaters(*(TP(topic, p) for p in partitions))
+        return {tp.partition: int(o) for tp, o in got.items() if o is not None}
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(topic, partition), offset)
+
+
+class OutputProducer(Service):
+    """The worker's AIOKafkaProducer as a hangwatch.streams.ports.BatchProducer, started and
+    stopped with the app (aiokafka creates it inside the running event loop). Every record
+    waits for all in-sync replicas (acks=all)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = {"acks": "all", "linger_ms": 5, "max_batch_size": 256 * 1024,
+                        "client_id": f"{settings.worker.app_id}-outputs", **settings.kafka.aiokafka_kwargs()}
+        self._producer: AIOKafkaProducer | None = None
+
+    async def on_start(self) -> None:
+        self._producer = AIOKafkaProducer(**self.options)
+        await self._producer.start()
+
+    async def on_stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the output producer is used before the app started")
+        return self._producer
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return cast(set[int], await self.producer.partitions_for(topic))
+
+    def create_batch(self) -> Any:
+        return self.producer.create_batch()
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        return cast(asyncio.Future[Any], await self.producer.send_batch(batch, topic, partition=partition))
+
+
+class FaustGroupStatus:
+    """hangwatch.streams.runtime.GroupStatus from Faust's app: rebalancing, or its recovery step."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    def unsettled_reasons(self) -> dict[str, bool]:
+        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in TableManagerT
+        return {"recovery_pending": not recovery.completed.is_set(), "rebalancing": bool(self.app.rebalancing),
+                "in_recovery": bool(recovery.in_recovery)}
+
+
+class StuckReporter(Service):
+    """Reports `watch` every `every_s` from the moment the app starts: a Faust timer would
+    only start after Faust's first rebalance (its recovery step included), which is one of the
+    things that can hang."""
+
+    def __init__(self, watch: Watch, every_s: float, older_than_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch = watch
+        self.every_s = every_s
+        self.older_than_s = older_than_s
+
+    @Service.task
+    async def _report(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.every_s)
+            self.watch.report(self.older_than_s)
+
+
+# ---- the worker ----------------------------------------------------------------------------------
+STUCK_CHECK_S = 15.0
+STUCK_AFTER_S = 60.0
+
+
+class FaustWorkerHost:
+    """Builds the app and the runtime, and connects them: one agent per stage on batched
+    channels, the runtime's timers, the rebalance signals."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.consumer = cast(BatchDrainConsumer, self.app.consumer)
+        self.outputs = OutputProducer(settings)
+        io = StageIO(producer=self.outputs, control=FaustConsumerControl(self.app),
+                     changelogs=KafkaChangelogSource(settings.kafka))
+        self.runtime = WorkerRuntime(settings, io, FaustGroupStatus(self.app), self.consumer.watch)
+        self.app.add_dependency(self.outputs)
+        # A batch, timer run or fetch delivery that takes minutes waits on something that will not
+        # come; its stack in the log says what (the worker keeps running; this only reports).
+        self.app.add_dependency(StuckReporter(self.consumer.watch, every_s=STUCK_CHECK_S,
+                                              older_than_s=STUCK_AFTER_S))
+        self._wire()
+
+    def _wire(self) -> None:
+        app, rt, name = self.app, self.runtime, self.settings.kafka.topic
+        raw: Any = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        source = app.topic(name(CALL_OUTCOMES), **raw)
+        partials = app.topic(name(RATE_PARTIALS), partitions=topic(RATE_PARTIALS).partitions, **raw)
+        app.agent(app.batches_of(source), name="partition-stage")(self._partition_agent)
+        app.agent(app.batches_of(partials), name="merge-stage")(self._merge_agent)
+        app.timer(interval=HOUSEKEEPING_S)(rt.housekeeping)
+        if rt.idle_check_s < HOUSEKEEPING_S:
+            app.timer(interval=rt.idle_check_s)(rt.close_idle_windows)
+        app.timer(interval=EXPIRE_MERGED_S)(rt.expire_merged)
+        app.timer(interval=UNSTICK_PARTIALS_S)(rt.unstick_partials)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    # Each item is one fetch of the topic's messages. Only records a checkpoint committed are
+    # acknowledged, so only their offsets can ever be committed.
+    async def _partition_agent(self, fetches: Any) -> None:
+        async for messages in fetches:
+            await self.runtime.partition_batch(messages, self._acknowledge)
+
+    async def _merge_agent(self, fetches: Any) -> None:
+        async for messages in fetches:
+            await self.runtime.merge_batch(messages, self._acknowledge)
+
+    def _acknowledge(self, records: list[InputRecord]) -> None:
+        self.consumer.ack_all(cast(list[Message], records))
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0] if args else kwargs["revoked"]
+        log.info("revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+        await self.runtime.revoked((tp.topic, tp.partition) for tp in revoked)
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs["assigned"]
+        self.runtime.assigned((tp.topic, tp.partition) for tp in assigned)
+        log.info("assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -1,0 +1,173 @@
+"""The two stages without Faust or a broker (tests/streams/fake_broker.py provides the ports):
+the checkpoint's commit order, exact counts against the batch oracle, restarts that replay a
+batch, records of partitions not owned, and sends that fail before they succeed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hangwatch.platform.settings import Settings
+from hangwatch.schemas.topics import CALL_OUTCOMES, registry
+from hangwatch.simulator import FaultConfig, SimConfig, generate
+from hangwatch.streams import changelogs
+from hangwatch.streams.core.partition_rates import WATERMARK_KEY
+from hangwatch.streams.merge_stage import MergeStage
+from hangwatch.streams.partition_stage import PartitionStage
+from hangwatch.streams.stage import StageIO
+from testkit.fake_broker import FakeBroker
+from testkit.oracles.rates import oracle_counts
+
+START_MS = 1_764_547_200_000  # 2025-12-01T00:00Z: a fixed past, so nothing is in the future
+
+
+def _settings(tmp_path: Path) -> Settings:
+    s = Settings()
+    s.worker.data_dir = tmp_path
+    s.worker.borrower_store = "memory"
+    return s
+
+
+def _broker(s: Settings) -> FakeBroker:
+    parts = {s.kafka.topic(t.name): t.partitions for t in registry().values()}
+    parts.update({c.name(s.worker.app_id): changelogs.partitions() for c in changelogs.ALL})
+    return FakeBroker(parts)
+
+
+def _stages(s: Settings, broker: FakeBroker) -> tuple[PartitionStage, MergeStage]:
+    io = StageIO(producer=broker, control=broker, changelogs=broker)
+    p1, p2 = PartitionStage(s, io), MergeStage(s, io)
+    p1.assign(range(broker.partitions[p1.topics.source]))
+    p2.assign(range(broker.partitions[p2.topics.partials]))
+    return p1, p2
+
+
+def _load_calls(s: Settings, broker: FakeBroker, count: int, faults: FaultConfig | None = None) -> list:
+    cfg = SimConfig(seed=3, rate=20.0, count=count, start_ms=START_MS, borrowers=300, refuser_share=0.2,
+                    faults=faults or FaultConfig())
+    records = list(generate(cfg))
+    for r in records:
+        broker.produce(s.kafka.topic(CALL_OUTCOMES), r.key, r.value)
+    return [r.event for r in records if r.event is not None]
+
+
+async def _drain(stage: PartitionStage | MergeStage, broker: FakeBroker, topic: str, positions: dict[int, int],
+                 batch: int = 150) -> None:
+    while records := broker.consume(topic, positions, batch):
+        await stage.process(records, broker.acknowledge)
+
+
+def _latest_rates(broker: FakeBroker, topic: str) -> dict[str, dict[str, int]]:
+    latest: dict[str, dict] = {}
+    for raw in broker.values(topic):
+        u = orjson.loads(raw)
+        if u["key"] not in latest or u["version"] > latest[u["key"]]["version"]:
+            latest[u["key"]] = u
+    return {k: {f: u[f] for f in ("attempts", "connected", "completed", "hung_up", "refused", "wrong_party",
+                                  "declined", "no_answer", "busy", "voicemail", "invalid_number")}
+            for k, u in latest.items()}
+
+
+def test_a_batch_commits_outputs_then_state_then_positions_then_acknowledges(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    p1, _ = _stages(s, broker)
+    _load_calls(s, broker, 400, FaultConfig(malformed=0.02))
+    records = broker.consume(p1.topics.source, {}, 1000)
+    processed = asyncio.run(p1.process(records, broker.acknowledge))
+    assert len(processed) == len(records)
+    watermark_key = WATERMARK_KEY.encode()
+
+    def step(topic: str, key: bytes) -> int:
+        if topic in (p1.topics.dlq, p1.topics.flags) or (topic == p1.topics.partials and key):
+            return 1  # outputs
+        if topic == p1.topics.borrowers_changelog or (topic == p1.topics.rates_changelog
+                                                      and key.split(b"|", 1)[1] != watermark_key):
+            return 2  # state
+        return 3  # positions: the watermark record and its broadcast (partials without a key)
+
+    steps = [step(t, k) if ev == "send" else 4 for ev, t, k in broker.events]
+    assert steps == sorted(steps), "outputs, then state, then positions, then the acknowledgement"
+    assert set(steps) == {1, 2, 3, 4} and steps.count(4) == 1
+    assert broker.events[-1] == ("ack", f"{len(records)} records", b"")
+    watermarks = [v for k, v in broker.logs[(p1.topics.partials, 0)] if k == b""]
+    assert len(watermarks) == 4, "one broadcast per source partition to every partials partition"
+
+
+def test_counts_through_both_stages_equal_the_batch_oracle_with_duplicates_and_disorder(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    p1, p2 = _stages(s, broker)
+    events = _load_calls(s, broker, 1500, FaultConfig(duplicates=0.05, out_of_order=0.05, malformed=0.01))
+    asyncio.run(_drain(p1, broker, p1.topics.source, {}))
+    asyncio.run(_drain(p2, broker, p2.topics.partials, {}))
+    assert _latest_rates(broker, p2.topics.rates) == oracle_counts(events, s.worker.window_sizes_s)
+
+
+def test_a_restart_restores_from_the_changelogs_and_a_replayed_batch_changes_nothing(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    p1, p2 = _stages(s, broker)
+    events = _load_calls(s, broker, 1200, FaultConfig(duplicates=0.03))
+    source, partials = p1.topics.source, p2.topics.partials
+    first = broker.consume(source, {}, 200)
+    asyncio.run(p1.process(first, broker.acknowledge))
+    outputs_before = len(broker.values(p1.topics.flags)) + len(broker.values(partials))
+
+    # A crash after the commit, before the offsets were committed: a new worker replays the batch.
+    p1_again, p2_again = _stages(s, broker)
+    replayed = asyncio.run(p1_again.process(first, broker.acknowledge))
+    assert len(replayed) == len(first), "replays are acknowledged"
+    assert len(broker.values(p1.topics.flags)) + len(broker.values(partials)) == outputs_before, \
+        "a replay of persisted work sends no outputs"
+    asyncio.run(_drain(p1_again, broker, source, {p: 200 for p in range(4)}))
+    asyncio.run(_drain(p2_again, broker, partials, {}))
+    assert _latest_rates(broker, p2.topics.rates) == oracle_counts(events, s.worker.window_sizes_s)
+
+
+def test_records_of_partitions_not_owned_are_neither_processed_nor_acknowledged(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    p1, _ = _stages(s, broker)
+    _load_calls(s, broker, 300)
+    p1.revoke([1, 2, 3])
+    records = broker.consume(p1.topics.source, {}, 1000)
+    processed = asyncio.run(p1.process(records, broker.acknowledge))
+    assert processed and {r.partition for r in processed} == {0}
+    assert broker.events[-1] == ("ack", f"{len(processed)} records", b"")
+
+
+def test_nothing_is_processed_while_the_group_is_not_settled(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    io = StageIO(producer=broker, control=broker, changelogs=broker, ready=lambda: False)
+    p1 = PartitionStage(s, io)
+    p1.assign(range(4))
+    _load_calls(s, broker, 50)
+    assert asyncio.run(p1.process(broker.consume(p1.topics.source, {}, 100), broker.acknowledge)) == []
+    assert broker.events == []
+
+
+def test_a_failed_state_send_is_retried_and_the_batch_acknowledged_only_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    p1, _ = _stages(s, broker)
+    _load_calls(s, broker, 200)
+    broker.failures[p1.topics.rates_changelog] = 2
+    sleeps: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr("hangwatch.streams.outbox.asyncio.sleep", no_sleep)
+    records = broker.consume(p1.topics.source, {}, 1000)
+    asyncio.run(p1.process(records, broker.acknowledge))
+    assert len(sleeps) >= 1, "the failed send was retried after a back-off"
+    assert broker.failures[p1.topics.rates_changelog] == 0
+    acks = [i for i, (ev, _, _) in enumerate(broker.events) if ev == "ack"]
+    rates_sends = [i for i, (ev, t, _) in enumerate(broker.events) if ev == "send" and t == p1.topics.rates_changelog]
+    assert acks == [len(broker.events) - 1] and rates_sends and max(rates_sends) < acks[0]
