@@ -122,3 +122,11 @@ def test_top_level_folders_are_not_importable_by_their_short_name(short: str, mo
     monkeypatch.delitem(sys.modules, short, raising=False)
     with pytest.raises(ImportError, match=f"import hangwatch.{short}"):
         importlib.import_module(short)
+
+
+def test_faust_is_imported_only_by_its_adapter() -> None:
+    """Faust stays behind one module, so the stages and the runtime run (and are tested) without it."""
+    adapter = "hangwatch.streams.faust_adapter"
+    wrong = sorted(f"{name} imports {imported}" for name, path in MODULES.items() if name != adapter
+                   for imported in _imports(name, path) if imported.split(".")[0] in ("faust", "mode"))
+    assert not wrong, "Faust outside its adapter:\n" + "\n".join(wrong)
