@@ -3,16 +3,15 @@ access, logging and error reporting."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
 from hangwatch.platform import timeparse
+from hangwatch.platform.logs import setup_logging
 from hangwatch.platform.settings import Settings, load_settings
 
 console = Console(stderr=True)
@@ -35,26 +34,13 @@ def configure(
         console.print(f"[red]Invalid configuration:[/red] {e}")
         raise typer.Exit(2) from e
     _state["settings"] = settings
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, console)
 
 
 def settings() -> Settings:
     if "settings" not in _state:
         _state["settings"] = load_settings()
     return _state["settings"]
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(name)s: %(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
-        force=True,
-    )
-    # aiokafka and kafka-python are chatty at INFO about every connection.
-    for noisy in ("aiokafka", "kafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
