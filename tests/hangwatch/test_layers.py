@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "hangwatch"
 FLOORS = {
     "hangwatch.schemas": 0,
     "hangwatch.platform": 1,
+    "hangwatch.analytics": 1,  # pure statistics over counts (stdlib only); used by the rooms and the application
     "hangwatch.streams": 2,
     "hangwatch.sinks": 2,
     "hangwatch.simulator": 2,
