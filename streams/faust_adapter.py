@@ -49,6 +49,7 @@ from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
 from mode.utils.futures import notify
 
+from hangwatch.platform.logs import limit_repeats
 from hangwatch.platform.settings import Settings
 from hangwatch.schemas.topics import CALL_OUTCOMES, RATE_PARTIALS, topic
 from hangwatch.streams.changelog_restore import KafkaChangelogSource
@@ -481,3 +482,12 @@ class FaustWorkerHost:
         assigned: set[TP] = args[0] if args else kwargs["assigned"]
         self.runtime.assigned((tp.topic, tp.partition) for tp in assigned)
         log.info("assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class HangwatchWorker(faust.Worker):
+    """Faust's worker process, with repeated log lines limited on the handlers it configures
+    (a broker outage would otherwise write thousands of client-library lines a minute)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        limit_repeats(logger)

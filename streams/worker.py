@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 from typing import IO
 
-import faust
-
 from hangwatch.platform import gc_policy, native
 from hangwatch.platform.settings import Settings
 from hangwatch.streams.changelogs import ensure_changelogs
-from hangwatch.streams.faust_adapter import FaustWorkerHost
+from hangwatch.streams.faust_adapter import FaustWorkerHost, HangwatchWorker
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     gc_policy.configure(settings.worker.gc_young_threshold)
     ensure_changelogs(settings.kafka, settings.worker.app_id)
     host = FaustWorkerHost(settings)
-    worker = faust.Worker(host.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = HangwatchWorker(host.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # the terminal spinner redraws on every event loop tick and costs CPU
     if settings.metrics_port:
         from prometheus_client import start_http_server
