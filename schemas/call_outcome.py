@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import orjson
+
+from hangwatch.schemas import personal_data
+from hangwatch.schemas.personal_data import Finding
 
 SCHEMA_VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -55,10 +59,13 @@ class ContractError(ValueError):
     (used as a metric label and stored in the dead-letter table); `field` is the JSON field at
     fault, if any; the message says what was wrong in words."""
 
-    def __init__(self, kind: str, message: str, field: str | None = None) -> None:
+    def __init__(self, kind: str, message: str, field: str | None = None,
+                 findings: tuple[Finding, ...] = ()) -> None:
         super().__init__(message)
         self.kind = kind
         self.field = field
+        # kind personal_data: what was found where (the dead letter masks and hashes them)
+        self.findings = findings
 
     def __str__(self) -> str:
         msg = self.args[0]
@@ -234,7 +241,14 @@ def _event_time(value: Any, now_ms: int | None) -> int:
 
 
 def from_dict(d: Any, *, now_ms: int | None = None) -> CallOutcome:
-    """Validate a decoded JSON value against CallOutcome v1."""
+    """Validate a decoded JSON value against CallOutcome v1, personal data included."""
+    event = _from_dict(d, now_ms=now_ms)
+    check_personal_data(d)
+    return event
+
+
+def _from_dict(d: Any, *, now_ms: int | None = None) -> CallOutcome:
+    """The contract's checks of one JSON value, all but the personal-data one."""
     if not isinstance(d, dict):
         raise ContractError("not_object", f"expected a JSON object, got {_tname(d)}")
     sv = d.get("schema_version", _MISSING)
@@ -338,8 +352,19 @@ def _fast(value: bytes, now_ms: int | None) -> CallOutcome | None:
 def decode(value: bytes | None, key: bytes | None = None, *, now_ms: int | None = None) -> CallOutcome:
     """Decode one Kafka record of `call-outcomes` (value bytes, key bytes) into a CallOutcome.
 
-    Raises ContractError for anything that breaks the contract, including an empty key or a
-    key that differs from borrower_id (the topic is partitioned by borrower)."""
+    Raises ContractError for anything that breaks the contract, including an empty key, a key
+    that differs from borrower_id (the topic is partitioned by borrower) and personal data
+    (kind personal_data). Without ingest pseudonymisation; `Decoder` adds it."""
+    value, key, event = _validated(value, key, now_ms)
+    if personal_data.candidates(value):
+        _check_raw(value, event, _EVENT_ID)
+    if key.decode("utf-8", "replace") != event.borrower_id:
+        raise ContractError("key_mismatch", "message key must equal borrower_id", "borrower_id")
+    return event
+
+
+def _validated(value: bytes | None, key: bytes | None, now_ms: int | None) -> tuple[bytes, bytes, CallOutcome]:
+    """Every check but personal data and the key's; the value and key, known to be bytes."""
     if value is None:
         raise ContractError("empty_value", "message has no value (tombstone)")
     if len(value) > MAX_MESSAGE_BYTES:
@@ -349,9 +374,108 @@ def decode(value: bytes | None, key: bytes | None = None, *, now_ms: int | None 
     event = _fast(value, now_ms)
     if event is None:
         event = _decode_precise(value, now_ms)
-    if key.decode("utf-8", "replace") != event.borrower_id:
-        raise ContractError("key_mismatch", "message key must equal borrower_id", "borrower_id")
-    return event
+    return value, key, event
+
+
+# ---- personal data (schemas/personal_data.py; docs/privacy.md) ----------------------------
+
+_EVENT_ID: Final = frozenset({"event_id"})
+_PERSONAL_DATA_WORDS: Final = {
+    personal_data.MOBILE: "a mobile phone number",
+    personal_data.RESIDENT_ID: "a resident ID number",
+}
+
+
+def check_personal_data(d: dict[str, Any], skip: frozenset[str] = _EVENT_ID) -> None:
+    """Raise ContractError(personal_data) if any value of the event object d (but the fields
+    in skip: event_id, and the fields pseudonymised at ingest) holds a mobile or resident ID
+    number; field names, nested objects, arrays and integers included."""
+    found: list[Finding] = []
+    for k, v in d.items():
+        if k in skip:
+            continue
+        if personal_data.text_candidate(k):
+            found.extend(Finding(k, t, k[a:b], n) for a, b, t, n in personal_data.find_in_text(k))
+        personal_data.find_in_value(v, k, found)
+    if found:
+        first = found[0]
+        raise ContractError(
+            "personal_data",
+            f"holds {_PERSONAL_DATA_WORDS[first.type]}; raw phone and ID numbers are forbidden "
+            f"({len(found)} found; send a pseudonymous id)",
+            personal_data.mask_text(first.field) if first.field else None, tuple(found))
+
+
+def _check_raw(value: bytes, event: CallOutcome, skip: frozenset[str]) -> None:
+    """check_personal_data over the message as sent (every field, occurred_at's text too)."""
+    try:
+        d = orjson.loads(value)
+    except orjson.JSONDecodeError:  # msgspec accepted what orjson refuses: check what is kept
+        d = {**event.to_dict(), "occurred_at": None}
+    check_personal_data(d, skip)
+
+
+# Top-level fields that may be pseudonymised at ingest: identifiers. Enums, numbers, booleans
+# and the event time are not identifiers (and would no longer validate).
+PSEUDONYMISABLE: Final = frozenset({"call_id", "borrower_id", "loan_id", "agent_id"})
+NOT_PSEUDONYMISABLE: Final = KNOWN_FIELDS - PSEUDONYMISABLE
+
+
+class Decoder:
+    """`decode` with the deployment's ingest privacy options, built once per process (the
+    worker's partition stage and the sink each hold one) so that no event looks a setting up.
+
+    pseudonymise: top-level fields (identifiers of PSEUDONYMISABLE, or unknown extra fields)
+    whose string or integer values are replaced by `personal_data.pseudonym(key, value)` after
+    validation and BEFORE the personal-data check, for producers that can only send raw
+    identifiers. The message key is still compared with the borrower_id as sent."""
+
+    __slots__ = ("_extra", "_fields", "_key", "_known", "_skip")
+
+    def __init__(self, pseudonymise: Iterable[str] = (), key: bytes | None = None) -> None:
+        fields = frozenset(pseudonymise)
+        bad = sorted(fields & NOT_PSEUDONYMISABLE)
+        if bad:
+            raise ValueError(f"cannot pseudonymise {bad}: only identifiers ({sorted(PSEUDONYMISABLE)}) "
+                             "and extra fields")
+        if fields and not key:
+            raise ValueError("pseudonymisation needs a key")
+        self._fields = fields
+        self._key = key or b""
+        self._known = tuple(sorted(fields & PSEUDONYMISABLE))
+        self._extra = frozenset(fields - PSEUDONYMISABLE)
+        self._skip = _EVENT_ID | fields
+
+    @property
+    def pseudonymised(self) -> frozenset[str]:
+        return self._fields
+
+    def __call__(self, value: bytes | None, key: bytes | None = None, *, now_ms: int | None = None) -> CallOutcome:
+        if not self._fields:
+            return decode(value, key, now_ms=now_ms)
+        value, key, event = _validated(value, key, now_ms)
+        sent_borrower_id = event.borrower_id
+        event = self._pseudonymise(event)
+        if personal_data.candidates(value):
+            _check_raw(value, event, self._skip)
+        if key.decode("utf-8", "replace") != sent_borrower_id:
+            raise ContractError("key_mismatch", "message key must equal borrower_id", "borrower_id")
+        return event
+
+    def _pseudonymise(self, event: CallOutcome) -> CallOutcome:
+        changes: dict[str, Any] = {}
+        for name in self._known:
+            v = getattr(event, name)
+            if v is not None:
+                changes[name] = personal_data.pseudonym(self._key, v)
+        if self._extra and event.extra.keys() & self._extra:
+            extra = dict(event.extra)
+            for name in self._extra & extra.keys():
+                v = extra[name]
+                if isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)):
+                    extra[name] = personal_data.pseudonym(self._key, str(v))
+            changes["extra"] = extra
+        return msgspec.structs.replace(event, **changes) if changes else event
 
 
 def _decode_precise(value: bytes, now_ms: int | None) -> CallOutcome:
@@ -363,4 +487,4 @@ def _decode_precise(value: bytes, now_ms: int | None) -> CallOutcome:
         except UnicodeDecodeError as ue:
             raise ContractError("not_utf8", f"value is not valid UTF-8 ({ue.reason} at byte {ue.start})") from None
         raise ContractError("not_json", f"value is not JSON: {e}") from None
-    return from_dict(raw, now_ms=now_ms)
+    return _from_dict(raw, now_ms=now_ms)

@@ -7,7 +7,7 @@ Timestamps on the wire are RFC 3339 UTC strings with milliseconds (schemas.call_
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypedDict
+from typing import Final, Literal, NotRequired, TypedDict
 
 from hangwatch.schemas.call_outcome import OUTCOMES
 
@@ -115,7 +115,8 @@ class HangupAlert(TypedDict):
 
 
 class DeadLetter(TypedDict):
-    """topic call-outcomes.dlq, key = the original key (or null). Original bytes in base64."""
+    """topic call-outcomes.dlq, key = the original key (or null). Original bytes in base64,
+    with every mobile and resident ID number masked (streams/dead_letters.py)."""
 
     source_topic: str
     source_partition: int
@@ -128,6 +129,18 @@ class DeadLetter(TypedDict):
     error: str  # human-readable, says what was wrong
     received_at: str
     worker: str
+    # Only when personal data was masked in it (additive, docs/contract.md#dead-letters).
+    personal_data: NotRequired[list[PersonalDataHash]]
+
+
+class PersonalDataHash(TypedDict):
+    """A masked mobile or resident ID number of a dead letter: where (field path, null when
+    only the byte scan saw it), what, and HMAC-SHA256 (hex, key privacy.hash_key; null
+    without a key) of its canonical form (11 digits; 18 characters with upper-case X)."""
+
+    field: str | None
+    type: Literal["mobile", "resident_id"]
+    hmac_sha256: str | None
 
 
 def rate_key(window_size_s: int, window_start_s: int, dimension: str, value: str) -> str:

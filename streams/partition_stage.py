@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import orjson
 
 from hangwatch.platform.settings import Settings
-from hangwatch.schemas.call_outcome import CallOutcome, ContractError, decode
+from hangwatch.schemas.call_outcome import CallOutcome, ContractError
 from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, RATE_PARTIALS, topic
 from hangwatch.streams import changelogs, dead_letters, metrics
 from hangwatch.streams.borrower_store import BorrowerStore, KeyScan
@@ -79,6 +79,8 @@ class PartitionStage(Stage[PartitionRates]):
         self.rules: RuleSet = load_rules(w.rules_file, w.timezone)
         self.n_partials = topic(RATE_PARTIALS).partitions
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.decode = settings.privacy.decoder()  # ingest pseudonymisation, set once (docs/privacy.md)
+        self.dlq_hash_key = settings.privacy.hash_key_bytes()
         self.borrowers = BorrowerStore(self.topics.borrowers_changelog, io.changelogs, w)
         self.sweeps = BorrowerSweeps(self.borrowers, self.rules, w.borrower_sweep_interval_s,
                                      w.borrower_sweep_batch)
@@ -142,12 +144,12 @@ class PartitionStage(Stage[PartitionRates]):
         for r in todo:
             p, off = r.partition, r.offset
             try:
-                co = decode(r.value, r.key, now_ms=now)
+                co = self.decode(r.value, r.key, now_ms=now)
             except ContractError as err:
                 dl = dead_letters.dead_letter(
                     topic=r.topic, partition=p, offset=off, timestamp_ms=_ts_ms(r.timestamp), key=r.key,
-                    value=r.value, error=err, now_ms=now, worker=self.worker_name)
-                cp.outputs.add(self.topics.dlq, r.key or b"", dead_letters.encode(dl))
+                    value=r.value, error=err, now_ms=now, worker=self.worker_name, hash_key=self.dlq_hash_key)
+                cp.outputs.add(self.topics.dlq, dead_letters.masked_key(r.key), dead_letters.encode(dl))
                 metrics.DEAD_LETTERS.labels(err.kind).inc()
                 results["invalid"] += 1
                 continue

@@ -12,6 +12,7 @@ import typer
 from hangwatch.cli.common import console, fail, settings
 from hangwatch.platform import gc_policy
 from hangwatch.platform.settings import Settings
+from hangwatch.sinks import convert
 from hangwatch.sinks.backends import BackendError, where
 from hangwatch.sinks.writer import SinkStats, run_sink
 
@@ -35,6 +36,7 @@ def sink(
                                  "flush_interval_s": flush_interval}.items() if v is not None}
     s = s.model_copy(update={"sink": s.sink.model_copy(update=updates)})
     gc_policy.configure(s.sink.gc_young_threshold)
+    convert.use_decoder(s.privacy.decoder())  # ingest pseudonymisation, as the worker's
     port = metrics_port or s.metrics_port
     if port:
         from prometheus_client import start_http_server

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hangwatch.schemas.call_outcome import Decoder
 from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, DLQ, HANGUP_ALERTS, HANGUP_RATES
 
 PACKAGE = Path(__file__).resolve().parent.parent  # the hangwatch package
@@ -171,18 +172,74 @@ class WorkerSettings(BaseModel):
 
 
 class AlertSettings(BaseModel):
+    """Spike alerts (docs/contract.md#spike-alerts; the rule: streams/core/spikes.py). Defaults
+    equal AlertConfig's; tuned with `make bench-alerts` (bench/HISTORY.md)."""
+
     window_size_s: int = 300
+    # Span of the trailing baseline, used until the seasonal one has enough calls.
     baseline_s: int = 24 * 3600
     min_connected: int = 30
     min_baseline_connected: int = 100
-    # z of the Wilson score interval (1.96 = 95 %).
-    z: float = 1.96
-    # Fire when the window's Wilson lower bound exceeds baseline * (1 + min_relative_increase).
-    # 0.5: a spike must be at least 1.5 x the baseline rate; the daily rhythm of hang-ups
-    # (lunch, evenings) is a real but expected change that should not page anyone.
+    # z of the Wilson lower bound (one-sided test per window). 3.5 (not 1.96): every series is
+    # tested every 5 minutes, ~17,000 tests a day per 100 series; 1.96 paged ~10 times a day.
+    z: float = 3.5
+    # Margin over the TRAILING baseline: fire when the lower bound exceeds baseline * (1 + margin).
+    # 0.5: the daily rhythm of hang-ups (lunch, evenings) is a real but expected change that a
+    # trailing baseline does not know about.
     min_relative_increase: float = 0.5
     # Consecutive non-spiking final windows that resolve a firing alert (hysteresis).
     resolve_after_windows: int = 2
+    # Seasonal baseline: the same hour of the previous seasonal_days days (0 = trailing only),
+    # used once it holds min_seasonal_connected connected calls, with its own smaller margin
+    # (it already knows the daily rhythm).
+    seasonal_days: Annotated[int, Field(ge=0)] = 7
+    min_seasonal_connected: Annotated[int, Field(ge=0)] = 300
+    seasonal_relative_increase: float = 0.2
+
+
+class PrivacySettings(BaseModel):
+    """Personal data (docs/privacy.md). Keys only from the environment:
+    HANGWATCH_PRIVACY__HASH_KEY, HANGWATCH_PRIVACY__PSEUDONYMISE_KEY."""
+
+    # HMAC-SHA256 key of the hashes a dead letter keeps of the mobile and ID numbers masked in
+    # it (so the producer, who shares the key, can find the record of a number it sent). Unset:
+    # the numbers are masked and no hash is kept (an unkeyed hash of an 11-digit number is no
+    # protection: it is reversed by trying them all).
+    hash_key: SecretStr | None = None
+    # Top-level fields pseudonymised at ingest, before the personal-data check, for producers
+    # that can only send raw identifiers: identifiers (call_id, borrower_id, loan_id,
+    # agent_id) or extra fields, e.g. ["borrower_id"]. Each value becomes
+    # 'p-' + 32 hex characters of HMAC-SHA256(pseudonymise_key, value). Changing the key
+    # changes every pseudonym (a new borrower for the counts and rules).
+    pseudonymise_fields: list[str] = Field(default_factory=list)
+    pseudonymise_key: SecretStr | None = None
+
+    @field_validator("hash_key", "pseudonymise_key")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("privacy keys must be at least 16 characters (32 random bytes, e.g. base64, advised)")
+        return v
+
+    @model_validator(mode="after")
+    def _pseudonymisation_needs_key(self) -> PrivacySettings:
+        if self.pseudonymise_fields and self.pseudonymise_key is None:
+            raise ValueError("privacy.pseudonymise_fields needs privacy.pseudonymise_key "
+                             "(set HANGWATCH_PRIVACY__PSEUDONYMISE_KEY)")
+        try:
+            self.decoder()
+        except ValueError as e:
+            raise ValueError(f"privacy.pseudonymise_fields: {e}") from None
+        return self
+
+    def hash_key_bytes(self) -> bytes | None:
+        return self.hash_key.get_secret_value().encode() if self.hash_key else None
+
+    def decoder(self) -> Decoder:
+        """The contract decoder with this deployment's ingest pseudonymisation: built once per
+        process (worker partition stage, sink), never looked up per event."""
+        key = self.pseudonymise_key.get_secret_value().encode() if self.pseudonymise_key else None
+        return Decoder(self.pseudonymise_fields, key)
 
 
 def _default_sink_topics() -> dict[str, str]:
@@ -241,6 +298,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     metrics_port: int | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
