@@ -319,6 +319,7 @@ def create_app(s: Settings) -> HangwatchApp:
         web_port=w.web_port,
         web_host="127.0.0.1",
         broker_session_timeout=w.broker_session_timeout_s,
+        consumer_group_instance_id=w.instance_id,  # static membership when set (docs/operations.md)
         broker_heartbeat_interval=w.broker_heartbeat_interval_s,
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=w.batch_max,
