@@ -6,7 +6,7 @@ PYTEST_ARGS ?= -q
 
 .PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench \
         native native-clean \
-        dashboards clean-local
+        dashboards clean-local fuzz
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -49,6 +49,11 @@ lint: install  ## ruff
 
 typecheck: install  ## mypy
 	$(BIN)/mypy -p hangwatch && $(BIN)/mypy -p bench -p testkit
+
+FUZZ_N ?= 1000000
+FUZZ_SEED ?= 1
+fuzz:  ## fuzz the contract decoder: FUZZ_N generated and mutated messages (default 1,000,000)
+	$(BIN)/python tests/schemas/test_fuzz_decode.py --n $(FUZZ_N) --seed $(FUZZ_SEED)
 
 demo:  ## run the pipeline on embedded ClickHouse (chdb) with a live summary
 	deploy/local/demo.sh

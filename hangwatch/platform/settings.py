@@ -209,6 +209,12 @@ class PrivacySettings(BaseModel):
     pseudonymise_fields: list[str] = Field(default_factory=list)
     pseudonymise_key: SecretStr | None = None
 
+    @field_validator("hash_key", "pseudonymise_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        # docker compose passes an unset optional variable as "" (.env.example)
+        return None if v == "" else v
+
     @field_validator("hash_key", "pseudonymise_key")
     @classmethod
     def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
