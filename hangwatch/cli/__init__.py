@@ -5,6 +5,9 @@ no plugin discovery). `--help` works on every command."""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 
 from hangwatch.cli import demo as _demo
@@ -18,7 +21,7 @@ from hangwatch.cli import simulate as _simulate
 from hangwatch.cli import sink as _sink
 from hangwatch.cli import topics as _topics
 from hangwatch.cli import worker as _worker
-from hangwatch.cli.common import configure
+from hangwatch.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, configure, console, describe_failure
 
 app = typer.Typer(
     name="hangwatch",
@@ -42,4 +45,37 @@ _demo.register(app)
 
 
 def main() -> None:
-    app()
+    sys.exit(run(sys.argv[1:]))
+
+
+def run(argv: list[str]) -> int:
+    """Run the command line; returns the exit code (docs/operations.md, "Exit codes").
+
+    Every failure a user can cause or meet (a wrong option, an unreachable service, a refused
+    query) ends in one line that says what to do, never a traceback: the commands report what
+    they expect, and anything else is caught here. --log-level DEBUG shows the traceback."""
+    try:
+        code = app(args=argv, prog_name="hangwatch", standalone_mode=False)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        console.print("aborted")
+        return EXIT_INTERRUPTED
+    except typer.TyperException as e:  # a usage error: wrong option, missing argument
+        show = getattr(e, "show", None)  # click's ClickException (typer vendors click)
+        if show is not None:
+            show()
+        else:
+            console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        console.print(f"[red]error:[/red] {describe_failure(e)} (run with --log-level DEBUG for details)",
+                      soft_wrap=True)
+        return EXIT_INTERNAL
+    return code if isinstance(code, int) else 0

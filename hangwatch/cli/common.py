@@ -16,9 +16,24 @@ from hangwatch.platform.settings import Settings, load_settings
 
 console = Console(stderr=True)
 _state: dict[str, Settings] = {}
+# Exit codes (docs/operations.md, "Exit codes").
+EXIT_FAILED = 1  # the command could not do its job: a service unreachable, a query refused
+EXIT_USAGE = 2  # a wrong option, argument, time, setting or configuration file
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_INTERNAL = 70  # an unexpected failure (a bug): reported in one line, traceback with DEBUG
+# Commands that run until stopped: they keep the client libraries' warnings (rate-limited);
+# one-shot commands show only their own one-line result or error.
+LONG_RUNNING = {"worker", "sink", "simulate", "demo"}
+
+
+def describe_failure(e: BaseException) -> str:
+    """One line for an exception nobody expected: its type and first line."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def configure(
+    ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", envvar="HANGWATCH_CONFIG", exists=True, dir_okay=False,
@@ -34,7 +49,7 @@ def configure(
         console.print(f"[red]Invalid configuration:[/red] {e}")
         raise typer.Exit(2) from e
     _state["settings"] = settings
-    setup_logging(settings.log_level, console)
+    setup_logging(settings.log_level, console, quiet_libraries=ctx.invoked_subcommand not in LONG_RUNNING)
 
 
 def settings() -> Settings:

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from hangwatch.cli.common import console, fail, settings
-from hangwatch.platform.kafka_admin import describe, ensure_topics
+from hangwatch.platform.kafka_admin import ONE_SHOT_TIMEOUT_S, describe, ensure_topics
 from hangwatch.schemas.topics import registry
 
 topics_app = typer.Typer(help="Create and list Kafka topics from the topic registry.", no_args_is_help=True)
@@ -16,7 +16,7 @@ topics_app = typer.Typer(help="Create and list Kafka topics from the topic regis
 def create() -> None:
     """Create every registry topic that is missing (idempotent); grow partition counts."""
     try:
-        created = ensure_topics(settings().kafka)
+        created = ensure_topics(settings().kafka, timeout_s=ONE_SHOT_TIMEOUT_S)
     except RuntimeError as e:
         raise fail(str(e)) from e
     console.print(f"created: {', '.join(created) if created else 'nothing (all topics exist)'}")

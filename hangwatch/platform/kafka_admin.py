@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterable
 
@@ -15,25 +16,70 @@ from hangwatch.schemas.topics import TopicSpec, registry
 log = logging.getLogger(__name__)
 
 
-def admin_client(kafka: KafkaSettings, timeout_s: float = 30.0) -> KafkaAdminClient:
+# One-shot commands (topics, migrate, ...) give up on an unreachable broker after this long;
+# the worker keeps retrying for ADMIN_TIMEOUT_S at start.
+ONE_SHOT_TIMEOUT_S = 4.0
+ADMIN_TIMEOUT_S = 30.0
+
+
+class KafkaUnreachable(RuntimeError):
+    """No broker answers at the configured addresses (after retrying for the timeout)."""
+
+
+class KafkaMisconfigured(RuntimeError):
+    """An address that can never work: an unresolvable host, a malformed address."""
+
+
+def _addresses(kafka: KafkaSettings) -> list[tuple[str, int]]:
+    out = []
+    for item in kafka.bootstrap_servers.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise KafkaMisconfigured(f"kafka.bootstrap_servers: {item.strip()!r} is not host:port "
+                                     "(set HANGWATCH_KAFKA__BOOTSTRAP_SERVERS, e.g. 127.0.0.1:9092)")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def probe(kafka: KafkaSettings, timeout_s: float = 2.0) -> bool:
+    """True when a TCP connection to one of the bootstrap addresses opens within timeout_s.
+    KafkaMisconfigured when a host does not resolve (waiting would not help)."""
+    for host, port in _addresses(kafka):
+        try:
+            socket.getaddrinfo(host, port)
+        except socket.gaierror:
+            raise KafkaMisconfigured(f"Kafka host {host!r} does not resolve; check "
+                                     "HANGWATCH_KAFKA__BOOTSTRAP_SERVERS") from None
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def admin_client(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> KafkaAdminClient:
+    """An admin client, once a broker answers; KafkaUnreachable after timeout_s."""
     deadline = time.monotonic() + timeout_s
     while True:
-        try:
-            return KafkaAdminClient(client_id="hangwatch-admin", **kafka.kafka_python_kwargs())
-        except (KafkaConnectionError, KafkaTimeoutError):
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"no Kafka broker answers at {kafka.bootstrap_servers}; start one with "
-                    "`deploy/local/kafka.sh start` or set HANGWATCH_KAFKA__BOOTSTRAP_SERVERS") from None
-            time.sleep(0.5)
+        if probe(kafka, timeout_s=min(2.0, timeout_s)):
+            try:
+                return KafkaAdminClient(client_id="hangwatch-admin", **kafka.kafka_python_kwargs())
+            except (KafkaConnectionError, KafkaTimeoutError):
+                pass
+        if time.monotonic() > deadline:
+            raise KafkaUnreachable(
+                f"no Kafka broker answers at {kafka.bootstrap_servers}; start one with "
+                "`deploy/local/kafka.sh start` or set HANGWATCH_KAFKA__BOOTSTRAP_SERVERS")
+        time.sleep(0.5)
 
 
 def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None,
-                  partitions_override: int | None = None) -> list[str]:
+                  partitions_override: int | None = None, timeout_s: float = ADMIN_TIMEOUT_S) -> list[str]:
     """Create missing topics (idempotent); grow partitions that are below the registry's count.
     Returns the names of the topics created."""
     specs = list(specs if specs is not None else registry().values())
-    admin = admin_client(kafka)
+    admin = admin_client(kafka, timeout_s)
     try:
         existing = set(admin.list_topics())
         names = {s.name: kafka.topic(s.name) for s in specs}
@@ -83,8 +129,8 @@ def wait_for_metadata(admin: KafkaAdminClient, names: list[str], timeout_s: floa
     raise RuntimeError(f"topics {names} have no partition leaders after {timeout_s} s")
 
 
-def describe(kafka: KafkaSettings) -> dict[str, int]:
-    admin = admin_client(kafka)
+def describe(kafka: KafkaSettings, timeout_s: float = ONE_SHOT_TIMEOUT_S) -> dict[str, int]:
+    admin = admin_client(kafka, timeout_s)
     try:
         names = [n for n in admin.list_topics() if not n.startswith("__")]
         return {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(names)}

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.logging import RichHandler
 
-# Kafka clients and Faust log every connection at INFO.
-NOISY_LOGGERS = ("aiokafka", "kafka", "faust", "mode")
+# Kafka and ClickHouse clients, Faust and HTTP log every connection (and its failures).
+NOISY_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "clickhouse_driver", "urllib3")
 REPEAT_EVERY_S = 30.0
 # Numbers, addresses and ids vary between repeats of the same message.
 _VARIABLE = re.compile(r"\d+(?:\.\d+)*|0x[0-9a-f]+|'[^']*'|\"[^\"]*\"|<[^>]*>|\([^()]*\)")
@@ -71,13 +71,17 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str, console: Console | None = None) -> None:
-    """Configure the root logger at `level` (DEBUG, INFO, WARNING, ERROR), writing to stderr."""
+def setup_logging(level: str, console: Console | None = None, quiet_libraries: bool = False) -> None:
+    """Configure the root logger at `level` (DEBUG, INFO, WARNING, ERROR), writing to stderr.
+
+    quiet_libraries (one-shot commands): the client libraries log nothing below CRITICAL unless
+    the level is DEBUG; the command's own one-line error says what failed."""
     handler = RichHandler(console=console or Console(stderr=True), show_path=False, rich_tracebacks=True)
     handler.addFilter(RepeatFilter())
     logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]", handlers=[handler], force=True)
+    floor = logging.CRITICAL if quiet_libraries and level != "DEBUG" else logging.WARNING
     for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(noisy).setLevel(max(floor, logging.getLevelName(level)))
 
 
 def limit_repeats(logger: logging.Logger) -> None:
