@@ -138,6 +138,26 @@ def rate_row(msg: Message, now_s: int) -> tuple[Any, ...]:
     )
 
 
+# The evidence arrays of borrower_flags (migration 0008): one per EvidenceItem field, in the
+# column order of tables.BORROWER_FLAGS; optional fields are '' when absent.
+_EVIDENCE_STRINGS: Final = ("event_id", "call_id")
+_EVIDENCE_OPTIONAL: Final = ("hangup_stage", "agent_id", "channel", "script_version")
+
+
+def _evidence_arrays(evidence: list[Any]) -> tuple[list[Any], ...]:
+    items = []
+    for i, e in enumerate(evidence):
+        if not isinstance(e, dict):
+            raise RowError("evidence", f"evidence[{i}] is not an object")
+        try:
+            item = (*(_str(e, f) for f in _EVIDENCE_STRINGS), _ts(e, "occurred_at"), _str(e, "outcome"),
+                    *(_opt_str(e, f) or "" for f in _EVIDENCE_OPTIONAL))
+        except RowError as err:
+            raise RowError("evidence", f"evidence[{i}].{err.column}: {err.message}") from None
+        items.append(item)
+    return tuple(list(col) for col in zip(*items, strict=True)) if items else tuple([] for _ in range(8))
+
+
 def flag_row(msg: Message, now_s: int) -> tuple[Any, ...]:
     d = _record(msg)
     evidence = _get(d, "evidence", (list,), "a list")
@@ -146,7 +166,7 @@ def flag_row(msg: Message, now_s: int) -> tuple[Any, ...]:
         _str(d, "flag_id"), _str(d, "borrower_id"), _str(d, "loan_id"), _str(d, "rule_id"), _int(d, "rule_version"),
         _str(d, "severity"), _str(d, "status"), orjson.dumps(evidence).decode(), len(evidence),
         _ts(d, "first_event_at"), _ts(d, "last_event_at"), _str(d, "explanation"), emitted_ms // 1000, emitted_ms,
-        now_s,
+        now_s, *_evidence_arrays(evidence),
     )
 
 

@@ -127,7 +127,7 @@ def apply(backend: Backend, db: str, retention: dict[str, int],
             continue
         log.info("applying migration %04d_%s on ClickHouse %s", m.version, m.name, version)
         for stmt in render(m, ctx):
-            _execute_tolerant(backend, stmt)
+            _execute_tolerant(backend, stmt, _tolerated(stmt))
         backend.insert(f"{ident(db)}.schema_migrations",
                        ("version", "name", "checksum", "applied_at", "server_version", "applied_by"),
                        [(m.version, m.name, m.checksum, int(datetime.now(tz=UTC).timestamp()), str(version),
@@ -136,12 +136,21 @@ def apply(backend: Backend, db: str, retention: dict[str, int],
     return done_now
 
 
-def _execute_tolerant(backend: Backend, stmt: str) -> None:
+_TOLERATE = re.compile(r"^\s*--\s*tolerate:\s*([\d ]+)$", re.MULTILINE)
+
+
+def _tolerated(stmt: str) -> frozenset[int]:
+    """Error codes a statement declares harmless with a `-- tolerate: 57 60` line: a step of a
+    table swap that a concurrent migrator has already done (0009_alert_history.sql)."""
+    return frozenset(int(c) for m in _TOLERATE.finditer(stmt) for c in m.group(1).split())
+
+
+def _execute_tolerant(backend: Backend, stmt: str, also: frozenset[int] = frozenset()) -> None:
     try:
         backend.execute(stmt)
     except BackendError as e:
         # Two processes racing on CREATE ... IF NOT EXISTS: the loser may see "already exists".
-        if e.code in ALREADY_EXISTS_CODES:
+        if e.code in ALREADY_EXISTS_CODES or e.code in also:
             log.debug("tolerated concurrent creation: %s", e)
             return
         raise

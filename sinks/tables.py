@@ -33,7 +33,9 @@ HANGUP_RATES: Final = TableSpec("hangup_rates", (
 BORROWER_FLAGS: Final = TableSpec("borrower_flags", (
     "flag_id", "borrower_id", "loan_id", "rule_id", "rule_version", "severity", "status", "evidence",
     "evidence_count", "first_event_at", "last_event_at", "explanation", "emitted_at", "emitted_at_ms",
-    "ingested_at"), "month", "first_event_at")
+    "ingested_at", "evidence_event_id", "evidence_call_id", "evidence_occurred_at", "evidence_outcome",
+    "evidence_hangup_stage", "evidence_agent_id", "evidence_channel", "evidence_script_version"), "month",
+    "first_event_at")
 
 HANGUP_ALERTS: Final = TableSpec("hangup_alerts", (
     "alert_id", "status", "dimension", "value", "window_size_s", "window_start", "window_end", "connected", "hung_up",
@@ -45,7 +47,7 @@ DEAD_LETTERS: Final = TableSpec("dead_letters", (
     "error_kind", "error_field", "error", "received_at", "worker", "ingested_at"), "month", "received_at")
 
 SINK_BATCHES: Final = TableSpec("sink_batches", (
-    "table", "rows", "rejected", "seconds", "flushed_at", "worker"), "day", "flushed_at")
+    "table", "rows", "rejected", "seconds", "flushed_at", "worker", "newest_event_ms"), "day", "flushed_at")
 
 SCHEMA_MIGRATIONS: Final = TableSpec("schema_migrations", (
     "version", "name", "checksum", "applied_at", "server_version", "applied_by"), None)

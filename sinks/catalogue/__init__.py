@@ -12,12 +12,13 @@ come from the context's frame (frame.py), so one text serves Grafana's macros an
 times alike.
 
 Rules every query follows:
-- exact before merges: window counts are read with FINAL (the deduplication key holds the
-  partition key); versioned rows (flags, alerts, dead letters) with argMax(..., version)
-  grouped by their key, never FINAL;
+- exact before merges: window counts (expr.current_cells) and versioned rows (flags, alerts,
+  dead letters) with argMax(..., version) grouped by their key, never FINAL; call_events,
+  whose copies are identical, with FINAL until the dashboards read rollups (issue 14);
 - rates are derived from summed counts, never averaged; outcome sets come from the contract;
-- SQL for ClickHouse 18.16 and current versions alike where the CLI runs it (no window
-  functions, toStartOfInterval, WITH FILL; aliases never shadow a column inside an aggregate);
+- one SQL for ClickHouse 18.16 and current versions alike, for Grafana too (no window
+  functions, toStartOfInterval or $__timeInterval, JSONExtract*, WITH FILL, tuples as
+  argMax's second argument; aliases never shadow a column inside an aggregate);
   values are literals (sinks.sql.literal), times toDateTime(epoch, 'UTC').
 
 Modules: frame (time and filter abstraction), registry (Query, Param, Context, render),

@@ -1,7 +1,8 @@
 """SQL building blocks shared by the catalogue's queries (and reconciliation): outcome sets
 rendered from the contract, rates derived from counts, and the one way to read the current
 state of a versioned row (argMax over its version column, exact before merges and across
-partitions; never FINAL, whose result depends on the partition key)."""
+partitions; never FINAL, whose result depends on the partition key and which reads every
+part single-file at a time on old servers)."""
 
 from __future__ import annotations
 
@@ -32,13 +33,15 @@ DECLINE_RATE: Final = "countIf(outcome = 'declined') / nullIf(count(), 0)"
 REFUSAL_RATE: Final = f"countIf(outcome = 'refused') / nullIf({CONNECTED}, 0)"
 CONTACT_RATE: Final = f"{CONNECTED} / nullIf(count(), 0)"
 
-# --- rates from stored window counts (hangup_rates) ------------------------------------
+# --- rates from stored window counts (hangup_rates, read through current_cells) -------
 ROUNDED_RATES: Final = """if(connected > 0, round(hung_up / connected, 4), NULL) AS hangup_rate,
        if(attempts > 0, round(declined / attempts, 4), NULL) AS decline_rate,
        if(connected > 0, round(refused / connected, 4), NULL) AS refusal_rate,
        if(attempts > 0, round(connected / attempts, 4), NULL) AS contact_rate"""
-SUM_COUNTS: Final = ("sum(attempts) AS attempts, sum(connected) AS connected, sum(hung_up) AS hung_up, "
-                     "sum(declined) AS declined, sum(refused) AS refused")
+SUM_COUNTS: Final = ("sum(c_attempts) AS attempts, sum(c_connected) AS connected, sum(c_hung_up) AS hung_up, "
+                     "sum(c_declined) AS declined, sum(c_refused) AS refused")
+COUNT_COLUMNS: Final = ("attempts", "connected", "hung_up", "declined", "refused")
+CELL_KEY: Final = "window_size_s, dimension, value, window_start"
 
 
 def latest(columns: Sequence[str], version: str, prefix: str) -> str:
@@ -47,12 +50,30 @@ def latest(columns: Sequence[str], version: str, prefix: str) -> str:
     return ",\n           ".join(f"argMax({c}, {version}) AS {prefix}{c}" for c in columns)
 
 
+def current_cells(db: str, where: str, columns: Sequence[str] = COUNT_COLUMNS) -> str:
+    """One row per window cell of hangup_rates: its key columns and the highest version of
+    each of `columns` as c_<column>. Exact before merges without FINAL (argMax over the
+    version, grouped by the key). `where` may only test key columns (window_size_s,
+    dimension, value, window_start), so every version of a cell passes or none does; a
+    window_start range prunes the day partitions."""
+    return f"""(
+    SELECT {CELL_KEY},
+           {latest(columns, "version", "c_")}
+    FROM {db}.hangup_rates
+    WHERE {where}
+    GROUP BY {CELL_KEY}
+)"""
+
+
 # A flag's current state is its furthest status (raised < escalated < resolved); the
 # emission time breaks ties between redeliveries of one transition. One number, because
 # old servers take no tuple as argMax's second argument.
 FLAG_VERSION: Final = "toUInt64(toInt8(status)) * 10000000000000 + emitted_at_ms"
 FLAG_COLUMNS: Final = ("borrower_id", "loan_id", "rule_id", "status", "severity", "explanation", "evidence",
                        "evidence_count", "last_event_at")
+# The evidence as arrays (migration 0008), element i = the i-th call of the evidence.
+EVIDENCE_ARRAYS: Final = ("evidence_occurred_at", "evidence_outcome", "evidence_hangup_stage", "evidence_agent_id",
+                          "evidence_script_version")
 ALERT_COLUMNS: Final = ("status", "dimension", "value", "window_start", "window_end", "connected", "hung_up",
                         "hangup_rate", "wilson_low", "baseline_rate", "explanation", "emitted_at")
 

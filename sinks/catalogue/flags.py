@@ -4,28 +4,28 @@ the version, expr.current_flags / current_alerts), for the CLI, the panels and t
 from __future__ import annotations
 
 from hangwatch.sinks.catalogue import params
-from hangwatch.sinks.catalogue.expr import current_alerts, current_flags
+from hangwatch.sinks.catalogue.expr import EVIDENCE_ARRAYS, FLAG_COLUMNS, current_alerts, current_flags
 from hangwatch.sinks.catalogue.registry import Context, query
 from hangwatch.sinks.sql import literal
 
 
-def _evidence_field(name: str) -> str:
-    return f"JSONExtractString(e, {literal(name)})"
+def _evidence_summary(tz: str) -> str:
+    """A flag's evidence as one line, "05-03 14:02 hung_up @income_check A017 [v3-income]; ..."
+    in local time, from the evidence arrays (migration 0008) with array functions every
+    ClickHouse has; rows stored before 0008 have empty arrays and show the JSON as stored."""
+    def opt(x: str, prefix: str, suffix: str = "") -> str:
+        return f"if({x} = '', '', concat({literal(prefix)}, {x}, {literal(suffix)}))"
+
+    line = (f"concat(substring(toString(at, {literal(tz)}), 6, 11), ' ', o, {opt('st', ' @')}, {opt('ag', ' ')}, "
+            f"{opt('sv', ' [', ']')})")
+    arrays = ", ".join(f"f_{c}" for c in EVIDENCE_ARRAYS)
+    return (f"if(length(f_evidence_outcome) > 0, "
+            f"arrayStringConcat(arrayMap((at, o, st, ag, sv) -> {line}, {arrays}), '; '), f_evidence)")
 
 
-def _optional_part(name: str, prefix: str, suffix: str = "") -> str:
-    f = _evidence_field(name)
-    return f"if({f} = '', '', concat({literal(prefix)}, {f}, {literal(suffix)}))"
-
-
-def _evidence_summary(column: str, tz: str) -> str:
-    """A flag's evidence (JSON list of calls, schemas.records.EvidenceItem) as one line:
-    "05-03 14:02 hung_up @income_check A017 [v3-income]; ..." in local time."""
-    return ("arrayStringConcat(arrayMap(e -> concat("
-            f"formatDateTime(parseDateTimeBestEffort({_evidence_field('occurred_at')}), '%m-%d %H:%i', "
-            f"{literal(tz)}), ' ', {_evidence_field('outcome')}, {_optional_part('hangup_stage', ' @')}, "
-            f"{_optional_part('agent_id', ' ')}, {_optional_part('script_version', ' [', ']')}), "
-            f"JSONExtractArrayRaw({column})), '; ')")
+# argMax by (last event, flag_id) as one string: 18.16 takes no tuple as argMax's second
+# argument. The epoch plus 10^10 always has 11 digits, so the text sorts as the time does.
+_LATEST_FLAG = "concat(toString(toUInt64(f_last_event_at) + 10000000000), flag_id)"
 
 
 @query("top_flagged_borrowers", "Borrowers with open flags (raised or escalated), the most severe first, with "
@@ -39,8 +39,8 @@ def top_flagged_borrowers(ctx: Context, limit: int) -> str:
        arrayElement(['low', 'medium', 'high'], max(toInt8(f_severity))) AS max_severity,
        arraySort(groupUniqArray(toString(f_rule_id))) AS rules,
        max(f_last_event_at) AS last_event,
-       argMax(f_explanation, (f_last_event_at, flag_id)) AS explanation,
-       argMax(f_evidence, (f_last_event_at, flag_id)) AS evidence,
+       argMax(f_explanation, {_LATEST_FLAG}) AS explanation,
+       argMax(f_evidence, {_LATEST_FLAG}) AS evidence,
        sum(f_evidence_count) AS evidence_calls
 FROM {current_flags(ctx.db, f.lower("last_event_at"))}
 WHERE f_status != 'resolved' AND {f.upper("f_last_event_at")}
@@ -62,8 +62,8 @@ SELECT
   f_evidence_count AS calls,
   f_last_event_at AS last_event_at,
   f_explanation AS explanation,
-  {_evidence_summary("f_evidence", ctx.tz)} AS evidence
-FROM {current_flags(ctx.db, f.lower("last_event_at"))}
+  {_evidence_summary(ctx.tz)} AS evidence
+FROM {current_flags(ctx.db, f.lower("last_event_at"), (*FLAG_COLUMNS, *EVIDENCE_ARRAYS))}
 WHERE f_status != 'resolved' AND {f.upper("f_last_event_at")}
 ORDER BY severity DESC, last_event_at DESC, borrower_id, rule_id
 LIMIT {int(limit)}
@@ -120,3 +120,44 @@ SELECT count() AS active_alerts
 FROM {current_alerts(ctx.db, ("status", "window_start"))}
 WHERE {ctx.frame.time_filter("a_window_start")} AND a_status = 'firing'
 """.strip()
+
+
+# Alert history: hangup_alerts keeps one row per (alert_id, status) (migration 0009), so the
+# firing record's numbers stay after the alert resolves. Grouped by alert_id, each value taken
+# from the highest version of its status (exact before merges, no FINAL); the firing numbers
+# are NULL for an alert whose firing row was merged away before 0009. Inner aliases are
+# prefixed: an alias named like a column used inside an aggregate breaks 18.16.
+_FIRING = ("connected", "hung_up", "hangup_rate", "wilson_low", "wilson_high", "baseline_rate", "baseline_connected",
+           "emitted_at")
+
+
+@query("alert_history", "Spike alerts whose window lies in the range, with the numbers they fired with (rate, "
+       "counts, Wilson bounds, baseline) and when they resolved, newest first.", params.limit(100), time="range",
+       since="7d")
+def alert_history(ctx: Context, limit: int) -> str:
+    firing = ",\n           ".join(
+        f"if(countIf(status = 'firing') > 0, argMaxIf({c}, version, status = 'firing'), NULL) AS h_{c}"
+        for c in _FIRING)
+    return f"""SELECT alert_id, h_dimension AS dimension, h_value AS value, h_window_start AS window_start,
+       h_status AS status, h_emitted_at AS fired_at, h_resolved_at AS resolved_at, h_connected AS connected,
+       h_hung_up AS hung_up, round(h_hangup_rate, 4) AS hangup_rate, round(h_wilson_low, 4) AS wilson_low,
+       round(h_wilson_high, 4) AS wilson_high, round(h_baseline_rate, 4) AS baseline_rate,
+       h_baseline_connected AS baseline_connected, h_explanation AS explanation
+FROM
+(
+    SELECT alert_id,
+           argMax(dimension, version) AS h_dimension,
+           argMax(value, version) AS h_value,
+           argMax(window_start, version) AS h_window_start,
+           argMax(status, version) AS h_status,
+           if(countIf(status = 'firing') > 0, argMaxIf(explanation, version, status = 'firing'),
+              argMax(explanation, version)) AS h_explanation,
+           if(countIf(status = 'resolved') > 0, argMaxIf(emitted_at, version, status = 'resolved'), NULL)
+               AS h_resolved_at,
+           {firing}
+    FROM {ctx.db}.hangup_alerts
+    WHERE {ctx.frame.time_filter("window_start")}
+    GROUP BY alert_id
+)
+ORDER BY window_start DESC, alert_id
+LIMIT {int(limit)}"""

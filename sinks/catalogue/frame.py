@@ -3,11 +3,14 @@
 A catalogue query never writes a time or a template variable itself: it asks its frame. The
 same query text then serves two readers:
 - MacroFrame: Grafana panels and alert rules, with the ClickHouse plugin's macros
-  ($__timeFilter, $__timeInterval, $__fromTime/$__toTime, $__interval_s, and in dashboards
-  $__conditionalAll with ${var:singlequote}); the plugin fills them in per request.
+  ($__timeFilter, $__fromTime/$__toTime, $__interval_s, and in dashboards $__conditionalAll
+  with ${var:singlequote}); the plugin fills them in per request.
 - FixedFrame: the CLI and the report, with concrete UTC times as literals and the selected
-  filter values (none selected = all), in SQL that also runs on ClickHouse 18.16 (no
-  toStartOfInterval there).
+  filter values (none selected = all).
+
+Both write SQL that runs on ClickHouse 18.16 and current versions alike. Time buckets are
+intDiv over epoch seconds in both, never $__timeInterval: the plugin expands that to
+toStartOfInterval, which 18.16 does not have (docs/dashboards.md, "Macros").
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class MacroFrame:
         return "$__toTime"
 
     def bucket(self, column: str) -> str:
-        return f"$__timeInterval({column})"
+        return _bucket(column, "$__interval_s")
 
     def interval_s(self) -> str:
         return "$__interval_s"
@@ -122,8 +125,7 @@ class FixedFrame:
         return otherwise
 
     def bucket(self, column: str) -> str:
-        step = max(int(self.step_s), 1)
-        return f"toDateTime(intDiv(toUInt32({column}), {step}) * {step}, 'UTC')"
+        return _bucket(column, str(max(int(self.step_s), 1)))
 
     def interval_s(self) -> str:
         return str(max(int(self.step_s), 1))
@@ -131,6 +133,12 @@ class FixedFrame:
     def any_of(self, column: str, variable: str) -> str:
         values = self.selected.get(variable)
         return f"{column} IN {literal(tuple(values))}" if values else "1=1"
+
+
+def _bucket(column: str, step: str) -> str:
+    """Start of the epoch-aligned interval of `step` seconds holding `column` (what
+    $__timeInterval means, in functions every ClickHouse has)."""
+    return f"toDateTime(intDiv(toUInt32({column}), {step}) * {step}, 'UTC')"
 
 
 def step_for(start: datetime, end: datetime, points: int = 96) -> int:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from hangwatch.sinks.backends import Backend, DataRejected
 from hangwatch.sinks.sql import ident
-from hangwatch.sinks.tables import DATA_TABLES, DEAD_LETTERS, SINK_BATCHES
+from hangwatch.sinks.tables import CALL_EVENTS, DATA_TABLES, DEAD_LETTERS, SINK_BATCHES, TableSpec
 from hangwatch.sinks.writer import metrics
 from hangwatch.sinks.writer.batch import Batch
 from hangwatch.sinks.writer.deadletter import bare_dead_letter, column_from_error, sink_dead_letter
@@ -28,6 +29,7 @@ class TableFlush:
     rows: int
     rejected: int
     seconds: float
+    newest_event_ms: int = 0  # the newest event time among the rows (sink_batches.newest_event_ms)
 
 
 @dataclasses.dataclass(slots=True)
@@ -42,6 +44,20 @@ class FlushReport:
     @property
     def rejected(self) -> int:
         return sum(t.rejected for t in self.tables)
+
+
+def newest_event_ms(spec: TableSpec, rows: Sequence[Sequence[Any]], refused: set[int]) -> int:
+    """The newest event time (ms) among the stored rows of a flush: call_events' occurred_at_ms,
+    else the table's time column (epoch seconds in the rows); 0 when there is none. What
+    `freshness` and the "pipeline stalled" rule read instead of scanning the tables."""
+    if spec is CALL_EVENTS:
+        i, scale = spec.columns.index("occurred_at_ms"), 1
+    elif spec.time_column is not None:
+        i, scale = spec.columns.index(spec.time_column), 1000
+    else:
+        return 0
+    values = [r[i] for n, r in enumerate(rows) if n not in refused and isinstance(r[i], int)]
+    return max(values) * scale if values else 0
 
 
 class Flusher:
@@ -71,11 +87,13 @@ class Flusher:
                                                   str(err), self.worker, now_s))
                 dead_origins.append(buf.origins[i])
                 metrics.REJECTED.labels(spec.name, "refused_by_clickhouse").inc()
-            report.tables.append(TableFlush(spec.name, len(buf.rows), len(refused), time.monotonic() - t0))
+            report.tables.append(TableFlush(spec.name, len(buf.rows), len(refused), time.monotonic() - t0,
+                                            newest_event_ms(spec, buf.rows, {i for i, _ in refused})))
         if dead_rows:
             t0 = time.monotonic()
             refused_dead = self._write_dead_letters(dead_rows, dead_origins, now_s)
-            report.tables.append(TableFlush(DEAD_LETTERS.name, len(dead_rows), refused_dead, time.monotonic() - t0))
+            report.tables.append(TableFlush(DEAD_LETTERS.name, len(dead_rows), refused_dead, time.monotonic() - t0,
+                                            newest_event_ms(DEAD_LETTERS, dead_rows, set())))
         self._log_batches(report, now_s)
         report.seconds = time.monotonic() - t_start
         for t in report.tables:
@@ -100,7 +118,8 @@ class Flusher:
         return lost
 
     def _log_batches(self, report: FlushReport, now_s: int) -> None:
-        rows = [(t.table, t.rows, t.rejected, round(t.seconds, 6), now_s, self.worker) for t in report.tables]
+        rows = [(t.table, t.rows, t.rejected, round(t.seconds, 6), now_s, self.worker, t.newest_event_ms)
+                for t in report.tables]
         if not rows:
             return
         try:

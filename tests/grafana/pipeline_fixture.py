@@ -174,6 +174,6 @@ def _sink_batches() -> list[tuple[Any, ...]]:
     rows = []
     for i in range(HOURS * 60):
         t = int(START.timestamp()) + i * 60
-        rows.append(("call_events", 70 + i % 5, 0, 0.05, t, "sink-1"))
-        rows.append(("hangup_rates", 400, 0, 0.08, t, "sink-1"))
+        rows.append(("call_events", 70 + i % 5, 0, 0.05, t, "sink-1", (t - 2) * 1000))
+        rows.append(("hangup_rates", 400, 0, 0.08, t, "sink-1", (t - 60) * 1000))
     return rows

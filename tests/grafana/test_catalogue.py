@@ -17,8 +17,8 @@ from hangwatch.cli import app
 from hangwatch.platform.settings import Settings
 from hangwatch.schemas.call_outcome import CONNECTED_OUTCOMES, OUTCOMES
 from hangwatch.schemas.records import OUTCOME_COUNT_FIELDS, RateUpdate
-from hangwatch.sinks import catalogue, migrate
-from hangwatch.sinks.backends.embedded import EmbeddedBackend
+from hangwatch.sinks import catalogue, migrate, tables
+from hangwatch.sinks.backends.base import Backend
 from hangwatch.sinks.catalogue import Context, FixedFrame, MacroFrame, QueryError, render
 from hangwatch.sinks.catalogue.expr import CONNECTED_LIST, outcome_list
 from tests.grafana import macro_helper
@@ -93,7 +93,7 @@ def test_outcome_sets_come_from_the_contract() -> None:
 
 # --- one text, two readers: the same answers ------------------------------------------------
 
-def _grafana(backend: EmbeddedBackend, fx: Fixture, name: str, variables: dict[str, list[str]],
+def _grafana(backend: Backend, fx: Fixture, name: str, variables: dict[str, list[str]],
              **params: Any) -> list[tuple[Any, ...]]:
     sql = render(name, Context.of(S, MacroFrame()), **params)
     text = macro_helper.expand(sql, int(START.timestamp()), int(END.timestamp()), 300, variables)
@@ -107,11 +107,11 @@ TIMED = [n for n in NAMES if catalogue.get(n).time and n not in ("freshness_age"
                          ids=["all", "selected"])
 @pytest.mark.parametrize("name", TIMED)
 def test_grafana_and_concrete_times_give_the_same_rows(name: str, variables: dict[str, list[str]],
-                                                       chdb_backend: EmbeddedBackend, fixture_db: Fixture) -> None:
+                                                       backend: Backend, fixture_db: Fixture) -> None:
     params = {"factor": "channel"} if name == "comparison" else {}
     ctx = Context.of(S, FixedFrame(START, END, 300, variables), fixture_db.db)
-    fixed = chdb_backend.query(render(name, ctx, **params)).rows
-    assert fixed == _grafana(chdb_backend, fixture_db, name, variables, **params)
+    fixed = backend.query(render(name, ctx, **params)).rows
+    assert fixed == _grafana(backend, fixture_db, name, variables, **params)
 
 
 # --- current flags and alerts: argMax over the version --------------------------------------
@@ -120,34 +120,35 @@ T0 = datetime(2025, 6, 2, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def versioned(chdb_backend: EmbeddedBackend) -> Iterator[str]:
+def versioned(backend: Backend) -> Iterator[str]:
     db = f"versions_{uuid.uuid4().hex[:8]}"
-    migrate.apply(chdb_backend, db, {})
+    migrate.apply(backend, db, {})
     yield db
-    chdb_backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    backend.execute(f"DROP DATABASE IF EXISTS {db}")
 
 
-def _flag(backend: EmbeddedBackend, db: str, flag: str, borrower: str, status: str, severity: str, last_min: int,
+def _flag(backend: Backend, db: str, flag: str, borrower: str, status: str, severity: str, last_min: int,
           emitted_ms: int, explanation: str) -> None:
     """One transition per INSERT (its own part): nothing is merged before the reads."""
-    last = T0 + timedelta(minutes=last_min)
-    backend.execute(
-        f"INSERT INTO {db}.borrower_flags VALUES ('{flag}', '{borrower}', 'loan', 'repeated_refusal', 1, "
-        f"'{severity}', '{status}', '[]', 3, toDateTime({int(T0.timestamp())}, 'UTC'), "
-        f"toDateTime({int(last.timestamp())}, 'UTC'), '{explanation}', toDateTime({emitted_ms // 1000}, 'UTC'), "
-        f"{emitted_ms}, now())")
+    last = int((T0 + timedelta(minutes=last_min)).timestamp())
+    evidence = ([f"e{i}" for i in range(3)], [f"c{i}" for i in range(3)], [last - 120, last - 60, last],
+                ["hung_up", "refused", "hung_up"], ["greeting", "", "income_check"], ["A1", "A1", ""],
+                ["human"] * 3, ["v1", "", "v2"])
+    backend.insert(f"{db}.borrower_flags", tables.BORROWER_FLAGS.columns, [
+        (flag, borrower, "loan", "repeated_refusal", 1, severity, status, "[]", 3, int(T0.timestamp()), last,
+         explanation, emitted_ms // 1000, emitted_ms, last, *evidence)])
 
 
-def _alert(backend: EmbeddedBackend, db: str, alert: str, status: str, version: int) -> None:
+def _alert(backend: Backend, db: str, alert: str, status: str, version: int) -> None:
     ws = int(T0.timestamp())
-    backend.execute(
-        f"INSERT INTO {db}.hangup_alerts VALUES ('{alert}', '{status}', 'branch', '{alert}', 300, "
-        f"toDateTime({ws}, 'UTC'), toDateTime({ws + 300}, 'UTC'), 40, 20, 0.5, 0.4, 0.6, 0.2, 500, "
-        f"'{alert} {status}', {version}, now(), now())")
+    rate = 0.5 if status == "firing" else 0.2  # a resolved record carries the numbers it resolved with
+    backend.insert(f"{db}.hangup_alerts", tables.HANGUP_ALERTS.columns, [
+        (alert, status, "branch", alert, 300, ws, ws + 300, 40, 20, rate, 0.4, 0.6, 0.2, 500, f"{alert} {status}",
+         version, ws + 300 * version, ws + 300 * version)])
 
 
-def test_current_flags_are_the_furthest_status_latest_emission(chdb_backend: EmbeddedBackend, versioned: str) -> None:
-    b, db = chdb_backend, versioned
+def test_current_flags_are_the_furthest_status_latest_emission(backend: Backend, versioned: str) -> None:
+    b, db = backend, versioned
     base = int(T0.timestamp() * 1000)
     # Flag 1: raised, escalated twice (a redelivery with a later emission and new text),
     # inserted newest first: the current state is the later escalation.
@@ -178,8 +179,8 @@ def test_current_flags_are_the_furthest_status_latest_emission(chdb_backend: Emb
     assert catalogue.run(b, "open_flag_count", later).scalar() == 0
 
 
-def test_current_alerts_are_the_highest_version(chdb_backend: EmbeddedBackend, versioned: str) -> None:
-    b, db = chdb_backend, versioned
+def test_current_alerts_are_the_highest_version(backend: Backend, versioned: str) -> None:
+    b, db = backend, versioned
     _alert(b, db, "a-resolved", "resolved", 2)  # resolved record stored before the firing one
     _alert(b, db, "a-resolved", "firing", 1)
     _alert(b, db, "a-firing", "firing", 1)
@@ -221,3 +222,16 @@ def test_cli_times_follow_the_one_grammar() -> None:
     assert code == 2 and "now-2h" in out
     code, out = _cli("report", "--since", "now", "--until", "now-1h")
     assert code == 2 and "must be before" in out
+
+
+# --- every query on every supported server ----------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_query_runs_on_every_server(name: str, backend: Backend, fixture_db: Fixture) -> None:
+    """As `hangwatch query NAME` and the report run it (concrete times), on chdb and on 18.16."""
+    params = {"factor": "credit_grade"} if name == "comparison" else {}
+    ctx = Context.of(S, FixedFrame(START, END, 300), fixture_db.db)
+    r = backend.query(render(name, ctx, **params))
+    assert r.columns
+    if name not in ("freshness_age", "seconds_since_stored", "active_alerts", "current_rates"):
+        assert r.rows, f"{name}: no rows over the fixture"

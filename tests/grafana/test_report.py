@@ -9,13 +9,13 @@ import pytest
 from hangwatch.platform.settings import Settings
 from hangwatch.report.data import collect
 from hangwatch.report.render import render
-from hangwatch.sinks.backends.embedded import EmbeddedBackend
+from hangwatch.sinks.backends.base import Backend
 from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
 
 
 @pytest.fixture(scope="module")
-def html(chdb_backend: EmbeddedBackend, fixture_db: Fixture) -> str:
-    return render(collect(chdb_backend, Settings(), fixture_db.db, START, END), generated=END)
+def html(backend: Backend, fixture_db: Fixture) -> str:
+    return render(collect(backend, Settings(), fixture_db.db, START, END), generated=END)
 
 
 def test_content(html: str, fixture_db: Fixture) -> None:
@@ -35,9 +35,9 @@ def test_content(html: str, fixture_db: Fixture) -> None:
     assert "at least 30 connected calls" in html  # alerts.min_connected
 
 
-def test_minimum_sample_and_zone_come_from_the_settings(chdb_backend: EmbeddedBackend, fixture_db: Fixture) -> None:
+def test_minimum_sample_and_zone_come_from_the_settings(backend: Backend, fixture_db: Fixture) -> None:
     s = Settings(alerts={"min_connected": 50}, worker={"timezone": "UTC"})  # type: ignore[arg-type]
-    data = collect(chdb_backend, s, fixture_db.db, START, END)
+    data = collect(backend, s, fixture_db.db, START, END)
     assert data.min_connected == 50 and data.tz == "UTC"
     assert data.agents.rows and all(r["connected"] >= 50 for r in data.agents.rows)
     page = render(data, generated=END)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from datetime import UTC, datetime
 
+import orjson
 import pytest
 
-from hangwatch.platform.settings import ClickHouseSettings
-from hangwatch.sinks import migrate
+from hangwatch.platform.settings import ClickHouseSettings, Settings
+from hangwatch.sinks import catalogue, convert, migrate
 from hangwatch.sinks.backends.base import ServerVersion
 from hangwatch.sinks.backends.native import NativeBackend
 from hangwatch.sinks.backends.url import parse_url
 from hangwatch.sinks.features import check_supported
 from hangwatch.sinks.tables import ALL_TABLES
+from testkit.events import BASE_MS
+from testkit.fakes import FakeMessage
 from testkit.sinks import CH_URL, Store
-from tests.sinks.sinkhelpers import RUN_TAG
+from tests.sinks.sinkhelpers import RUN_TAG, alert_record, flag_record
 
 RETENTION = ClickHouseSettings().retention_days
 
@@ -28,7 +32,8 @@ def test_up_status_and_idempotent_rerun(store: Store) -> None:
     assert migrate.plan(store.backend, store.db, RETENTION) == []
     tables = dict(store.backend.query(
         f"SELECT name, engine FROM system.tables WHERE database = '{store.db}'").rows)
-    assert set(tables) == set(ALL_TABLES)
+    # hangup_alerts_0005: the table before 0009 rebuilt it (kept for the operator to drop).
+    assert set(tables) == set(ALL_TABLES) | {"hangup_alerts_0005"}
     assert tables["call_events"] == "ReplacingMergeTree"
     assert tables["sink_batches"] == "MergeTree"
     # Every column the writer fills exists in the migrated schema.
@@ -88,6 +93,11 @@ def test_concurrent_migrate_from_several_processes() -> None:
         st = migrate.status(b, db)
         assert all(s.applied_at is not None for s in st)
         assert b.query(f"SELECT count() FROM {db}.schema_migrations FINAL").scalar() == len(st)
+        ddl = b.query(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' "
+                      "AND name = 'hangup_alerts'").scalar()
+        assert "ORDER BY (alert_id, status)" in ddl
+        cols = b.query(f"SELECT name FROM system.columns WHERE database = '{db}' AND table = 'borrower_flags'")
+        assert "evidence_outcome" in cols.scalar_column()
     finally:
         b.execute(f"DROP DATABASE IF EXISTS {db}")
         b.close()
@@ -105,3 +115,63 @@ def test_render_gates_per_version() -> None:
 def test_too_old_server_is_refused() -> None:
     with pytest.raises(RuntimeError, match=r"minimum supported version 18\.16"):
         check_supported(ServerVersion(18, 14, 9))
+
+
+# --- upgrades: data stored before a migration stays readable ------------------------------------
+
+def _upgrade_db(store: Store, upto: int) -> str:
+    """A database migrated only up to migration `upto`, as an older release left it."""
+    db = f"{store.db}_up"
+    migrate.apply(store.backend, db, RETENTION, [m for m in migrate.discover() if m.version <= upto])
+    return db
+
+
+def _run(store: Store, db: str, name: str, **params: object) -> list[dict[str, object]]:
+    frame = catalogue.FixedFrame(datetime.fromtimestamp(BASE_MS // 1000 - 86400, UTC))
+    return catalogue.run(store.backend, name, catalogue.Context.of(Settings(), frame, db), **params).dicts()
+
+
+def _insert_json(store: Store, db: str, table: str, records: list[dict[str, object]], columns: int) -> None:
+    """One INSERT per record (each its own part), with the columns an older release wrote."""
+    spec = ALL_TABLES[table]
+    conv = convert.CONVERTERS[table]
+    for r in records:
+        row = conv(FakeMessage(table, 0, 0, None, orjson.dumps(r)), int(BASE_MS // 1000))
+        store.backend.insert(f"{db}.{table}", spec.columns[:columns], [row[:columns]])
+
+
+def test_alert_history_survives_the_upgrade_and_merges(store: Store) -> None:
+    db = _upgrade_db(store, 8)
+    try:
+        kept, merged = alert_record(1), alert_record(2)
+        _insert_json(store, db, "hangup_alerts", [merged, alert_record(2, "resolved")], 18)
+        # Before 0009 a merge keeps only the resolved row: that firing record is gone for good.
+        store.backend.execute(f"OPTIMIZE TABLE {db}.hangup_alerts FINAL")
+        _insert_json(store, db, "hangup_alerts", [kept, {**alert_record(1, "resolved"), "hangup_rate": 0.1}], 18)
+        migrate.apply(store.backend, db, RETENTION)
+        ddl = store.backend.query(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' "
+                                  "AND name = 'hangup_alerts'").scalar()
+        assert "ORDER BY (alert_id, status)" in ddl
+        store.backend.execute(f"OPTIMIZE TABLE {db}.hangup_alerts FINAL")  # merged after the upgrade: both stay
+        assert store.backend.query(f"SELECT count() FROM {db}.hangup_alerts FINAL").scalar() == 3
+        history = {r["alert_id"]: r for r in _run(store, db, "alert_history")}
+        assert (history[kept["alert_id"]]["status"], history[kept["alert_id"]]["hangup_rate"]) == ("resolved", 0.5)
+        assert history[merged["alert_id"]]["hangup_rate"] is None  # merged away before the upgrade
+        assert _run(store, db, "active_alerts") == []
+        # A second run of the whole chain changes nothing (every statement is idempotent).
+        assert migrate.apply(store.backend, db, RETENTION) == []
+    finally:
+        store.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+
+
+def test_flags_stored_before_the_evidence_arrays_stay_readable(store: Store) -> None:
+    db = _upgrade_db(store, 7)
+    try:
+        _insert_json(store, db, "borrower_flags", [flag_record(1)], 15)  # the columns before 0008
+        migrate.apply(store.backend, db, RETENTION)
+        _insert_json(store, db, "borrower_flags", [flag_record(2)], len(ALL_TABLES["borrower_flags"].columns))
+        shown = {r["borrower_id"]: r["evidence"] for r in _run(store, db, "open_flag_list")}
+        assert orjson.loads(shown["b-0001"])[0]["event_id"] == "e1-0"  # the JSON as stored
+        assert shown["b-0002"].count(" refused @income_check agent-1 [v2]") == 3
+    finally:
+        store.backend.execute(f"DROP DATABASE IF EXISTS {db}")

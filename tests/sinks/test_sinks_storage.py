@@ -27,7 +27,7 @@ ORACLE = window_counts(EVENTS, [60, 300])
 SINCE = {"since": "30d"}
 # The queries `hangwatch query` offered before the catalogue also held the panels' queries.
 CLI_QUERIES = ("current_rates", "rolling_rates", "rates_timeseries", "top_flagged_borrowers", "active_alerts",
-               "dlq_summary", "dlq_latest", "events_per_minute")
+               "dlq_summary", "dlq_latest", "events_per_minute", "alert_history", "open_flag_list")
 
 
 def run(backend: Any, db: str, name: str, since: str | None = None, **params: Any) -> Result:
@@ -41,7 +41,8 @@ def dataset() -> dict[str, list[tuple[bytes | None, bytes | None]]]:
              for (size, start, dim, val), counts in ORACLE.items()]
     flags = [flag_record(1), flag_record(1, "escalated", "high"), flag_record(2),
              flag_record(3), flag_record(3, "resolved"), flag_record(4, borrower="b-0001")]
-    alerts = [alert_record(1), alert_record(1, "resolved"), alert_record(2), alert_record(3)]
+    resolved = {**alert_record(1, "resolved"), "hangup_rate": 0.21, "explanation": "back to baseline"}
+    alerts = [alert_record(1), resolved, alert_record(2), alert_record(3)]
     return {
         "call_events": event_records(EVENTS) + event_records(EVENTS[:100]),  # re-sent duplicates
         "hangup_rates": json_records(rates, "key"),
@@ -54,7 +55,8 @@ def dataset() -> dict[str, list[tuple[bytes | None, bytes | None]]]:
 def snapshot(store: Store) -> dict[str, Any]:
     """Every user-visible query plus the full contents of each table (as queries read them)."""
     params: dict[str, dict[str, Any]] = {
-        "rates_timeseries": SINCE, "dlq_summary": SINCE, "events_per_minute": {"since": "3d"}}
+        "rates_timeseries": SINCE, "dlq_summary": SINCE, "events_per_minute": {"since": "3d"}, "alert_history": SINCE,
+        "open_flag_list": SINCE}
     out: dict[str, Any] = {}
     for name in CLI_QUERIES:  # not freshness and sink_batches: storage times and the flush log, by design
         out[name] = run(store.backend, store.db, name, **params.get(name, {})).rows
@@ -115,6 +117,18 @@ def test_queries_return_the_expected_numbers(store: Store) -> None:
 
     alerts = run(b, db, "active_alerts").dicts()
     assert sorted(a["alert_id"] for a in alerts) == sorted(alert_record(i)["alert_id"] for i in (2, 3))
+    # The resolved alert keeps the numbers it fired with (one row per alert_id and status).
+    history = {r["alert_id"]: r for r in run(b, db, "alert_history", **SINCE).dicts()}
+    first = history[alert_record(1)["alert_id"]]
+    assert (first["status"], first["hangup_rate"], first["wilson_low"], first["baseline_rate"],
+            first["connected"], first["explanation"]) == (
+        "resolved", 0.5, 0.35, 0.2, 40, alert_record(1)["explanation"])
+    assert first["resolved_at"] is not None and history[alert_record(2)["alert_id"]]["resolved_at"] is None
+
+    # Open flags with readable evidence from the evidence arrays (no JSON functions).
+    listed = run(b, db, "open_flag_list", **SINCE).dicts()
+    assert {r["borrower_id"] for r in listed} == {"b-0001", "b-0002"}
+    assert all(r["evidence"].count(" refused @income_check agent-1 [v2]") == 3 for r in listed), listed
 
     dlq = run(b, db, "dlq_summary", **SINCE).dicts()
     assert [(r["source_topic"], r["error_kind"], r["messages"]) for r in dlq] == [("call-outcomes", "not_json", 5)]
@@ -123,12 +137,21 @@ def test_queries_return_the_expected_numbers(store: Store) -> None:
     fresh = run(b, db, "freshness").dicts()[0]
     assert int(fresh["latest_event_at"].timestamp()) == max(e.occurred_at_ms for e in EVENTS) // 1000
     assert fresh["event_lag_s"] >= 0
+    assert fresh["events_stored_at"] is not None and fresh["rates_stored_at"] is not None
 
     per_minute = run(b, db, "events_per_minute", since="3d").rows
     assert sum(r[1] for r in per_minute) == 2000
     batches = run(b, db, "sink_batches").dicts()
     assert {r["table"] for r in batches} == {"call_events", "hangup_rates", "borrower_flags", "hangup_alerts",
                                              "dead_letters"}
+
+    # Freshness and the "pipeline stalled" rule read the flush log, not call_events: without
+    # call_events they give the same answers.
+    b.execute(f"DROP TABLE {db}.call_events")
+    again = run(b, db, "freshness").dicts()[0]
+    assert {k: v for k, v in again.items() if k not in ("event_lag_s", "now")} == {
+        k: v for k, v in fresh.items() if k not in ("event_lag_s", "now")}
+    assert 0 <= run(b, db, "seconds_since_stored", since="1h").scalar() < 600
 
 
 def test_refused_and_unreadable_rows_go_to_dead_letters(store: Store) -> None:
