@@ -144,9 +144,17 @@ def empty_value(ev: CallOutcome, rng: random.Random) -> Malformed:
     return Malformed(_key(ev), orjson.dumps(d), "empty_value", name)
 
 
+def personal_data(ev: CallOutcome, rng: random.Random) -> Malformed:
+    # An agent's free-text remark that carries the borrower's mobile number (PIPL: refused).
+    d = _wire(ev, rng)
+    mobile = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+    d["remark"] = f"客户要求改用手机 {mobile[:3]}-{mobile[3:7]}-{mobile[7:]} 联系"
+    return Malformed(_key(ev), orjson.dumps(d), "personal_data", "remark")
+
+
 BUILDERS: Final[tuple[Callable[[CallOutcome, random.Random], Malformed], ...]] = (
     not_json, not_utf8, not_object, missing_field, wrong_type, bad_enum, bad_timestamp, future_timestamp,
-    out_of_range, unsupported_version, oversized, empty_key, key_mismatch, empty_value,
+    out_of_range, unsupported_version, oversized, empty_key, key_mismatch, empty_value, personal_data,
 )
 ERROR_KINDS: Final = tuple(b.__name__ for b in BUILDERS)
 
