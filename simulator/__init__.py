@@ -14,8 +14,8 @@ malformed records, and lateness_ms. The oracle of a run is
 
 Modules, one job each: config (SimConfig and its validation), population (hash-derived
 borrowers, agents), dialler (cases and retries: who is called next), model (outcome, stage
-and talk-time probabilities from the seed article's factors), clock (event time, quiet hours,
-time parsing), generator (the call stream), faults and malformed (fault injection), records
+and talk-time probabilities from the seed article's factors), clock (event time, quiet hours, the
+daily rhythm of call volume), generator (the call stream), faults and malformed (fault injection), records
 (SimRecord), jsonl (files), kafka (producer). The CLI is hangwatch/cli/simulate.py.
 
 Measured on the development machine (2 cores shared with a Kafka broker and other test
@@ -39,7 +39,15 @@ if __name__ != "hangwatch.simulator":  # the checkout root on sys.path would loa
 from pathlib import Path
 
 from hangwatch.platform.settings import KafkaSettings
-from hangwatch.simulator.config import BRANCHES, SCENARIOS, FaultConfig, Scenario, SimConfig, SpikeConfig
+from hangwatch.simulator.config import (
+    BRANCHES,
+    SCENARIOS,
+    FaultConfig,
+    Scenario,
+    SegmentSpike,
+    SimConfig,
+    SpikeConfig,
+)
 from hangwatch.simulator.generator import generate, generate_events
 from hangwatch.simulator.jsonl import read_jsonl, write_jsonl
 from hangwatch.simulator.kafka import Compression, paced, produce
@@ -56,6 +64,7 @@ __all__ = [
     "Compression",
     "FaultConfig",
     "Scenario",
+    "SegmentSpike",
     "SimConfig",
     "SimRecord",
     "SpikeConfig",

@@ -43,21 +43,44 @@ def _next_boundary_ms(t_ms: int) -> int:
     return t_ms + _DAY_S * 1000 - day_ms + QUIET_END_H * 3_600_000
 
 
+# A call centre's day (local hour -> call volume relative to the mean of the day hours 08-22):
+# a slow start at 08:00, the morning peak, the lunch dip, the afternoon peak, a thin evening.
+DAILY_RHYTHM: Final = (
+    1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,  # quiet hours: scaled by the quiet intensity instead
+    0.6, 1.3, 1.45, 1.35, 0.7, 0.8, 1.25, 1.4, 1.35, 1.2, 0.9, 0.75, 0.55, 0.4, 1.0, 1.0,
+)
+
+
+def _next_hour_ms(t_ms: int) -> int:
+    return (t_ms // 3_600_000 + 1) * 3_600_000
+
+
 class ArrivalClock:
     """Event times of a Poisson process at `rate` calls/s by day and `rate * quiet` calls/s in
-    quiet hours (quiet = 0 skips them entirely). Times never go backwards."""
+    quiet hours (quiet = 0 skips them entirely). With `hourly` (24 factors by local hour, e.g.
+    DAILY_RHYTHM) the day's intensity also follows the hour. Times never go backwards."""
 
-    def __init__(self, start_ms: int, rate: float, quiet: float, rng: random.Random) -> None:
+    def __init__(self, start_ms: int, rate: float, quiet: float, rng: random.Random,
+                 hourly: tuple[float, ...] | None = None) -> None:
+        if hourly is not None and (len(hourly) != 24 or any(f < 0 for f in hourly)):
+            raise ValueError("hourly needs 24 factors >= 0")
         self._t = start_ms / 1000
         self._rate = rate
         self._quiet = quiet
+        self._hourly = hourly
         self._rng = rng
         self._enter(start_ms)
 
     def _enter(self, t_ms: int) -> None:
-        """Cache the intensity of the regime (day or quiet hours) t_ms is in, and where it ends."""
-        self._lam = self._rate * (self._quiet if is_quiet(t_ms) else 1.0)
+        """Cache the intensity of the regime (day or quiet hours; the hour with `hourly`) t_ms is
+        in, and where it ends."""
+        quiet = is_quiet(t_ms)
+        self._lam = self._rate * (self._quiet if quiet else 1.0)
         boundary_ms = _next_boundary_ms(t_ms)
+        if self._hourly is not None:
+            if not quiet:
+                self._lam *= self._hourly[local_hour(t_ms)]
+            boundary_ms = min(boundary_ms, _next_hour_ms(t_ms))
         self._boundary = boundary_ms / 1000
         self._boundary_ms = boundary_ms
 

@@ -8,6 +8,11 @@ from typing import Final, Literal
 Scenario = Literal["none", "branch_spike", "quiet_hours"]
 SCENARIOS: Final = ("none", "branch_spike", "quiet_hours")
 
+# The names in simulator.model (CAMPAIGNS, SCRIPTS), repeated here so the config stays logic-free;
+# tests/simulator/test_model.py checks they agree.
+CAMPAIGN_NAMES: Final = ("pre_loan_verification", "post_loan_review", "repayment_reminder")
+SCRIPT_VERSIONS: Final = ("v2.3", "v2.4", "v2.5-pilot", "robot-v5", "robot-v6")
+
 BRANCHES: Final = (
     "shanghai-pudong",
     "shanghai-xuhui",
@@ -29,6 +34,26 @@ class SpikeConfig:
     at_ms: int | None = None  # None: one hour after the start of the run
     minutes: float = 15.0
     factor: float = 3.0
+
+
+SpikeDimension = Literal["branch", "campaign", "script_version"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SegmentSpike:
+    """A hang-up spike on one branch, campaign or script version, in any scenario: from `at_ms`
+    for `minutes`, that segment's calls hang up `factor` times as often (capped like
+    SpikeConfig). Several may overlap; their factors multiply."""
+
+    dimension: SpikeDimension
+    value: str
+    at_ms: int
+    minutes: float
+    factor: float
+
+    @property
+    def end_ms(self) -> int:
+        return self.at_ms + int(self.minutes * 60_000)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +103,10 @@ class SimConfig:
     spike: SpikeConfig = dataclasses.field(default_factory=SpikeConfig)
     quiet_share: float = 0.1  # scenario quiet_hours: share of calls placed at 22:00-08:00 local
     faults: FaultConfig = dataclasses.field(default_factory=FaultConfig)
+    # Call volume by local hour (clock.DAILY_RHYTHM) instead of flat through the day; backfill only.
+    daily_rhythm: bool = False
+    # Extra hang-up spikes on segments (the alert-quality benchmark's scenarios).
+    spikes: tuple[SegmentSpike, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -104,6 +133,14 @@ class SimConfig:
                 problems.append(f"spike minutes must be > 0, got {self.spike.minutes}")
             if not self.spike.factor > 0:
                 problems.append(f"spike factor must be > 0, got {self.spike.factor}")
+        for sp in self.spikes:
+            known = {"branch": self.branches, "campaign": CAMPAIGN_NAMES, "script_version": SCRIPT_VERSIONS}
+            if sp.dimension not in known:
+                problems.append(f"spike dimension must be branch, campaign or script_version, got {sp.dimension!r}")
+            elif sp.value not in known[sp.dimension]:
+                problems.append(f"spike {sp.dimension} {sp.value!r} is not one of {', '.join(known[sp.dimension])}")
+            if not sp.minutes > 0 or not sp.factor > 0:
+                problems.append(f"spike minutes and factor must be > 0, got {sp.minutes} and {sp.factor}")
         if not 0 <= self.quiet_share < 1:
             problems.append(f"quiet-hours share must be within [0, 1), got {self.quiet_share}")
         f = self.faults

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import orjson
 
 from hangwatch.schemas.call_outcome import SCHEMA_VERSION, CallOutcome
-from hangwatch.simulator.clock import ArrivalClock, TsFormatter, local_hour, quiet_intensity
+from hangwatch.simulator.clock import DAILY_RHYTHM, ArrivalClock, TsFormatter, local_hour, quiet_intensity
 from hangwatch.simulator.config import SimConfig
 from hangwatch.simulator.dialler import Dialler
 from hangwatch.simulator.faults import inject
@@ -49,11 +49,13 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
     arrivals = None
     if not cfg.live:
         quiet = quiet_intensity(cfg.quiet_share) if cfg.scenario == "quiet_hours" else 0.0
-        arrivals = ArrivalClock(start_ms, cfg.rate, quiet, random.Random(f"hangwatch-sim/{cfg.seed}/arrivals"))
+        arrivals = ArrivalClock(start_ms, cfg.rate, quiet, random.Random(f"hangwatch-sim/{cfg.seed}/arrivals"),
+                                DAILY_RHYTHM if cfg.daily_rhythm else None)
     end_ms = start_ms + int(cfg.duration_s * 1000) if cfg.duration_s is not None else None
     spike_branch = cfg.branches.index(cfg.spike.branch) if cfg.scenario == "branch_spike" else -1
     spike_from, spike_to = cfg.spike_window_ms(start_ms)
     spike_factor = cfg.spike.factor
+    segments = SegmentSpikes(cfg) if cfg.spikes else None
 
     fmt = TsFormatter()
     dialler = Dialler(pop, random.Random(f"hangwatch-sim/{cfg.seed}/dialler"))
@@ -69,6 +71,8 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
         b = case.borrower
         robot = case.robot
         spike = spike_factor if b.branch_idx == spike_branch and spike_from <= t < spike_to else 1.0
+        if segments is not None:
+            spike *= segments.factor(t, b.branch_idx, case.campaign, case.script)
         outcome, stage, duration = draw(rng, local_hour(t), robot, case.notified, b.first_time, b.credit_grade,
                                         b.refuser, case.script, case.campaign, case.skill, spike)
         campaign = CAMPAIGNS[case.campaign]
@@ -105,3 +109,32 @@ def generate_events(cfg: SimConfig, clock: Clock | None = None) -> Iterator[tupl
                             outcome, stage, duration, attempt, notified, b.credit_grade, b.first_time,
                             script_version)
         yield event, value, b.key
+
+
+class SegmentSpikes:
+    """The factor of SimConfig.spikes for a call at time t (non-decreasing) of a branch,
+    campaign and script (indexes): the product of the spikes active at t on those segments."""
+
+    def __init__(self, cfg: SimConfig) -> None:
+        index = {"branch": {v: i for i, v in enumerate(cfg.branches)},
+                 "campaign": {c.name: i for i, c in enumerate(CAMPAIGNS)},
+                 "script_version": {s.version: i for i, s in enumerate(SCRIPTS)}}
+        dims = ("branch", "campaign", "script_version")
+        self._pending = sorted((sp.at_ms, sp.end_ms, dims.index(sp.dimension), index[sp.dimension][sp.value], sp.factor)
+                               for sp in cfg.spikes)
+        self._next = 0
+        self._active: list[tuple[int, int, int, int, float]] = []
+
+    def factor(self, t: int, branch: int, campaign: int, script: int) -> float:
+        pending = self._pending
+        while self._next < len(pending) and pending[self._next][0] <= t:
+            self._active.append(pending[self._next])
+            self._next += 1
+        if not self._active:
+            return 1.0
+        self._active = [a for a in self._active if a[1] > t]
+        f = 1.0
+        for _, _, dim, value, factor in self._active:
+            if (branch, campaign, script)[dim] == value:
+                f *= factor
+        return f

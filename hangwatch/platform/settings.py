@@ -178,18 +178,32 @@ class WorkerSettings(BaseModel):
 
 
 class AlertSettings(BaseModel):
+    """Spike alerts (docs/contract.md#spike-alerts; the rule: streams/core/spikes.py). Defaults
+    equal AlertConfig's; tuned with `make bench-alerts` (bench/HISTORY.md)."""
+
     window_size_s: int = 300
+    # Span of the trailing baseline, used until the seasonal one has enough calls.
     baseline_s: int = 24 * 3600
     min_connected: int = 30
     min_baseline_connected: int = 100
-    # z of the Wilson score interval (1.96 = 95 %).
-    z: float = 1.96
-    # Fire when the window's Wilson lower bound exceeds baseline * (1 + min_relative_increase).
-    # 0.5: a spike must be at least 1.5 x the baseline rate; the daily rhythm of hang-ups
-    # (lunch, evenings) is a real but expected change that should not page anyone.
+    # z of the Wilson lower bound (one-sided test per window). 3.5 (not 1.96): every series is
+    # tested every 5 minutes, ~17,000 tests a day per 100 series; 1.96 paged ~10 times a day.
+    z: float = 3.5
+    # Margin over the TRAILING baseline: fire when the lower bound exceeds baseline * (1 + margin).
+    # 0.5: the daily rhythm of hang-ups (lunch, evenings) is a real but expected change that a
+    # trailing baseline does not know about.
     min_relative_increase: float = 0.5
     # Consecutive non-spiking final windows that resolve a firing alert (hysteresis).
     resolve_after_windows: int = 2
+    # Seasonal baseline: the same hour of the previous seasonal_days days (0 = trailing only),
+    # used once it holds min_seasonal_connected connected calls, with its own smaller margin
+    # (it already knows the daily rhythm).
+    seasonal_days: Annotated[int, Field(ge=0)] = 7
+    min_seasonal_connected: Annotated[int, Field(ge=0)] = 300
+    seasonal_relative_increase: float = 0.1
+    # A window also counts as spiking when it and the previous window, summed, pass at this z
+    # (0 = off): a spike that began inside the previous window is seen with twice the calls.
+    pair_z: float = 4.0
 
 
 class PrivacySettings(BaseModel):

@@ -1,31 +1,43 @@
-"""Spike alerts: a window's hang-up rate clearly above its own trailing baseline (docs/contract.md).
+"""Spike alerts: a window's hang-up rate clearly above what is normal for that series at that
+hour (docs/contract.md).
 
 The worker calls `on_final_window` once per FINAL tumbling window of each (dimension, value)
 of ALERT_DIMENSIONS (branch, campaign, script_version), in increasing window start; windows
 without calls never arrive and count as empty. The state per (dimension, value) is a small
-`SpikeState` kept in the merge stage's state (and its changelog).
+`SpikeState` kept in the merge stage's state (and its changelog): hourly sums of the series'
+normal windows over the last `seasonal_days` days.
 
-Decision rule, per window W of (dimension, value):
-- baseline = the same (dimension, value)'s final windows with start in [W - baseline_s, W),
-  EXCLUDING windows that were part of an alert (the firing window and every later window up to,
-  not including, the resolving one). An incident must not raise its own baseline: a long
-  incident would otherwise resolve itself by becoming "normal" and later incidents of the same
-  size would pass unnoticed.
+Decision rule, per window W of (dimension, value), H = W's hour (start - start mod 3600):
+- Only windows that were NOT part of an alert (the firing window and every later window up to,
+  not including, the resolving one) enter any baseline. An incident must not raise its own
+  baseline: a long incident would otherwise resolve itself by becoming "normal".
+- Seasonal baseline (the daily rhythm: lunch and evening hang up more): the series' normal
+  windows in the same hour of the previous `seasonal_days` days (hours H - k x 24 h, k = 1..
+  seasonal_days). Used when it holds >= `min_seasonal_connected` connected calls; the margin is
+  then `seasonal_relative_increase`.
+- Otherwise (a new series, the first days) the trailing baseline: the normal windows of the
+  hours [H - baseline_s, H] (the previous `baseline_s` and the current hour so far), with the
+  wider margin `min_relative_increase`, which must absorb the daily rhythm itself.
 - W is spiking when connected >= min_connected, baseline connected >= min_baseline_connected,
-  and the Wilson lower bound of W's hang-up rate > baseline_rate * (1 + min_relative_increase).
-  The lower bound (not the point estimate) keeps small noisy windows from firing.
+  and the Wilson lower bound of W's hang-up rate at `z` > baseline_rate * (1 + margin).
+  The lower bound is a one-sided score test; `z` (3.5 by default) is set for many tests: about
+  100 series x 168 calling windows a day are judged, so a per-window false-alarm probability of
+  the order of 1e-5 or less is needed for at most one false alert a day per 100 series; the
+  margin above the baseline makes it far smaller where traffic is high (docs/contract.md).
+- Or (pair_z > 0, W has connected calls and the window just before it arrived) W and that
+  window, their counts summed, pass the same test at `pair_z`: a spike that began inside the
+  previous window is seen with twice the calls.
 - No alert open and W spiking: fire (status firing, version 1, alert_id
   "<dimension>|<value>|<W start>"). Alert open and W spiking: nothing is emitted.
 - Alert open and W not spiking: the alert resolves (same alert_id, status resolved, version 2)
   at the `resolve_after_windows`-th consecutive non-spiking window (empty gap windows count).
-  Hysteresis: the default 2 keeps one noisy window inside a running incident (the strict lower
-  bound test fails often near the threshold) from closing it and opening a second incident five
-  minutes later; 1 gives "resolve at the first non-spiking window".
+  Hysteresis: the default 2 keeps one noisy window inside a running incident from closing it
+  and opening a second incident five minutes later.
 - A window whose start is <= the last one seen is a replay and changes nothing (idempotent).
 
-Consequence of the exclusion: an incident longer than the baseline span runs out of baseline
-(fewer than min_baseline_connected normal calls left in the span), stops spiking and resolves;
-its windows after that enter later baselines, i.e. the new rate becomes the normal one.
+Consequence of the exclusion: an incident longer than the baselines' spans runs out of baseline
+(too few normal calls left), stops spiking and resolves; its windows after that enter later
+baselines, i.e. the new rate becomes the normal one.
 """
 
 from __future__ import annotations
@@ -43,7 +55,9 @@ import orjson
 from hangwatch.schemas.call_outcome import format_ts
 from hangwatch.schemas.records import HangupAlert
 
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2  # 1: per-window history (still decoded)
+DAY_S: Final = 86_400
+HOUR_S: Final = 3_600
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -68,68 +82,107 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 @dataclasses.dataclass(frozen=True, slots=True)
 class AlertConfig:
     window_size_s: int = 300
-    baseline_s: int = 86_400
+    baseline_s: int = 86_400  # span of the trailing baseline (the fallback)
     min_connected: int = 30
     min_baseline_connected: int = 100
-    z: float = 1.96
-    min_relative_increase: float = 0.0
+    z: float = 3.5
+    min_relative_increase: float = 0.5  # margin over the trailing baseline (absorbs the daily rhythm)
     resolve_after_windows: int = 2  # consecutive non-spiking windows that resolve an alert
     timezone: str = "Asia/Shanghai"  # only for the times in explanations
+    seasonal_days: int = 7  # same hour of the previous days; 0 = trailing baseline only
+    min_seasonal_connected: int = 300
+    seasonal_relative_increase: float = 0.1  # margin over the seasonal baseline
+    pair_z: float = 4.0  # > 0: a window also spikes when it and the previous window, summed, pass at this z
 
     def __post_init__(self) -> None:
         if self.window_size_s <= 0 or self.baseline_s < self.window_size_s:
             raise ValueError("need window_size_s > 0 and baseline_s >= window_size_s")
+        if HOUR_S % self.window_size_s:
+            raise ValueError("window_size_s must divide an hour")
         if self.resolve_after_windows < 1:
             raise ValueError("resolve_after_windows must be >= 1")
+        if self.seasonal_days < 0:
+            raise ValueError("seasonal_days must be >= 0")
 
 
 class SpikeState:
-    """Per (dimension, value): final windows within the baseline span and the open alert.
+    """Per (dimension, value): hourly sums of the normal final windows and the open alert.
 
-    history        [[window_start_s, connected, hung_up, in_alert], ...] in start order; in_alert
-                   windows are left out of later baselines.
+    hours          [[hour_start_s, connected, hung_up], ...] in hour order: the series' windows
+                   that were not part of an alert, summed per hour, as far back as the baselines
+                   reach (max(seasonal_days x 24 h, baseline_s) + 1 h).
     last_start_s   start of the last window applied (replays at or before it are ignored).
     alert_start_s  start of the window that fired the open alert (its id), or None.
     clear_streak   consecutive non-spiking windows seen while the alert is open.
     """
 
-    __slots__ = ("alert_start_s", "clear_streak", "history", "last_start_s")
+    __slots__ = ("alert_start_s", "clear_streak", "hours", "last_counts", "last_start_s")
 
-    def __init__(self, history: list[list[int]] | None = None, last_start_s: int | None = None,
-                 alert_start_s: int | None = None, clear_streak: int = 0) -> None:
-        self.history: list[list[int]] = history if history is not None else []
+    def __init__(self, hours: list[list[int]] | None = None, last_start_s: int | None = None,
+                 alert_start_s: int | None = None, clear_streak: int = 0,
+                 last_counts: list[int] | None = None) -> None:
+        self.hours: list[list[int]] = hours if hours is not None else []
         self.last_start_s = last_start_s
         self.alert_start_s = alert_start_s
         self.clear_streak = clear_streak
+        self.last_counts: list[int] = last_counts if last_counts is not None else [0, 0]  # of last_start_s
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"v": STATE_VERSION, "h": self.history, "l": self.last_start_s,
-                             "a": self.alert_start_s, "c": self.clear_streak})
+        return orjson.dumps({"v": STATE_VERSION, "b": self.hours, "l": self.last_start_s,
+                             "a": self.alert_start_s, "c": self.clear_streak, "p": self.last_counts})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SpikeState:
         d = orjson.loads(data)
-        if d.get("v") != STATE_VERSION:
-            raise ValueError(f"unsupported SpikeState version {d.get('v')!r}")
-        return cls(d["h"], d["l"], d["a"], d["c"])
+        v = d.get("v")
+        if v == 1:  # per-window history [start, connected, hung_up, in_alert]: sum the normal ones per hour
+            hours: list[list[int]] = []
+            for start, conn, hung, in_alert in d["h"]:
+                if not in_alert:
+                    _add_hour(hours, start - start % HOUR_S, conn, hung)
+            return cls(hours, d["l"], d["a"], d["c"])
+        if v != STATE_VERSION:
+            raise ValueError(f"unsupported SpikeState version {v!r}")
+        return cls(d["b"], d["l"], d["a"], d["c"], d["p"])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SpikeState) and self.to_bytes() == other.to_bytes()
 
     def __repr__(self) -> str:
-        return (f"SpikeState(windows={len(self.history)}, last_start_s={self.last_start_s}, "
+        return (f"SpikeState(hours={len(self.hours)}, last_start_s={self.last_start_s}, "
                 f"alert_start_s={self.alert_start_s}, clear_streak={self.clear_streak})")
 
 
-def baseline(history: list[list[int]], window_start_s: int, cfg: AlertConfig) -> tuple[int, int]:
-    """(connected, hung_up) over the non-alert final windows in [start - baseline_s, start)."""
-    lo = window_start_s - cfg.baseline_s
+def _add_hour(hours: list[list[int]], hour_s: int, connected: int, hung_up: int) -> None:
+    """Add to the hour's sums (hours are applied in increasing order: the last or a new entry)."""
+    if hours and hours[-1][0] == hour_s:
+        hours[-1][1] += connected
+        hours[-1][2] += hung_up
+    else:
+        hours.append([hour_s, connected, hung_up])
+
+
+def baseline(hours: list[list[int]], window_start_s: int, cfg: AlertConfig) -> tuple[int, int, bool]:
+    """(connected, hung_up, seasonal) of the baseline of the window starting at window_start_s:
+    the same hour of the previous seasonal_days days when it holds min_seasonal_connected,
+    else the hours [H - baseline_s, H] (module docstring)."""
+    hour = window_start_s - window_start_s % HOUR_S
+    if cfg.seasonal_days > 0:
+        sc = sh = 0
+        first = hour - cfg.seasonal_days * DAY_S
+        for start, conn, hung in hours:
+            if first <= start < hour and (hour - start) % DAY_S == 0:
+                sc += conn
+                sh += hung
+        if sc >= cfg.min_seasonal_connected:
+            return sc, sh, True
+    lo = hour - cfg.baseline_s
     c = h = 0
-    for start, conn, hung, in_alert in history:
-        if lo <= start < window_start_s and not in_alert:
+    for start, conn, hung in hours:
+        if lo <= start <= hour:
             c += conn
             h += hung
-    return c, h
+    return c, h, False
 
 
 def on_final_window(state: SpikeState | None, dimension: str, value: str, window_start_s: int, connected: int,
@@ -148,58 +201,66 @@ def on_final_window(state: SpikeState | None, dimension: str, value: str, window
         need = cfg.resolve_after_windows - st.clear_streak
         if gap >= need:
             at = st.last_start_s + need * size
-            bc, bh = baseline(st.history, at, cfg)
-            out.append(_record("resolved", dimension, value, st.alert_start_s, at, 0, 0, bc, bh, cfg, now_ms))
+            bc, bh, seasonal = baseline(st.hours, at, cfg)
+            out.append(_record("resolved", dimension, value, st.alert_start_s, at, 0, 0, bc, bh, seasonal, cfg,
+                               now_ms))
             st.alert_start_s, st.clear_streak = None, 0
         elif gap > 0:
             st.clear_streak += gap
-    bc, bh = baseline(st.history, window_start_s, cfg)
-    spiking = is_spiking(connected, hung_up, bc, bh, cfg)
-    in_alert = 0
+    bc, bh, seasonal = baseline(st.hours, window_start_s, cfg)
+    spiking = is_spiking(connected, hung_up, bc, bh, cfg, seasonal)
+    if not spiking and connected and cfg.pair_z > 0 and st.last_start_s == window_start_s - size:
+        pc, ph = st.last_counts[0] + connected, st.last_counts[1] + hung_up
+        spiking = is_spiking(pc, ph, bc, bh, dataclasses.replace(cfg, z=cfg.pair_z), seasonal)
+    in_alert = False
     if st.alert_start_s is None:
         if spiking:
-            st.alert_start_s, st.clear_streak, in_alert = window_start_s, 0, 1
+            st.alert_start_s, st.clear_streak, in_alert = window_start_s, 0, True
             out.append(_record("firing", dimension, value, window_start_s, window_start_s, connected, hung_up, bc, bh,
-                               cfg, now_ms))
+                               seasonal, cfg, now_ms))
     elif spiking:
-        st.clear_streak, in_alert = 0, 1
+        st.clear_streak, in_alert = 0, True
     else:
         st.clear_streak += 1
         if st.clear_streak >= cfg.resolve_after_windows:
             out.append(_record("resolved", dimension, value, st.alert_start_s, window_start_s, connected, hung_up,
-                               bc, bh, cfg, now_ms))
+                               bc, bh, seasonal, cfg, now_ms))
             st.alert_start_s, st.clear_streak = None, 0
         else:
-            in_alert = 1
-    if connected:  # an empty window adds nothing to any baseline
-        st.history.append([window_start_s, connected, hung_up, in_alert])
-    keep_from = window_start_s - cfg.baseline_s
-    if st.history and st.history[0][0] < keep_from:
-        st.history = [w for w in st.history if w[0] >= keep_from]
+            in_alert = True
+    if connected and not in_alert:  # an empty window adds nothing to any baseline
+        _add_hour(st.hours, window_start_s - window_start_s % HOUR_S, connected, hung_up)
+    keep_from = window_start_s - window_start_s % HOUR_S - max(cfg.seasonal_days * DAY_S, cfg.baseline_s)
+    if st.hours and st.hours[0][0] < keep_from:
+        st.hours = [w for w in st.hours if w[0] >= keep_from]
     st.last_start_s = window_start_s
+    st.last_counts = [connected, hung_up]
     return st, out
 
 
 def is_spiking(connected: int, hung_up: int, baseline_connected: int, baseline_hung_up: int,
-               cfg: AlertConfig) -> bool:
+               cfg: AlertConfig, seasonal: bool = False) -> bool:
     if connected < cfg.min_connected or baseline_connected < cfg.min_baseline_connected or connected == 0:
         return False
     rate = baseline_hung_up / baseline_connected
-    return wilson_interval(hung_up, connected, cfg.z)[0] > rate * (1.0 + cfg.min_relative_increase)
+    margin = cfg.seasonal_relative_increase if seasonal else cfg.min_relative_increase
+    return wilson_interval(hung_up, connected, cfg.z)[0] > rate * (1.0 + margin)
 
 
 def _record(status: str, dimension: str, value: str, alert_start_s: int, window_start_s: int, connected: int,
-            hung_up: int, base_c: int, base_h: int, cfg: AlertConfig, now_ms: int) -> HangupAlert:
+            hung_up: int, base_c: int, base_h: int, seasonal: bool, cfg: AlertConfig, now_ms: int) -> HangupAlert:
     size = cfg.window_size_s
     low, high = wilson_interval(hung_up, connected, cfg.z)
     rate = hung_up / connected if connected else 0.0
     base_rate = base_h / base_c if base_c else 0.0
     span = f"in {_duration(size)} from {_local(window_start_s, cfg.timezone)}"
-    vs = f"vs {base_rate:.0%} baseline ({base_c:,} connected) over the previous {_duration(cfg.baseline_s)}"
+    over = (f"at the same hour of the previous {cfg.seasonal_days} days" if seasonal
+            else f"over the previous {_duration(cfg.baseline_s)}")
+    vs = f"vs {base_rate:.0%} baseline ({base_c:,} connected) {over}"
     if status == "firing":
         conf = 2 * NormalDist().cdf(cfg.z) - 1
         explanation = (f"{dimension} {value}: hang-up rate {rate:.0%} ({hung_up}/{connected} connected) {span} {vs}; "
-                       f"{conf:.0%} Wilson lower bound {low:.0%}")
+                       f"{_percent(conf)} Wilson lower bound {low:.0%}")
     else:
         since = f"firing since {_local(alert_start_s, cfg.timezone, with_date=False)}"
         lasted = _duration(window_start_s - alert_start_s)
@@ -225,6 +286,15 @@ def _record(status: str, dimension: str, value: str, alert_start_s: int, window_
         "version": 1 if status == "firing" else 2,
         "emitted_at": format_ts(now_ms),
     }
+
+
+def _percent(x: float) -> str:
+    """0.95 -> '95%', 0.99953 -> '99.95%': as many decimals as it takes not to round to 100%."""
+    for digits in range(0, 6):
+        text = f"{x * 100:.{digits}f}"
+        if float(text) < 100.0 or digits == 5:
+            return text + "%"
+    return f"{x:.0%}"
 
 
 @lru_cache(maxsize=16)

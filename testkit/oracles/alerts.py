@@ -1,6 +1,10 @@
 """Batch oracle for the spike alerts: window counts from raw events (the rates oracle's cells of
 the alert dimensions), then a walk over a dense grid of windows (gaps explicit) with the rule of
-streams/core/spikes.py's docstring.
+streams/core/spikes.py's docstring, recomputed from the plain windows at every step (no hourly
+sums, no state): the seasonal baseline is the normal windows whose hour is 1..seasonal_days
+days before the current one, else the trailing one is the normal windows of the hours
+[hour - baseline_s, hour] that precede the current window; the pair test sums the current
+window with the one just before it, when that one had calls.
 
 Independent of streams.core.spikes except for `wilson_interval`, which
 tests/streams/core/test_spikes.py checks against published values.
@@ -38,12 +42,23 @@ def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]
         clear = 0
         for s in range(min(wins), max(wins) + size, size):
             c, h = wins.get(s, (0, 0))
-            base = [wins[b] for b in wins if s - cfg.baseline_s <= b < s and b not in excluded]
-            bc = sum(x[0] for x in base)
-            bh = sum(x[1] for x in base)
+            hour = s // 3600 * 3600
+            normal = {b: wins[b] for b in wins if b < s and b not in excluded}
+            same_hours = {hour - k * 86_400 for k in range(1, cfg.seasonal_days + 1)}
+            seasonal = [x for b, x in normal.items() if b // 3600 * 3600 in same_hours]
+            margin = cfg.seasonal_relative_increase
+            if sum(x[0] for x in seasonal) < cfg.min_seasonal_connected or not cfg.seasonal_days:
+                seasonal = [x for b, x in normal.items() if hour - cfg.baseline_s <= b // 3600 * 3600]
+                margin = cfg.min_relative_increase
+            bc = sum(x[0] for x in seasonal)
+            bh = sum(x[1] for x in seasonal)
             rate = bh / bc if bc else 0.0
             spiking = (c >= cfg.min_connected and c > 0 and bc >= cfg.min_baseline_connected
-                       and wilson_interval(h, c, cfg.z)[0] > rate * (1 + cfg.min_relative_increase))
+                       and wilson_interval(h, c, cfg.z)[0] > rate * (1 + margin))
+            if not spiking and c > 0 and cfg.pair_z > 0 and s - size in wins:
+                pc, ph = c + wins[s - size][0], h + wins[s - size][1]
+                spiking = (pc >= cfg.min_connected and bc >= cfg.min_baseline_connected
+                           and wilson_interval(ph, pc, cfg.pair_z)[0] > rate * (1 + margin))
             if alert is None:
                 if spiking:
                     alert = f"{dim}|{value}|{s}"

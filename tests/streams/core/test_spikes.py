@@ -1,10 +1,12 @@
-"""Spike alerts: Wilson interval references, the alert lifecycle, idempotence, and the oracle."""
+"""Spike alerts: Wilson interval references, the alert lifecycle, the seasonal (same hour of
+the previous days) and trailing baselines, idempotence, old state bytes, and the oracle."""
 
 from __future__ import annotations
 
 import dataclasses
 import random
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +16,8 @@ from hangwatch.schemas.records import HangupAlert
 from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window, wilson_interval
 from testkit.oracles.alerts import oracle_alerts, oracle_alerts_from_counts, oracle_window_counts
 
-CFG = AlertConfig()
+# The lifecycle tests use the plain trailing rule at 95 % (no seasonal baseline, no margin).
+CFG = AlertConfig(z=1.96, min_relative_increase=0.0, seasonal_days=0, pair_z=0.0)
 W0 = 1_795_392_000  # 2026-11-23T00:00:00Z, aligned to 300 s
 NOW = 1_800_000_000_000
 
@@ -118,7 +121,7 @@ def test_replay_is_idempotent() -> None:
     before = s.to_bytes()
     s, again = on_final_window(s, "branch", "br-1", W0 + 12 * 300, 40, 20, CFG, NOW)
     assert [a["status"] for a in first] == ["firing"] and again == []
-    assert s.to_bytes() == before and len(s.history) == 13
+    assert s.to_bytes() == before and s.hours == [[W0, 480, 48]]  # the firing window stays out
     s, older = on_final_window(s, "branch", "br-1", W0 + 3 * 300, 40, 40, CFG, NOW)
     assert older == [] and s.to_bytes() == before
 
@@ -142,21 +145,97 @@ def test_alert_windows_stay_out_of_the_baseline() -> None:
     # A long incident at 50% keeps firing: its own windows never become the baseline.
     s, alerts = run([*NORMAL, *((i, 40, 20) for i in range(12, 112))])
     assert [a["status"] for a in alerts] == ["firing"] and s.alert_start_s == W0 + 3600
-    assert s.history[-1][3] == 1 and s.history[0][3] == 0
-    # Until the baseline span holds too few normal windows: with a 1 h baseline, window 22 sees
-    # only 80 normal connected calls (< 100), is not spiking, and window 23 resolves the alert.
+    assert [h[0] for h in s.hours] == [W0]  # only the normal hour
+    # Until the baseline span holds too few normal windows: with a 1 h baseline, the hours
+    # [H - 1 h, H] of window 24 (02:00) hold no normal window; it is not spiking and window 25
+    # resolves the alert.
     cfg = dataclasses.replace(CFG, baseline_s=3600)
     _, alerts = run([*NORMAL, *((i, 40, 20) for i in range(12, 40))], cfg)
     assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-23T01:00:00.000Z"),
-                                                                   ("resolved", "2026-11-23T01:55:00.000Z")]
+                                                                   ("resolved", "2026-11-23T02:05:00.000Z")]
 
 
-def test_state_round_trip_and_bounded_history() -> None:
-    s, _ = run([*NORMAL, (12, 40, 20), *((i, 40, 4) for i in range(13, 1000))], persist=False)
+@pytest.mark.parametrize("cfg", [CFG, AlertConfig()], ids=["trailing", "default"])
+def test_state_round_trip_and_bounded_history(cfg: AlertConfig) -> None:
+    s, _ = run([*NORMAL, (12, 40, 20), *((i, 40, 4) for i in range(13, 4000))], cfg, persist=False)
     assert SpikeState.from_bytes(s.to_bytes()) == s
-    assert len(s.history) <= CFG.baseline_s // CFG.window_size_s + 1
-    assert s.history[0][0] >= s.last_start_s - CFG.baseline_s  # type: ignore[operator]
+    span = max(cfg.seasonal_days * 86_400, cfg.baseline_s)
+    assert len(s.hours) <= span // 3600 + 1
+    assert s.hours[0][0] >= s.last_start_s - span - 3600  # type: ignore[operator]
     assert len(s.to_bytes()) < 8000
+
+
+def test_old_state_bytes_are_read() -> None:
+    """SpikeState v1 (per-window history with in_alert flags) decodes into hourly sums of the
+    normal windows, and the detector carries on from it."""
+    old = orjson.dumps({"v": 1, "h": [[W0, 40, 4, 0], [W0 + 300, 40, 5, 0], [W0 + 3600, 40, 30, 1],
+                                      [W0 + 3900, 40, 6, 0]], "l": W0 + 3900, "a": W0 + 3600, "c": 1})
+    s = SpikeState.from_bytes(old)
+    assert s.hours == [[W0, 80, 9], [W0 + 3600, 40, 6]] and s.alert_start_s == W0 + 3600 and s.clear_streak == 1
+    s, alerts = on_final_window(s, "branch", "br-1", W0 + 4200, 40, 4, CFG, NOW)
+    assert [a["status"] for a in alerts] == ["resolved"]
+    with pytest.raises(ValueError):
+        SpikeState.from_bytes(orjson.dumps({"v": 99}))
+
+
+DAY = 86_400
+
+
+def test_seasonal_baseline_knows_the_daily_rhythm() -> None:
+    """Lunch hang-ups are 25 % on ordinary days and 10 % in the morning. The trailing baseline
+    (mostly mornings) would page every lunch; the same hour of the previous days does not,
+    and a real doubling at lunch still fires."""
+    cfg = AlertConfig(z=1.96, seasonal_days=2, min_seasonal_connected=300, seasonal_relative_increase=0.2,
+                      min_relative_increase=0.2, baseline_s=DAY, pair_z=0.0)
+    def day(d: int, lunch_hung: int) -> list[tuple[int, int, int]]:
+        morning = [(d * 288 + 9 * 12 + j, 100, 10) for j in range(24)]  # 09:00-11:00 UTC, 10 %
+        lunch = [(d * 288 + 11 * 12 + j, 100, lunch_hung) for j in range(12)]  # 11:00-12:00 UTC
+        return morning + lunch
+    _, alerts = run(day(0, 25), cfg)
+    assert [a["status"] for a in alerts][:1] == ["firing"]  # day 1: trailing baseline, lunch looks like a spike
+    first = alerts[0]
+    assert "over the previous 24 h" in first["explanation"]
+    s, alerts = run([*day(0, 25)], dataclasses.replace(cfg, min_relative_increase=2.0))
+    assert alerts == []  # (with a wide trailing margin, day 1 stays quiet)
+    s, alerts = run(day(1, 25), dataclasses.replace(cfg, min_relative_increase=2.0), state=s)
+    s, alerts2 = run(day(2, 25), cfg, state=s)
+    assert alerts == [] and alerts2 == []  # seasonal: lunch is normal at lunch
+    s, alerts = run([(3 * 288 + 11 * 12, 100, 50)], cfg, state=s)
+    assert [a["status"] for a in alerts] == ["firing"]
+    assert alerts[0]["baseline_connected"] == 2400 and alerts[0]["baseline_rate"] == pytest.approx(0.25)
+    assert "at the same hour of the previous 2 days" in alerts[0]["explanation"]
+    assert "Wilson lower bound" in alerts[0]["explanation"]
+
+
+def test_seasonal_needs_enough_calls_else_trailing() -> None:
+    cfg = AlertConfig(z=1.96, seasonal_days=1, min_seasonal_connected=1000, min_relative_increase=0.0,
+                      seasonal_relative_increase=0.0, pair_z=0.0)
+    # 12 windows at 10:00 on day 0 (480 connected < 1000), then day 1 at 10:00: trailing baseline.
+    s, _ = run([(10 * 12 + j, 40, 4) for j in range(12)], cfg)
+    _, alerts = run([(288 + 10 * 12, 40, 20)], cfg, state=s)
+    assert alerts and "over the previous 24 h" in alerts[0]["explanation"]
+
+
+def test_pair_of_windows_sees_a_spike_split_across_them() -> None:
+    """Neither window alone passes at z = 3.5, the two summed do at pair_z = 3.0."""
+    cfg = AlertConfig(z=3.5, pair_z=3.0, seasonal_days=0, min_relative_increase=0.0)
+    windows = [*((i, 200, 20) for i in range(12)), (12, 60, 14), (13, 60, 14)]
+    assert run(windows, dataclasses.replace(cfg, pair_z=0.0))[1] == []
+    _, alerts = run(windows, cfg)
+    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-23T01:05:00.000Z")]
+    assert alerts[0]["connected"] == 60  # the record shows the firing window itself
+    assert run([*windows[:12], (12, 60, 14), (14, 60, 14)], cfg)[1] == []  # not adjacent: no pair
+
+
+def test_default_config_equals_the_settings() -> None:
+    from hangwatch.platform.settings import AlertSettings
+    a, c = AlertSettings(), AlertConfig()
+    assert {f: getattr(c, f) for f in AlertSettings.model_fields} == a.model_dump()
+
+
+def test_firing_explanation_at_the_default_z() -> None:
+    _, alerts = run([*NORMAL, (12, 100, 60)], AlertConfig())
+    assert "99.95% Wilson lower bound" in alerts[0]["explanation"]
 
 
 def test_bad_counts_are_rejected() -> None:
@@ -166,7 +245,8 @@ def test_bad_counts_are_rejected() -> None:
 
 # --- property: stream == oracle -------------------------------------------------------------
 
-SMALL = AlertConfig(window_size_s=60, baseline_s=600, min_connected=5, min_baseline_connected=10)
+SMALL = AlertConfig(window_size_s=60, baseline_s=600, min_connected=5, min_baseline_connected=10, z=1.96,
+                    min_relative_increase=0.0, seasonal_days=0, pair_z=0.0)
 
 
 def feed_counts(counts: dict[tuple[str, str, int], tuple[int, int]], cfg: AlertConfig,
@@ -212,9 +292,36 @@ def window_series(draw: st.DrawFn) -> dict[tuple[str, str, int], tuple[int, int]
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=window_series(), seed=st.integers(0, 2**32), resolve_after=st.integers(1, 3),
-       inc=st.sampled_from([0.0, 0.5]))
-def test_property_stream_equals_oracle(counts: dict, seed: int, resolve_after: int, inc: float) -> None:
-    cfg = dataclasses.replace(SMALL, resolve_after_windows=resolve_after, min_relative_increase=inc)
+       inc=st.sampled_from([0.0, 0.5]), pair_z=st.sampled_from([0.0, 2.5]))
+def test_property_stream_equals_oracle(counts: dict, seed: int, resolve_after: int, inc: float,
+                                       pair_z: float) -> None:
+    cfg = dataclasses.replace(SMALL, resolve_after_windows=resolve_after, min_relative_increase=inc, pair_z=pair_z)
+    got = feed_counts(counts, cfg, random.Random(seed))
+    assert got == oracle_alerts_from_counts(counts, cfg)
+
+
+@st.composite
+def day_series(draw: st.DrawFn) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """5-minute windows at two hours of four days: the seasonal baseline comes into play."""
+    counts = {}
+    for value in ("br-1", "br-2"):
+        starts = draw(st.sets(st.tuples(st.integers(0, 3), st.sampled_from([9, 10]), st.integers(0, 11)),
+                              min_size=1, max_size=50))
+        for d, hour, j in starts:
+            c = draw(st.integers(0, 30))
+            rate = draw(st.sampled_from([0.1, 0.1, 0.2, 0.5, 0.9]))
+            counts[("branch", value, W0 + d * 86_400 + hour * 3600 + j * 300)] = (c, min(c, round(c * rate)))
+    return counts
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(counts=day_series(), seed=st.integers(0, 2**32), days=st.integers(0, 3), min_seasonal=st.sampled_from([20, 100]),
+       margins=st.sampled_from([(0.0, 0.0), (0.5, 0.2)]), baseline_h=st.sampled_from([1, 24]))
+def test_property_seasonal_stream_equals_oracle(counts: dict, seed: int, days: int, min_seasonal: int,
+                                                margins: tuple[float, float], baseline_h: int) -> None:
+    cfg = AlertConfig(min_connected=5, min_baseline_connected=10, z=1.96, seasonal_days=days, pair_z=2.5,
+                      min_seasonal_connected=min_seasonal, min_relative_increase=margins[0],
+                      seasonal_relative_increase=margins[1], baseline_s=baseline_h * 3600)
     got = feed_counts(counts, cfg, random.Random(seed))
     assert got == oracle_alerts_from_counts(counts, cfg)
 
