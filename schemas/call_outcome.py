@@ -355,8 +355,14 @@ def decode(value: bytes | None, key: bytes | None = None, *, now_ms: int | None 
     Raises ContractError for anything that breaks the contract, including an empty key, a key
     that differs from borrower_id (the topic is partitioned by borrower) and personal data
     (kind personal_data). Without ingest pseudonymisation; `Decoder` adds it."""
-    value, key, event = _validated(value, key, now_ms)
-    if personal_data.candidates(value):
+    if value is None:  # the checks of _validated, inline: this is the hot path
+        raise ContractError("empty_value", "message has no value (tombstone)")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise ContractError("oversized", f"message is {len(value)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    if not key:
+        raise ContractError("empty_key", "message key is empty; it must be the borrower_id")
+    event = _fast(value, now_ms) or _decode_precise(value, now_ms)
+    if _candidates(value):
         _check_raw(value, event, _EVENT_ID)
     if key.decode("utf-8", "replace") != event.borrower_id:
         raise ContractError("key_mismatch", "message key must equal borrower_id", "borrower_id")
@@ -380,6 +386,7 @@ def _validated(value: bytes | None, key: bytes | None, now_ms: int | None) -> tu
 # ---- personal data (schemas/personal_data.py; docs/privacy.md) ----------------------------
 
 _EVENT_ID: Final = frozenset({"event_id"})
+_candidates: Final = personal_data.candidates
 _PERSONAL_DATA_WORDS: Final = {
     personal_data.MOBILE: "a mobile phone number",
     personal_data.RESIDENT_ID: "a resident ID number",
