@@ -53,7 +53,9 @@ def alert_config(s: Settings) -> AlertConfig:
     return AlertConfig(
         window_size_s=a.window_size_s, baseline_s=a.baseline_s, min_connected=a.min_connected,
         min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase,
-        resolve_after_windows=a.resolve_after_windows, timezone=s.worker.timezone)
+        resolve_after_windows=a.resolve_after_windows, timezone=s.worker.timezone, seasonal_days=a.seasonal_days,
+        min_seasonal_connected=a.min_seasonal_connected, seasonal_relative_increase=a.seasonal_relative_increase,
+        pair_z=a.pair_z)
 
 
 class MergeStage(Stage[MergeRates]):

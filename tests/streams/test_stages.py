@@ -171,3 +171,21 @@ def test_a_failed_state_send_is_retried_and_the_batch_acknowledged_only_after_it
     acks = [i for i, (ev, _, _) in enumerate(broker.events) if ev == "ack"]
     rates_sends = [i for i, (ev, t, _) in enumerate(broker.events) if ev == "send" and t == p1.topics.rates_changelog]
     assert acks == [len(broker.events) - 1] and rates_sends and max(rates_sends) < acks[0]
+
+
+def test_every_alert_setting_reaches_the_detector(tmp_path: Path) -> None:
+    """Each field of AlertSettings is passed to the spike rule's AlertConfig (a setting the
+    worker ignored would be a silent misconfiguration)."""
+    import dataclasses
+
+    from hangwatch.platform.settings import AlertSettings
+    from hangwatch.streams.merge_stage import alert_config
+
+    s = _settings(tmp_path)
+    changed = {"window_size_s": 600, "baseline_s": 7200, "min_connected": 11, "min_baseline_connected": 12, "z": 2.5,
+               "min_relative_increase": 0.7, "resolve_after_windows": 3, "seasonal_days": 3,
+               "min_seasonal_connected": 13, "seasonal_relative_increase": 0.2, "pair_z": 0.0}
+    assert set(changed) == set(AlertSettings.model_fields), "a new alert setting needs a value here"
+    s.alerts = AlertSettings(**changed)
+    cfg = dataclasses.asdict(alert_config(s))
+    assert {k: cfg[k] for k in changed} == changed
