@@ -11,6 +11,7 @@ import sys
 import typer
 
 from hangwatch.cli import demo as _demo
+from hangwatch.cli import export as _export
 from hangwatch.cli import grafana as _grafana
 from hangwatch.cli import migrate as _migrate
 from hangwatch.cli import native as _native
@@ -31,6 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.callback()(configure)
+_export.register(app)
 _grafana.register(app)
 _migrate.register(app)
 _native.register(app)

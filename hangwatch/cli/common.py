@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hangwatch.i18n import GlossaryError, Words, words_for
 from hangwatch.platform import timeparse
 from hangwatch.platform.logs import setup_logging
 from hangwatch.platform.settings import Settings, load_settings
@@ -58,11 +59,30 @@ def settings() -> Settings:
     return _state["settings"]
 
 
+def words(language: str | None = None) -> Words:
+    """The glossary in `language` (default: the `language` setting); exit 2 when the glossary
+    file is unusable or the language unknown."""
+    try:
+        return words_for(settings(), language)
+    except GlossaryError as e:
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from e
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error that says what to do, and return the Exit to raise."""
+    try:
+        prefix = words_for(settings()).text("error.prefix")
+    except GlossaryError:
+        prefix = "error"
     # soft_wrap: one line however narrow the terminal, so it can be grepped and pasted.
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    console.print(f"[red]{prefix}:[/red] {message}", soft_wrap=True)
     return typer.Exit(code)
+
+
+def fail_text(key: str, code: int = 1, **values: object) -> typer.Exit:
+    """fail() with a sentence of the glossary, in the configured language."""
+    return fail(words().text(key, **values), code)
 
 
 def parse_when(text: str, *, now: datetime | None = None, base: datetime | None = None) -> datetime:
@@ -72,14 +92,21 @@ def parse_when(text: str, *, now: datetime | None = None, base: datetime | None 
         return timeparse.parse_time(text, now=now or datetime.now(tz=UTC), tz=timeparse.local_zone(settings()),
                                     base=base)
     except timeparse.TimeParseError as e:
-        raise fail(str(e), code=2) from e
+        raise fail_text("error.bad_time", 2, text=repr(text), forms=words().text("time_forms")) from e
 
 
 def time_range(since: str, until: str | None, *, now: datetime | None = None) -> tuple[datetime, datetime]:
     """--since/--until as a [start, end) range (until defaults to now; a bare duration in
     --since counts back from the end), or exit 2 with one line naming the forms."""
-    try:
-        return timeparse.parse_range(since, until, now=now or datetime.now(tz=UTC),
-                                     tz=timeparse.local_zone(settings()))
-    except timeparse.TimeParseError as e:
-        raise fail(str(e), code=2) from e
+    now = now or datetime.now(tz=UTC)
+    end = parse_when(until, now=now) if until else now
+    start = parse_when(since, now=now, base=end)
+    if start >= end:
+        raise since_before_until(start, end)
+    return start, end
+
+
+def since_before_until(start: datetime, end: datetime) -> typer.Exit:
+    tz = timeparse.local_zone(settings())
+    return fail_text("error.since_before_until", 2, start=timeparse.format_local(start, tz),
+                     end=timeparse.format_local(end, tz))

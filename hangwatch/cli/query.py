@@ -1,21 +1,33 @@
 """`hangwatch query NAME`: run one query of the catalogue (hangwatch.sinks.catalogue, the same
-SQL as the dashboards and the report) and print a table."""
+SQL as the dashboards and the report) and write its rows to stdout as a table (headers in the
+configured language), CSV or JSON lines; times in the configured zone; logs and errors on stderr."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import csv
+import sys
+from datetime import UTC, date, datetime, tzinfo
+from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from hangwatch.cli.common import console, fail, parse_when, settings
-from hangwatch.platform.timeparse import TIME_FORMS
+from hangwatch.cli.common import fail, fail_text, parse_when, settings, since_before_until, words
+from hangwatch.i18n import Words
+from hangwatch.platform.timeparse import TIME_FORMS, local_zone
 from hangwatch.sinks import catalogue
 from hangwatch.sinks.backends import BackendError, database_name, opened, where
 
 MAX_CELL = 90
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
 
 
 def query(
@@ -33,7 +45,10 @@ def query(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Any other parameter as NAME=VALUE "
                                                                           "(see the list).")] = None,
     sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per row on stdout.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="table (headers in the configured language), csv "
+                                                         "or json (one object per line), on stdout.")]
+    = Format.table,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Current rates, rolling rates, flagged borrowers, alerts, dead letters, freshness, and every panel's query."""
     if name is None:
@@ -57,15 +72,39 @@ def query(
         with opened(s.clickhouse) as (backend, _):
             result = backend.query(text)
     except BackendError as e:
-        raise fail(f"{e} ({where(s.clickhouse)}; run `hangwatch migrate` if the tables are missing)") from e
-    if as_json:
+        raise fail_text("error.store", error=e, where=where(s.clickhouse)) from e
+    tz = local_zone(s)
+    if as_json or fmt is Format.json:
         for record in result.dicts():
-            typer.echo(orjson.dumps(record, default=str).decode())
-        return
-    t = Table(*result.columns, title=f"{name} ({len(result.rows)} rows, times UTC)")
-    for values in result.rows:
-        t.add_row(*(_cell(c, v) for c, v in zip(result.columns, values, strict=True)))
-    console.print(t)
+            typer.echo(orjson.dumps({k: _plain(v, tz) for k, v in record.items()}, default=str).decode())
+    elif fmt is Format.csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(result.columns)
+        out.writerows([_plain(v, tz) for v in row] for row in result.rows)
+    else:
+        w = words()
+        title = w.text("cli.query_title", name=name, n=len(result.rows), tz=s.timezone)
+        t = Table(*(header(w, c) for c in result.columns), title=title)
+        for values in result.rows:
+            t.add_row(*(_cell(c, v, tz) for c, v in zip(result.columns, values, strict=True)))
+        Console(soft_wrap=False).print(t)  # stdout: `> file` keeps the table
+
+
+def header(w: Words, column: str) -> str:
+    """A column's heading in the reader's language: a glossary term or dimension name, else as named."""
+    key = column.replace("-", "_").replace(" ", "_")
+    if key in w.glossary.terms:
+        return w.term(key)
+    return w.name("dimension", column)
+
+
+def _plain(v: Any, tz: tzinfo) -> Any:
+    """CSV and JSON values: local times with their offset (ISO 8601), lists as lists."""
+    if isinstance(v, datetime):
+        return v.astimezone(tz).isoformat()
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
 
 
 def _list() -> None:
@@ -76,7 +115,7 @@ def _list() -> None:
                  for p in q.params]
         rng = {"range": f"--since {q.since or '(all)'}", "end": "--until", "": ""}[q.time]
         t.add_row(q.name, "\n".join(parts), rng, q.description)
-    console.print(t)
+    Console(soft_wrap=False).print(t)  # the list is data too: stdout
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -100,17 +139,16 @@ def _frame(q: catalogue.Query, since: str | None, until: str | None) -> catalogu
     start_text = since or (q.since if q.time == "range" else None)
     start = parse_when(start_text, now=now, base=end) if start_text else None
     if start and end and start >= end:
-        raise catalogue.QueryError(f"--since ({start:%Y-%m-%d %H:%M} UTC) must be before --until "
-                                   f"({end:%Y-%m-%d %H:%M} UTC)")
+        raise since_before_until(start, end)
     step = catalogue.step_for(start, end or now) if start else 300
     return catalogue.FixedFrame(start, end, step)
 
 
-def _cell(column: str, v: Any) -> str:
+def _cell(column: str, v: Any, tz: tzinfo) -> str:
     if v is None:
         return "-"
     if isinstance(v, datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S")
+        return v.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(v, date):
         return v.isoformat()
     if column == "evidence" and isinstance(v, str):

@@ -1,4 +1,5 @@
-"""`hangwatch report`: the daily risk report as one self-contained HTML file."""
+"""`hangwatch report`: the risk report for a period as one self-contained HTML file, in the
+chosen language, compared with the previous period of the same length."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import console, fail, settings, time_range
+from hangwatch.cli.common import console, fail, fail_text, settings, time_range, words
 from hangwatch.platform.timeparse import TIME_FORMS, format_local, local_zone
 
 
@@ -17,13 +18,17 @@ def report(
     until: Annotated[str | None, typer.Option(help="End, in the same forms; default now.", show_default=False)]
     = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.", dir_okay=False)] = Path("report.html"),
+    lang: Annotated[str | None, typer.Option("--lang", help="zh-CN or en (default: the language setting).",
+                                             show_default=False)] = None,
 ) -> None:
-    """Write the hang-up risk report (branches, agents, script versions, flagged borrowers, alerts)
-    for a period, from the ClickHouse store in the settings and the dashboards' own queries."""
+    """Write the hang-up risk report (branches, agents, script versions, pre-notification, flag
+    trend, flagged borrowers, alerts, and the change from the previous period) from the
+    ClickHouse store in the settings and the dashboards' own queries."""
     from hangwatch.report.data import collect
     from hangwatch.report.render import render
     from hangwatch.sinks.backends import BackendError, database_name, open_backend
 
+    w = words(lang)
     start, end = time_range(since, until)
     s = settings()
     try:
@@ -33,12 +38,16 @@ def report(
     try:
         data = collect(backend, s, database_name(s.clickhouse), start, end)
     except BackendError as e:
-        raise fail(f"a report query failed: {e}. Run `hangwatch migrate` first if the tables are missing.") from e
+        raise fail_text("error.report_query", error=e) from e
     finally:
         backend.close()
-    out.write_text(render(data), encoding="utf-8")
+    try:
+        out.write_text(render(data, w), encoding="utf-8")
+    except OSError as e:
+        raise fail_text("error.out_dir", path=out, error=e.strerror or e) from e
     tz = local_zone(s)
-    console.print(f"wrote {out} ({format_local(start, tz)} – {format_local(end, tz)})")
+    console.print(w.text("cli.wrote_report", path=out, start=format_local(start, tz), end=format_local(end, tz)),
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

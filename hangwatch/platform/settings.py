@@ -9,6 +9,7 @@ SecretStr and come from the environment; they are never written to files or logs
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -152,7 +153,9 @@ class WorkerSettings(BaseModel):
     instance_id: str | None = None
     broker_heartbeat_interval_s: float = 3.0
     rules_file: Path = PACKAGE / "streams" / "rules.yaml"
-    timezone: str = "Asia/Shanghai"
+    # Deprecated: the top-level `timezone` is the one zone. Still accepted (with a warning) and
+    # copied from it, so readers of worker.timezone see the one value.
+    timezone: str = ""
     # Local state: the borrower store's RocksDB databases (one per source partition held) and
     # Faust's own files. Each worker on a machine needs its own directory (the worker takes a
     # lock on it and refuses to share it). Details: docs/operations.md.
@@ -316,6 +319,47 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     metrics_port: int | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The one time zone (IANA name) of everything people type and read: times without an offset
+    # (CLI, simulator), every time shown (CLI, report, exports, dashboards), the compliance
+    # rules' calendar days and quiet hours (part of the rules' version: RuleSet.fingerprint).
+    # Storage and topics stay UTC. Replaces worker.timezone and the rules file's `timezone`.
+    timezone: str = "Asia/Shanghai"
+    # Language of the report, exports, flag and alert explanations, CLI headers and errors.
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    # The glossary and display names (hangwatch/i18n/glossary.yaml) can be extended or overridden
+    # by a bank's own YAML file of the same shape; its entries win.
+    glossary_file: Path | None = None
+    # A font file with CJK glyphs for the report's charts (default: Noto Sans CJK from the
+    # fonts-noto-cjk package, then other common CJK fonts).
+    font_file: Path | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as Asia/Shanghai or UTC") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_timezone(self) -> Settings:
+        """worker.timezone, the old setting, still works for a release: it warns and, when the
+        new `timezone` is not set, gives it its value; then it mirrors the one zone."""
+        old = self.worker.timezone
+        if old and old != self.timezone:
+            if "timezone" in self.model_fields_set:
+                raise ValueError(f"worker.timezone ({old}) and timezone ({self.timezone}) differ; worker.timezone "
+                                 "is deprecated: set only timezone (HANGWATCH_TIMEZONE)")
+            self.timezone = self._known_zone(old)
+        if old:
+            warnings.warn("worker.timezone is deprecated: set timezone (HANGWATCH_TIMEZONE) instead", FutureWarning,
+                          stacklevel=2)
+        self.worker.timezone = self.timezone
+        return self
+
 
     @classmethod
     def settings_customise_sources(

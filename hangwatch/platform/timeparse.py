@@ -49,9 +49,10 @@ def zone(name: str) -> ZoneInfo:
 
 
 def local_zone_name(settings: Settings) -> str:
-    """The zone in which times without an offset are read and local hours are shown. The one
-    place that knows which setting holds it (today worker.timezone)."""
-    return settings.worker.timezone
+    """The zone in which times without an offset are read, local times are shown and calendar
+    days are counted. The one place that knows which setting holds it: `timezone`
+    (HANGWATCH_TIMEZONE; the deprecated worker.timezone is folded into it by the settings)."""
+    return settings.timezone
 
 
 def local_zone(settings: Settings) -> ZoneInfo:

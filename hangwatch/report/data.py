@@ -10,6 +10,7 @@ from hangwatch.platform.settings import Settings
 from hangwatch.sinks.backends.base import Backend, Result
 from hangwatch.sinks.catalogue import Context, FixedFrame, run, step_for
 from hangwatch.sinks.catalogue.events import COMPARISONS
+from hangwatch.streams.core.rules_config import RulesConfigError, RuleSet, load_rules
 
 
 @dataclasses.dataclass
@@ -40,6 +41,15 @@ class ReportData:
     heatmap: Table
     flags: Table
     alerts: Table
+    # The previous period of the same length, for the comparison.
+    previous_start: datetime | None = None
+    current: dict[str, Any] = dataclasses.field(default_factory=dict)  # period_summary
+    previous: dict[str, Any] = dataclasses.field(default_factory=dict)
+    flag_trend: Table = dataclasses.field(default_factory=lambda: Table([], []))
+    flags_raised: int = 0
+    previous_flags_raised: int = 0
+    alert_window_s: int = 300
+    rules: RuleSet | None = None  # explanations and the rules' version (fingerprint, with the zone)
 
 
 def collect(backend: Backend, settings: Settings, database: str, start: datetime, end: datetime) -> ReportData:
@@ -50,6 +60,14 @@ def collect(backend: Backend, settings: Settings, database: str, start: datetime
         return Table.of(run(backend, name, ctx, **params))
 
     summary = run(backend, "live_summary", ctx).dicts()
+    previous_start = start - (end - start)
+    prev = Context.of(settings, FixedFrame(previous_start, start, step_for(previous_start, start)), database)
+    current, previous = (run(backend, "period_summary", c).dicts() for c in (ctx, prev))
+    trend = table("flag_trend")
+    try:
+        rules: RuleSet | None = load_rules(settings.worker.rules_file, settings.timezone)
+    except RulesConfigError:
+        rules = None  # explanations fall back to the stored sentences
     return ReportData(
         start=start, end=end, interval_s=step_for(start, end), tz=ctx.tz, min_connected=ctx.min_connected,
         summary=summary[0] if summary else {},
@@ -61,6 +79,11 @@ def collect(backend: Backend, settings: Settings, database: str, start: datetime
         comparisons={factor: table("comparison", factor=factor) for factor in COMPARISONS},
         stages=table("hangup_stage_breakdown"),
         heatmap=table("branch_hour_heatmap"),
-        flags=table("open_flag_list"),
+        flags=table("flag_review_list", limit=50),
         alerts=table("firing_alerts_in_range"),
+        previous_start=previous_start, current=current[0] if current else {},
+        previous=previous[0] if previous else {}, flag_trend=trend,
+        flags_raised=sum(int(r["raised"]) for r in trend.rows),
+        previous_flags_raised=sum(int(r["raised"]) for r in run(backend, "flag_trend", prev).dicts()),
+        alert_window_s=settings.alerts.window_size_s, rules=rules,
     )

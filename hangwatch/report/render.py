@@ -1,21 +1,25 @@
 """The report as one self-contained HTML file: inline CSS, charts as data: URIs, no scripts,
-no external resources (it is mailed and archived)."""
+no external resources (it is mailed and archived). Every word comes from the glossary
+(hangwatch.i18n) in the chosen language; flag and alert explanations are rendered from their
+facts (hangwatch.i18n.explain)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 
-from hangwatch.report import charts
+from hangwatch.i18n import Words
+from hangwatch.i18n.explain import alert_explanation, evidence_lines, flag_explanation
+from hangwatch.report import charts, period
 from hangwatch.report.data import ReportData
+from hangwatch.report.fonts import use_cjk_font
 
-_COMPARISON_TITLES = {
-    "script_version": "Script version (话术)", "channel": "Channel (human / robot)", "credit_grade": "Credit grade",
-    "pre_notified": "Pre-notified", "first_time_borrower": "First-time borrower",
-}
+# Rates (change in percentage points) and counts (change and relative change) of the comparison.
+_RATES = ("hangup_rate", "decline_rate", "refusal_rate", "contact_rate")
+_COUNTS = ("attempts", "connected", "hung_up", "declined", "refused")
 
 
 def _pct(v: Any) -> str:
@@ -34,128 +38,68 @@ def _dt(context: jinja2.runtime.Context, v: Any) -> str:
     return v.astimezone(ZoneInfo(context["tz"])).strftime("%Y-%m-%d %H:%M")
 
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                          loader=jinja2.PackageLoader("hangwatch.report", "templates"))
 _ENV.filters.update(pct=_pct, int=_int, dt=_dt)
 
-_TEMPLATE = _ENV.from_string("""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Hang-up risk report {{ d.start|dt }} – {{ d.end|dt }}</title>
-<style>
-body { font: 14px/1.45 -apple-system, "Segoe UI", "Noto Sans", "Noto Sans CJK SC", sans-serif; color: #1f2328;
-       margin: 0 auto; max-width: 1120px; padding: 24px 32px; }
-h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 32px 0 8px; border-bottom: 1px solid #d0d7de;
-     padding-bottom: 4px; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-.meta { color: #57606a; margin-bottom: 16px; }
-.kpis { display: flex; gap: 12px; flex-wrap: wrap; }
-.kpi { border: 1px solid #d0d7de; border-radius: 6px; padding: 10px 14px; min-width: 130px; }
-.kpi .v { font-size: 22px; font-weight: 600; } .kpi .l { color: #57606a; font-size: 12px; }
-table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 13px; }
-th, td { border-bottom: 1px solid #eaeef2; padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; font-weight: 600; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-.grid { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
-img { max-width: 100%; } .note { color: #57606a; font-size: 12px; }
-.sev-high { color: #c62828; font-weight: 600; } .sev-medium { color: #e65100; } .sev-low { color: #8d6e00; }
-.evidence { font-size: 12px; color: #424a53; } td.nw { white-space: nowrap; }
-</style></head><body>
-<h1>Hang-up risk report · 挂断风险日报</h1>
-<div class="meta">Period {{ d.start|dt }} – {{ d.end|dt }} ({{ tz }}), generated {{ generated|dt }}.
-All rates are derived from counts; each comes with its sample size.</div>
 
-<div class="kpis">
-  <div class="kpi"><div class="v">{{ d.summary.get('attempts')|int }}</div><div class="l">calls (attempts)</div></div>
-  <div class="kpi"><div class="v">{{ d.summary.get('connected')|int }}</div><div class="l">connected</div></div>
-  <div class="kpi"><div class="v">{{ d.summary.get('hangup_rate')|pct }}</div>
-    <div class="l">hang-up rate (hung up / connected)</div></div>
-  <div class="kpi"><div class="v">{{ d.summary.get('decline_rate')|pct }}</div>
-    <div class="l">decline rate (declined / attempts)</div></div>
-  <div class="kpi"><div class="v">{{ d.open_flags|int }}</div><div class="l">open borrower flags</div></div>
-  <div class="kpi"><div class="v">{{ d.active_alerts|int }}</div><div class="l">active spike alerts</div></div>
-</div>
-
-<h2>Rates over time</h2>
-{% if img.rates %}<img alt="rates over time" src="data:image/png;base64,{{ img.rates }}">
-<div class="note">One point per {{ d.interval_s // 60 }} minutes.</div>
-{% else %}<p>No calls in this period.</p>{% endif %}
-
-<h2>Branches by hang-up rate</h2>
-<div class="grid"><div>
-{% if img.branches %}<img alt="hang-up rate by branch" src="data:image/png;base64,{{ img.branches }}">{% endif %}
-</div><div>
-<table><tr><th>branch</th><th>attempts</th><th>connected</th><th>hang-up rate</th><th>decline rate</th></tr>
-{% for r in d.branches.rows %}<tr><td>{{ r.branch }}</td><td class="n">{{ r.attempts|int }}</td>
-<td class="n">{{ r.connected|int }}</td><td class="n">{{ r.hangup_rate|pct }}</td>
-<td class="n">{{ r.decline_rate|pct }}</td></tr>
-{% endfor %}</table></div></div>
-
-<h3>Agents with the highest hang-up rate</h3>
-<div class="note">Only agents with at least {{ min_sample }} connected calls in the period.</div>
-{% if d.agents.rows %}<table><tr><th>agent</th><th>branch</th><th>attempts</th><th>connected</th>
-<th>hang-up rate</th></tr>
-{% for r in d.agents.rows %}<tr><td>{{ r.agent_id }}</td><td>{{ r.branch }}</td><td class="n">{{ r.attempts|int }}</td>
-<td class="n">{{ r.connected|int }}</td><td class="n">{{ r.hangup_rate|pct }}</td></tr>
-{% endfor %}</table>{% else %}<p>No agent reached the minimum sample.</p>{% endif %}
-
-<h2>Script versions and other factors</h2>
-<div class="grid"><div>
-{% if img.scripts %}<img alt="hang-up rate by script version" src="data:image/png;base64,{{ img.scripts }}">{% endif %}
-</div><div>
-{% if img.stages %}<h3>Where borrowers hang up or refuse</h3>
-<img alt="hang-up stage breakdown" src="data:image/png;base64,{{ img.stages }}">{% endif %}
-</div></div>
-{% for dim, t in d.comparisons.items() %}
-<h3>{{ titles[dim] }}</h3>
-<table><tr><th>{{ dim }}</th><th>attempts</th><th>connected</th><th>hang-up rate</th><th>decline rate</th>
-<th>refusal rate</th><th>contact rate</th></tr>
-{% for r in t.rows %}<tr><td>{{ r[dim] }}</td><td class="n">{{ r.attempts|int }}</td>
-<td class="n">{{ r.connected|int }}</td>
-<td class="n">{{ r.hangup_rate|pct }}</td><td class="n">{{ r.decline_rate|pct }}</td>
-<td class="n">{{ r.refusal_rate|pct }}</td><td class="n">{{ r.contact_rate|pct }}</td></tr>
-{% endfor %}</table>
-{% endfor %}
-
-<h2>Branch × hour of day</h2>
-{% if img.heatmap %}<img alt="branch by hour heatmap" src="data:image/png;base64,{{ img.heatmap }}">
-<div class="note">Hang-up rate by local hour; blank cells had no connected call.</div>{% endif %}
-
-<h2>Flagged borrowers</h2>
-{% if d.flags.rows %}<table><tr><th>borrower</th><th>rule</th><th>severity</th><th>status</th><th>calls</th>
-<th>last call</th><th>explanation and evidence</th></tr>
-{% for r in d.flags.rows %}<tr><td class="nw">{{ r.borrower_id }}</td><td>{{ r.rule_id }}</td>
-<td class="sev-{{ r.severity }}">{{ r.severity }}</td><td>{{ r.status }}</td><td class="n">{{ r.calls|int }}</td>
-<td class="nw">{{ r.last_event_at|dt }}</td>
-<td>{{ r.explanation }}<div class="evidence">{{ r.evidence }}</div></td></tr>
-{% endfor %}</table>
-<div class="note">The {{ d.flags.rows|length }} most severe open flags (at most 50), newest first.</div>
-{% else %}<p>No open borrower flags.</p>{% endif %}
-
-<h2>Spike alerts</h2>
-{% if d.alerts.rows %}<table><tr><th>dimension</th><th>value</th><th>window</th><th>hang-up rate</th>
-<th>Wilson low</th><th>baseline</th><th>connected</th><th>explanation</th></tr>
-{% for r in d.alerts.rows %}<tr><td>{{ r.dimension }}</td><td>{{ r.value }}</td><td>{{ r.window_start|dt }}</td>
-<td class="n">{{ r.hangup_rate|pct }}</td><td class="n">{{ r.wilson_low|pct }}</td>
-<td class="n">{{ r.baseline_rate|pct }}</td><td class="n">{{ r.connected|int }}</td><td>{{ r.explanation }}</td></tr>
-{% endfor %}</table>{% else %}<p>No spike alert is firing.</p>{% endif %}
-
-<p class="note">Generated by <code>hangwatch report</code> from the same queries as the Grafana panels
-(hangwatch/sinks/catalogue). Times in {{ tz }}.</p>
-</body></html>
-""")
+def comparison(w: Words, current: dict[str, Any], previous: dict[str, Any], raised: int,
+               previous_raised: int) -> list[dict[str, str]]:
+    """Rows of the comparison with the previous period: label, now, before, change."""
+    rows = []
+    for key in _COUNTS:
+        now, before = int(current.get(key) or 0), int(previous.get(key) or 0)
+        rows.append({"label": w.term(key), "now": _int(now), "before": _int(before),
+                     "change": period.count_change(w, now, before)})
+    rows.append({"label": w.term("flags_raised"), "now": _int(raised), "before": _int(previous_raised),
+                 "change": period.count_change(w, raised, previous_raised)})
+    for key in _RATES:
+        now_r, before_r = current.get(key), previous.get(key)
+        rows.append({"label": w.term(key), "now": _pct(now_r), "before": _pct(before_r),
+                     "change": period.rate_change(w, now_r, before_r)})
+    return rows
 
 
-def render(d: ReportData, generated: datetime | None = None) -> str:
-    scripts = d.comparisons.get("script_version")
-    img = {
-        "rates": charts.rates_over_time(d.rates_over_time.rows, d.tz),
-        "branches": charts.rate_bars([r["branch"] for r in d.branches.rows],
+def _names(w: Words, kind: str, rows: list[dict[str, Any]], column: str) -> list[str]:
+    return [w.name(kind, r[column]) for r in rows]
+
+
+def _images(d: ReportData, w: Words) -> dict[str, str | None]:
+    scripts = d.comparisons["script_version"].rows if "script_version" in d.comparisons else []
+    notified = d.comparisons["pre_notified"].rows if "pre_notified" in d.comparisons else []
+    missing = w.term("not_available")
+    legend = {c: w.term(c.replace("-", "").replace(" ", "_")) for c in
+              ("hang-up rate", "decline rate", "refusal rate", "contact rate")}
+    return {
+        "rates": charts.rates_over_time(d.rates_over_time.rows, d.tz, legend),
+        "branches": charts.rate_bars(_names(w, "branch", d.branches.rows, "branch"),
                                      [r["hangup_rate"] for r in d.branches.rows],
-                                     [r["connected"] for r in d.branches.rows], "Hang-up rate (n = connected)"),
-        "scripts": charts.rate_bars([r["script_version"] for r in scripts.rows] if scripts else [],
-                                    [r["hangup_rate"] for r in scripts.rows] if scripts else [],
-                                    [r["connected"] for r in scripts.rows] if scripts else [],
-                                    "Hang-up rate by script version (n = connected)"),
-        "stages": charts.stage_bars(d.stages.rows),
-        "heatmap": charts.heatmap(d.heatmap.rows, d.tz),
+                                     [r["connected"] for r in d.branches.rows], w.text("report.chart.branches"),
+                                     missing),
+        "scripts": charts.rate_bars([str(r["script_version"]) for r in scripts], [r["hangup_rate"] for r in scripts],
+                                    [r["connected"] for r in scripts], w.text("report.chart.scripts"), missing),
+        "prenotified": charts.rate_bars(_names(w, "pre_notified", notified, "pre_notified"),
+                                        [r["hangup_rate"] for r in notified], [r["connected"] for r in notified],
+                                        w.text("report.chart.prenotified"), missing),
+        "stages": charts.stage_bars(d.stages.rows, _names(w, "stage", d.stages.rows, "stage"),
+                                    (w.name("outcome", "hung_up"), w.name("outcome", "refused"))),
+        "heatmap": charts.heatmap(d.heatmap.rows, d.tz, _names(w, "branch", d.heatmap.rows, "branch"),
+                                  w.text("report.chart.hour_axis", tz=d.tz)),
+        "flag_trend": charts.flag_trend(d.flag_trend.rows, d.tz,
+                                        {str(r["rule_id"]): w.name("rule", r["rule_id"]) for r in d.flag_trend.rows}),
     }
-    return _TEMPLATE.render(d=d, img=img, tz=d.tz, titles=_COMPARISON_TITLES, min_sample=d.min_connected,
-                            generated=generated or datetime.now(tz=UTC))
+
+
+def render(d: ReportData, w: Words, generated: datetime | None = None, font_file: Any = None) -> str:
+    """The report in w's language."""
+    use_cjk_font(font_file)
+    tz = ZoneInfo(d.tz)
+    flags = [{**r, "explain": flag_explanation(w, r, d.rules, tz), "evidence_text": evidence_lines(w, r, tz)}
+             for r in d.flags.rows]
+    alerts = [{**r, "explain": alert_explanation(w, r, d.alert_window_s, tz)} for r in d.alerts.rows]
+    return _ENV.get_template("report.html.j2").render(
+        d=d, w=w, img=_images(d, w), tz=d.tz, min_sample=d.min_connected, flags=flags, alerts=alerts,
+        title=period.title(w, d.start, d.end, tz), generated=generated or datetime.now(tz=UTC),
+        previous_end=d.start, previous_start=d.previous_start or d.start - timedelta(0),
+        comparison=comparison(w, d.current, d.previous, d.flags_raised, d.previous_flags_raised),
+        rules=d.rules.fingerprint if d.rules else "-")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import re
+import warnings
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -125,6 +126,7 @@ class RuleSet:
         "_day_iso",
         "_offsets",
         "compliance_frequency",
+        "fingerprint",
         "max_lateness_ms",
         "quiet_hours",
         "repeated_refusal",
@@ -154,6 +156,11 @@ class RuleSet:
         self.max_lateness_ms = retention_ms - longest
         self._offsets: dict[int, int] = {}
         self._day_iso: dict[int, str] = {}
+        # The rules' version as a flag means it: a calendar-day rule counts other days in
+        # another zone, so the zone is part of it with every rule's id and version and the
+        # retention. Shown with the flags (report, export); a flag's rule_version + this zone.
+        parts = [f"{r.id}:v{r.version}{'' if r.enabled else ':off'}" for r in rules]
+        self.fingerprint = f"{' '.join(parts)} @{timezone} retention {retention_ms // 3_600_000}h"
 
     def __repr__(self) -> str:
         ids = ", ".join(f"{r.id} v{r.version}{'' if r.enabled else ' (disabled)'}" for r in self.rules)
@@ -218,7 +225,8 @@ def _zone(name: Any, where: str) -> ZoneInfo:
 def load_rules(path: str | Path | None = None, timezone: str | None = None) -> RuleSet:
     """Load and validate a rules file (default: the packaged streams/rules.yaml).
 
-    `timezone`, when given, overrides the file's `timezone` (deployment setting beats default)."""
+    `timezone`: the deployment's one zone (the `timezone` setting). The file's own `timezone`
+    key is deprecated: used only when no zone is given, with a warning either way."""
     p = Path(path) if path is not None else DEFAULT_RULES_PATH
     try:
         text = p.read_text(encoding="utf-8")
@@ -241,7 +249,12 @@ def rules_from_dict(data: Any, timezone: str | None = None, source: str = "<rule
     if not isinstance(data, dict):
         raise RulesConfigError(f"{source}: expected a mapping with a 'rules' list at the top level")
     _no_unknown(data, {"timezone", "retention_days", "rules"}, f"{source}: top level")
-    tz_name = timezone if timezone is not None else data.get("timezone", DEFAULT_TIMEZONE)
+    if "timezone" in data:
+        warnings.warn(f"{source}: the rules file's timezone is deprecated and "
+                      + ("ignored: the `timezone` setting decides" if timezone else "used for now: set the "
+                         "`timezone` setting (HANGWATCH_TIMEZONE) and remove it from the file"),
+                      FutureWarning, stacklevel=2)
+    tz_name = timezone if timezone else data.get("timezone", DEFAULT_TIMEZONE)
     _zone(tz_name, f"{source}: timezone")
     retention_days = data.get("retention_days", 8)
     if isinstance(retention_days, bool) or not isinstance(retention_days, int | float) or retention_days <= 0:

@@ -213,7 +213,8 @@ def test_cli_lists_the_valid_choices() -> None:
     assert code == 0 and "toString(channel) AS channel" in out
 
 
-def test_cli_times_follow_the_one_grammar() -> None:
+def test_cli_times_follow_the_one_grammar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HANGWATCH_LANGUAGE", "en")  # the messages below; zh-CN: tests/hangwatch/cli
     code, out = _cli("query", "dlq_summary", "--since", "90s", "--sql")
     assert code == 0 and "d_received_at >= toDateTime(" in out
     code, out = _cli("query", "dlq_summary", "--since", "soon", "--sql")

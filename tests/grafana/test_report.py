@@ -1,58 +1,128 @@
-"""The risk report rendered from the fixture store: content, sample sizes, self-containment."""
+"""The risk report rendered from the fixture store, in both languages: content, sample sizes,
+the comparison with the previous period, self-containment, Chinese from the glossary only."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from hangwatch.i18n import load_glossary
 from hangwatch.platform.settings import Settings
-from hangwatch.report.data import collect
+from hangwatch.report.data import ReportData, collect
 from hangwatch.report.render import render
 from hangwatch.sinks.backends.base import Backend
 from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
 
+EN = load_glossary().words("en")
+ZH = load_glossary().words("zh-CN")
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+")
+
 
 @pytest.fixture(scope="module")
-def html(backend: Backend, fixture_db: Fixture) -> str:
-    return render(collect(backend, Settings(), fixture_db.db, START, END), generated=END)
+def data(backend: Backend, fixture_db: Fixture) -> ReportData:
+    return collect(backend, Settings(), fixture_db.db, START, END)
+
+
+@pytest.fixture(scope="module")
+def html(data: ReportData) -> str:
+    return render(data, EN, generated=END)
+
+
+@pytest.fixture(scope="module")
+def html_zh(data: ReportData) -> str:
+    return render(data, ZH, generated=END)
 
 
 def test_content(html: str, fixture_db: Fixture) -> None:
-    assert "Hang-up risk report" in html
+    assert '<html lang="en">' in html
+    assert "Hang-up risk report (4 hours)" in html  # a title that fits the period, not "daily"
     assert f"{len(fixture_db.events):,}" in html  # attempts KPI
     for branch in {e.branch for e in fixture_db.events}:
-        assert branch in html
+        assert EN.name("branch", branch) in html
     for version in {e.script_version for e in fixture_db.events if e.script_version}:
         assert f"<td>{version}</td>" in html
     assert "Agents with the highest hang-up rate" in html and "agent-" in html
-    assert f"<td>{SPIKE_BRANCH}</td>" in html and "55.0%" in html  # the firing alert
-    assert "beijing-haidian</td><td>2025" not in html  # the resolved alert is not listed
+    assert f"<td>{EN.name('branch', SPIKE_BRANCH)}</td>" in html and "55.0%" in html  # the firing alert
     open_ids = {f["borrower_id"] for f in fixture_db.flags}
     shown = set(re.findall(r'<td class="nw">(b-[0-9a-f]+)</td>', html))
     assert shown and shown <= open_ids
-    assert "no_answer" in html or "declined" in html  # evidence lines
+    assert "no answer" in html or "declined" in html  # evidence lines
     assert "at least 30 connected calls" in html  # alerts.min_connected
+    assert "Compared with the previous period" in html
+
+
+def test_chinese_report(html_zh: str, fixture_db: Fixture) -> None:
+    assert '<html lang="zh-CN">' in html_zh
+    assert "挂断风险报告（4 小时）" in html_zh
+    for branch in {e.branch for e in fixture_db.events}:
+        assert f"<td>{ZH.name('branch', branch)}</td>" in html_zh
+    assert "与上一周期对比" in html_zh and "个百分点" in html_zh
+    assert "天内" in html_zh or "未接通拨打" in html_zh or "静默时段" in html_zh  # flag explanations from facts
+    assert "挂断率" in html_zh and "Hang-up" not in html_zh
+
+
+def test_every_chinese_text_comes_from_the_glossary(html_zh: str) -> None:
+    """Each run of Chinese in the page is made of the glossary's own runs (filled placeholders
+    join them): no word of the report is written anywhere but the glossary."""
+    pieces = {run for e in load_glossary().entries() for run in CJK.findall(e["zh-CN"])}
+
+    def made_of_pieces(run: str) -> bool:
+        ok = [True] + [False] * len(run)
+        for i in range(1, len(run) + 1):
+            ok[i] = any(ok[j] and run[j:i] in pieces for j in range(i))
+        return ok[-1]
+
+    runs = set(CJK.findall(html_zh))
+    assert runs
+    assert not [r for r in runs if not made_of_pieces(r)]
+
+
+def test_title_fits_the_period() -> None:
+    from zoneinfo import ZoneInfo
+
+    from hangwatch.report.period import title
+
+    tz = ZoneInfo("Asia/Shanghai")
+    assert title(ZH, START, START + timedelta(hours=1), tz) == "挂断风险小时报"
+    assert title(ZH, START, START + timedelta(days=1), tz) == "挂断风险日报"
+    assert title(EN, START, START + timedelta(days=7), tz) == "Weekly hang-up risk report"
+    assert title(EN, START, START + timedelta(days=30), tz) == "Monthly hang-up risk report"
+    assert title(EN, START, START + timedelta(hours=6), tz) == "Hang-up risk report (6 hours)"
+
+
+def test_comparison_with_the_previous_period(data: ReportData) -> None:
+    assert data.previous_start == START - (END - START)
+    assert int(data.current["attempts"]) == int(data.summary["attempts"])
+    # the fixture has no calls before START (ranges include both ends, as Grafana's: calls at START count)
+    assert int(data.previous.get("attempts") or 0) < int(data.current["attempts"]) / 100
+    from hangwatch.report.render import comparison
+
+    rows = {r["label"]: r for r in comparison(EN, {"attempts": 120, "hangup_rate": 0.2},
+                                              {"attempts": 100, "hangup_rate": 0.15}, 3, 1)}
+    assert rows["attempts"]["change"] == "+20 (+20.0%)"
+    assert rows["hang-up rate"]["change"] == "+5.0 pp"
+    assert rows["flags raised"]["change"] == "+2 (+200.0%)"
 
 
 def test_minimum_sample_and_zone_come_from_the_settings(backend: Backend, fixture_db: Fixture) -> None:
-    s = Settings(alerts={"min_connected": 50}, worker={"timezone": "UTC"})  # type: ignore[arg-type]
+    s = Settings(alerts={"min_connected": 50}, timezone="UTC")  # type: ignore[arg-type]
     data = collect(backend, s, fixture_db.db, START, END)
     assert data.min_connected == 50 and data.tz == "UTC"
     assert data.agents.rows and all(r["connected"] >= 50 for r in data.agents.rows)
-    page = render(data, generated=END)
+    page = render(data, EN, generated=END)
     assert "at least 50 connected calls" in page and "(UTC)" in page
 
 
 def test_self_contained(html: str) -> None:
-    assert html.count('src="data:image/png;base64,') == 5
+    assert html.count('src="data:image/png;base64,') == 7
     assert not re.search(r'(src|href)="(https?:)?//', html), "no external resources"
     assert "<script" not in html
 
 
 def test_report_has_no_sql_of_its_own() -> None:
-    from pathlib import Path
-
     from hangwatch.report import data
 
     source = Path(data.__file__).read_text(encoding="utf-8")

@@ -24,6 +24,8 @@ FLOORS = {
     "hangwatch.cli": 3,
     "hangwatch.grafana": 3,
     "hangwatch.report": 3,
+    "hangwatch.i18n": 3,  # glossary, display names, explanations from facts (reads the rules' parameters)
+    "hangwatch.exports": 3,
 }
 # Same floor, different rooms: these never import each other (they meet through topics and the contract).
 APART = {"hangwatch.streams", "hangwatch.sinks", "hangwatch.simulator"}
