@@ -11,6 +11,12 @@ if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v ap
     || log "could not install docker-compose; the compose validation test will fail"
 fi
 VENV="$ROOT/.venv"
+# Chinese glyphs for the report's charts (hangwatch/report/fonts.py): Noto Sans CJK from Debian.
+if [ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing Debian's fonts-noto-cjk (Chinese text in the report's charts)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null \
+    || log "could not install fonts-noto-cjk; set HANGWATCH_FONT_FILE to a CJK font for the report"
+fi
 STAMP="$VENV/.hangwatch-installed"
 want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 # The stream core runs compiled (mypyc, hangwatch/native.py) unless HANGWATCH_NATIVE=0; without a
