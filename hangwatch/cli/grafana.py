@@ -47,11 +47,21 @@ def deploy(
                                                                  "`grafana`.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every request as JSON (secrets masked); "
                                                             "send nothing.")] = False,
+    notifications: Annotated[bool, typer.Option(
+        "--notifications/--no-notifications",
+        help="Also deploy the message templates, the contact point (the channels whose HANGWATCH_DINGTALK_URL, "
+             "HANGWATCH_WECOM_URL, HANGWATCH_ALERT_EMAIL_TO, HANGWATCH_ALERT_WEBHOOK_URL are set) and the "
+             "notification policy tree (org-wide: it replaces the tree).")] = True,
 ) -> None:
-    """Push the datasource, folder, dashboards and alert rules through Grafana's HTTP API (idempotent)."""
+    """Push the datasource, folder, dashboards, alert rules and notifications through Grafana's HTTP API
+    (idempotent)."""
     from hangwatch.grafana import deploy as d
 
-    requests = d.plan(clickhouse_host, clickhouse_password or os.environ.get(ENV_CH_PASSWORD, ""), settings())
+    try:
+        requests = d.plan(clickhouse_host, clickhouse_password or os.environ.get(ENV_CH_PASSWORD, ""), settings(),
+                          notifications=notifications)
+    except d.DeployError as e:
+        raise fail(str(e)) from e
     if dry_run:
         typer.echo(json.dumps([r.to_json() for r in requests], indent=2, ensure_ascii=False))
         console.print(f"dry run: {len(requests)} requests for {url}, none sent")
@@ -65,7 +75,8 @@ def deploy(
     except d.DeployError as e:
         raise fail(str(e)) from e
     console.print(f"deployed to Grafana {version} at {url}: datasource, folder, "
-                  f"{sum(r.path == '/api/dashboards/db' for r in requests)} dashboards, alert rules")
+                  f"{sum(r.path == '/api/dashboards/db' for r in requests)} dashboards, alert rules"
+                  + (", templates, contact point, policies" if notifications else ""))
 
 
 def register(app: typer.Typer) -> None:

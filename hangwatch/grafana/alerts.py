@@ -2,7 +2,8 @@
 shape (provisioning/alerting/*.yml) and the HTTP provisioning API shape (`grafana deploy`).
 
 Each rule: query A (ClickHouse, table format) -> B reduce(last) -> C threshold; condition C.
-A table result with a string column gives one alert instance per row (per branch)."""
+A table result with string columns gives one alert instance per row, labelled with them (per
+branch, per spike alert, per escalated flag); the one numeric column is the value."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from hangwatch.grafana.constants import (
     DLQ_GROWTH_THRESHOLD,
     FOLDER_TITLE,
     FOLDER_UID,
+    HEALTH_UID,
+    LIVE_UID,
     RULE_GROUP,
     RULE_GROUP_INTERVAL_S,
     SPIKE_RATE_THRESHOLD,
@@ -21,6 +24,7 @@ from hangwatch.grafana.constants import (
 )
 from hangwatch.grafana.query import ClickHouseQuery, Format
 from hangwatch.grafana.sql import rule as rule_sql
+from hangwatch.grafana.texts import language, texts
 from hangwatch.platform.settings import Settings
 
 EXPR_UID = "__expr__"
@@ -41,45 +45,77 @@ class Rule:
     summary: str
     description: str
     severity: str
+    kind: str  # label hangwatch_kind, which the notification policy routes on
+    dashboard_uid: str = LIVE_UID
+
+
+# Label hangwatch_kind: the notification policy's child routes match on it (provisioning.py).
+KIND_LABEL = "hangwatch_kind"
+SPIKE_RULE_UID = "hangwatch-stream-spike"
+FLAG_RULE_UID = "hangwatch-flag-escalated"
+# How far back the notifying rules read: a spike alert's window / a flag's escalation older
+# than this leaves the rule (Grafana then resolves the instance); the policies' repeat
+# interval is longer, so a notice is never repeated (docs/alerting.md).
+SPIKE_LOOKBACK_S = 7 * 86_400
+FLAG_LOOKBACK_S = 86_400
 
 
 def rules(s: Settings) -> tuple[Rule, ...]:
-    """The rules; the spike's minimum sample is the stream's (alerts.min_connected)."""
-    min_connected = s.alerts.min_connected
+    """The rules, in the settings' language; the spike's minimum sample is the stream's
+    (alerts.min_connected)."""
+    t = texts(language(s))
     return (
         Rule(
             uid="hangwatch-hangup-spike-branch",
-            title="Hang-up spike by branch",
+            title=t("rule.threshold.title"),
             sql=rule_sql(s, "hangup_spike_by_branch"), range_s=300, threshold=SPIKE_RATE_THRESHOLD, for_="2m",
             # No branch reached the minimum sample: nothing to judge, not an incident.
             no_data="OK",
-            summary="Branch {{ $labels.branch }}: 5-minute hang-up rate {{ humanizePercentage $values.B.Value }}",
-            description=(f"hung_up / connected over the last 5 minutes is above {SPIKE_RATE_THRESHOLD:.0%} with at "
-                         f"least {min_connected} connected calls. Check the branch's scripts, agents and "
-                         "call times on the 'Hang-up risk — live' dashboard."),
-            severity="warning",
+            summary=t("rule.threshold.summary"),
+            description=t("rule.threshold.description", threshold=f"{SPIKE_RATE_THRESHOLD:.0%}",
+                          min_connected=s.alerts.min_connected),
+            severity="warning", kind="threshold",
         ),
         Rule(
             uid="hangwatch-dlq-growth",
-            title="Dead letters growing",
+            title=t("rule.dlq.title"),
             sql=rule_sql(s, "dlq_count"), range_s=600, threshold=DLQ_GROWTH_THRESHOLD, for_="0s",
             no_data="OK",
-            summary="{{ $values.B.Value }} messages dead-lettered in 10 minutes",
-            description=(f"More than {DLQ_GROWTH_THRESHOLD} invalid messages reached call-outcomes.dlq in 10 "
-                         "minutes: a producer sends malformed or out-of-contract events. See 'Latest dead "
-                         "letters' on the 'Pipeline health' dashboard."),
-            severity="warning",
+            summary=t("rule.dlq.summary"),
+            description=t("rule.dlq.description", threshold=DLQ_GROWTH_THRESHOLD),
+            severity="warning", kind="pipeline", dashboard_uid=HEALTH_UID,
         ),
         Rule(
             uid="hangwatch-pipeline-stalled",
-            title="Pipeline stalled",
+            title=t("rule.stalled.title"),
             sql=rule_sql(s, "seconds_since_stored"), range_s=3600, threshold=STALLED_AFTER_S, for_="2m",
             # No answer at all from ClickHouse is as bad as an old answer.
             no_data="Alerting",
-            summary="No call stored for {{ $values.B.Value }} s",
-            description=(f"The newest row in call_events was stored more than {STALLED_AFTER_S} s ago: the "
-                         "simulator/producers, Kafka, the worker or the sink has stopped. See 'Pipeline health'."),
-            severity="critical",
+            summary=t("rule.stalled.summary"),
+            description=t("rule.stalled.description", threshold=STALLED_AFTER_S),
+            severity="critical", kind="pipeline", dashboard_uid=HEALTH_UID,
+        ),
+        # The stream's own spike alerts (hangup_alerts): one instance per alert_id, labelled
+        # with its dimension, value, window and numbers; 1 while firing, 0 once the stream
+        # resolved it. The stream already tested it: fire at once.
+        Rule(
+            uid=SPIKE_RULE_UID,
+            title=t("rule.spike.title"),
+            sql=rule_sql(s, "spike_alert_states"), range_s=SPIKE_LOOKBACK_S, threshold=0, for_="0s",
+            no_data="OK",  # no alert in the lookback: nothing to say
+            summary=t("rule.spike.summary"),
+            description=t("rule.spike.description"),
+            severity="warning", kind="spike",
+        ),
+        # Flags that reached `escalated` in the last day: one instance per flag.
+        Rule(
+            uid=FLAG_RULE_UID,
+            title=t("rule.flag.title"),
+            sql=rule_sql(s, "escalated_flag_states"), range_s=FLAG_LOOKBACK_S, threshold=0, for_="0s",
+            no_data="OK",
+            summary=t("rule.flag.summary"),
+            description=t("rule.flag.description"),
+            severity="warning", kind="flag",
         ),
     )
 
@@ -112,8 +148,10 @@ def _common(rule: Rule) -> dict[str, Any]:
         "noDataState": rule.no_data,
         "execErrState": "Error",
         "for": rule.for_,
-        "labels": {"team": "risk", "severity": rule.severity, "service": "hangwatch"},
-        "annotations": {"summary": rule.summary, "description": rule.description},
+        "labels": {"team": "risk", "severity": rule.severity, "service": "hangwatch", KIND_LABEL: rule.kind},
+        # __dashboardUid__: Grafana links the alert to the dashboard (UI, .DashboardURL).
+        "annotations": {"summary": rule.summary, "description": rule.description,
+                        "__dashboardUid__": rule.dashboard_uid},
         "isPaused": False,
     }
 

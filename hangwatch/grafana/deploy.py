@@ -4,20 +4,25 @@ running Grafana through its HTTP API (grafana-client), idempotently.
 Every step is an upsert keyed by our fixed uids: update first, create when the update says
 404. Running the deploy twice leaves the same state (dashboards get a new version number,
 nothing else changes). The plan is data (ApiRequest), so `--dry-run` prints exactly what
-would be sent. Contact points and the notification policy tree are org-wide and usually
-owned by the Grafana admins, so only file provisioning (docker-compose) sets them.
+would be sent. Notifications (notify.py) go the same way as the provisioning files: the
+message templates, one contact point integration per channel whose variables are set in the
+deploying environment, and the policy tree. The policy tree is org-wide (PUT replaces it):
+`notifications=False` (`--no-notifications`) leaves templates, contact points and policies to
+the Grafana admins.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from grafana_client import GrafanaApi, TokenAuth
 from grafana_client.client import GrafanaClientError, GrafanaException
 
-from hangwatch.grafana import alerts, dashboards, provisioning
+from hangwatch.grafana import alerts, dashboards, notify, provisioning
 from hangwatch.grafana.constants import (
     DATASOURCE_NAME,
     DATASOURCE_UID,
@@ -53,10 +58,16 @@ class ApiRequest:
         return out
 
 
+# Secrets in contact point settings: a robot's URL carries its token.
+_SECRET_SETTINGS = ("url", "addresses")
+
+
 def _masked(body: dict[str, Any]) -> dict[str, Any]:
-    if "secureJsonData" not in body:
-        return body
-    return {**body, "secureJsonData": dict.fromkeys(body["secureJsonData"], MASK)}
+    if "secureJsonData" in body:
+        return {**body, "secureJsonData": dict.fromkeys(body["secureJsonData"], MASK)}
+    if "settings" in body and "type" in body:
+        return {**body, "settings": {k: MASK if k in _SECRET_SETTINGS else v for k, v in body["settings"].items()}}
+    return body
 
 
 HEALTH = ApiRequest("GET", "/api/health")
@@ -75,9 +86,11 @@ def datasource_body(ch_host: str, password: str, s: Settings) -> dict[str, Any]:
     }
 
 
-def plan(ch_host: str, password: str, s: Settings | None = None) -> list[ApiRequest]:
+def plan(ch_host: str, password: str, s: Settings | None = None, *, notifications: bool = True,
+         environ: Mapping[str, str] | None = None) -> list[ApiRequest]:
     """Every request of a deploy, in order (the health check comes first). The settings
-    (default: the process's) give the database, zone and thresholds, as for the files."""
+    (default: the process's) give the database, zone, language and thresholds, as for the
+    files; `environ` (default: the process's environment) the notification channels."""
     s = s or load_settings()
     ds = datasource_body(ch_host, password, s)
     reqs = [
@@ -97,6 +110,26 @@ def plan(ch_host: str, password: str, s: Settings | None = None) -> list[ApiRequ
                                if_missing=ApiRequest("POST", "/api/v1/provisioning/alert-rules", body)))
     reqs.append(ApiRequest("PUT", f"/api/v1/provisioning/folder/{FOLDER_UID}/rule-groups/{RULE_GROUP}",
                            alerts.http_rule_group(s)))
+    if notifications:
+        reqs.extend(notification_requests(s, os.environ if environ is None else environ))
+    return reqs
+
+
+def notification_requests(s: Settings, environ: Mapping[str, str]) -> list[ApiRequest]:
+    """Templates, then the contact point's integrations (one per configured channel), then
+    the policy tree that routes to it (last: it needs the contact point)."""
+    channels = notify.active_channels(environ)
+    if not channels:
+        names = ", ".join(v for c in notify.CHANNELS for v in c.env)
+        raise DeployError(f"no notification channel is set: set at least one of {names} (or pass "
+                          "--no-notifications to leave contact points and policies as they are)")
+    reqs = [ApiRequest("PUT", f"/api/v1/provisioning/templates/{t['name']}", {"template": t["template"]})
+            for t in notify.templates(s)]
+    for c in channels:
+        body = {**c.receiver(environ), "name": notify.CONTACT_POINT}
+        reqs.append(ApiRequest("PUT", f"/api/v1/provisioning/contact-points/{c.uid}", body,
+                               if_missing=ApiRequest("POST", "/api/v1/provisioning/contact-points", body)))
+    reqs.append(ApiRequest("PUT", "/api/v1/provisioning/policies", notify.policy_tree()))
     return reqs
 
 

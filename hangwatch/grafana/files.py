@@ -37,8 +37,9 @@ _YAML: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "provisioning/datasources/hangwatch.yml": provisioning.datasources,
     "provisioning/dashboards/hangwatch.yml": lambda s: provisioning.dashboard_provider(),
     "provisioning/alerting/rules.yml": alerts.file_provisioning,
-    "provisioning/alerting/notifications.yml": lambda s: provisioning.notifications(),
+    "provisioning/alerting/templates.yml": provisioning.templates,
 }
+NOTIFICATIONS = "provisioning/alerting/notifications.yml"
 
 
 def render(s: Settings | None = None) -> dict[str, str]:
@@ -48,6 +49,7 @@ def render(s: Settings | None = None) -> dict[str, str]:
     s = s or load_settings()
     out = {f"dashboards/{name}.json": dashboards.dumps(d) for name, d in dashboards.all_dashboards(s).items()}
     out.update({path: dump_yaml(build(s)) for path, build in _YAML.items()})
+    out[NOTIFICATIONS] = provisioning.notifications_text(dump_yaml)
     return out
 
 

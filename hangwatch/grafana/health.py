@@ -8,45 +8,42 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as dm
 
 from hangwatch.grafana.constants import HEALTH_UID, STALLED_AFTER_S
-from hangwatch.grafana.panels import barchart_panel, stat_panel, table_panel, timeseries_panel
+from hangwatch.grafana.panels import barchart_panel, localize_columns, stat_panel, table_panel, timeseries_panel
 from hangwatch.grafana.sql import panel
+from hangwatch.grafana.texts import language, texts
 from hangwatch.platform.settings import Settings
-
-TITLE = "Pipeline health"
+from hangwatch.platform.timeparse import local_zone
 
 
 def build(s: Settings) -> dm.Dashboard:
-    d = (dashboard.Dashboard(TITLE).uid(HEALTH_UID).tags(["hangwatch", "pipeline"]).refresh("30s")
-         .time("now-3h", "now").timezone("browser")
-         .description("Throughput, dead letters, freshness, late events and sink batches of the hangwatch pipeline."))
+    t = texts(language(s))
+    d = (dashboard.Dashboard(t("health.title")).uid(HEALTH_UID).tags(["hangwatch", "pipeline"]).refresh("30s")
+         .time("now-3h", "now").timezone(str(local_zone(s)))
+         .description(t("health.description")))
     freshness = panel(s, "freshness_age")
     panels: list[Any] = [
-        stat_panel("Event freshness", "Seconds since the newest stored call happened (now minus latest event "
-                   "time). Grows when calls stop arriving or the pipeline stalls.",
+        stat_panel(t("h.event_freshness"), t("h.event_freshness.d"),
                    (0, 0, 6, 4), freshness, "event freshness", "s", (60, STALLED_AFTER_S)),
-        stat_panel("Ingest freshness", "Seconds since the sink last stored a call (now minus latest ingested_at).",
+        stat_panel(t("h.ingest_freshness"), t("h.ingest_freshness.d"),
                    (6, 0, 6, 4), freshness, "ingest freshness", "s", (60, STALLED_AFTER_S)),
-        stat_panel("Dead letters", "Messages sent to the DLQ (call-outcomes.dlq) in the selected range.",
+        stat_panel(t("h.dead_letters"), t("h.dead_letters.d"),
                    (12, 0, 6, 4), panel(s, "dlq_count"), "dead_letters", "short", (1, 100)),
-        barchart_panel("Dead letters by error kind", "Which validation fails most.",
+        barchart_panel(t("h.dlq_by_kind"), t("h.dlq_by_kind.d"),
                        (18, 0, 6, 8), panel(s, "dlq_by_kind"), "error_kind"),
-        timeseries_panel("Events per second: in, stored, dead-lettered",
-                         "In: events counted by the stream (its 60-second windows, event time). Stored: rows "
-                         "reaching call_events (by storage time). Dead-lettered: invalid messages.",
+        timeseries_panel(t("h.events_per_s"), t("h.events_per_s.d"),
                          (0, 4, 18, 8), [panel(s, "events_in_per_s"), panel(s, "events_stored_per_s"),
                                           panel(s, "dlq_per_s")],
-                         unit="reqps"),
-        timeseries_panel("Late events", f"Calls stored more than {s.worker.grace_s} s after they happened (the "
-                         "worker's grace), and window counts rewritten by reconcile, per interval.",
+                         unit=f"suffix:{t('unit.per_s')}" if t("unit.per_s") else "reqps"),
+        timeseries_panel(t("h.late_events"), t("h.late_events.d", grace=s.worker.grace_s),
                          (0, 12, 12, 8), [panel(s, "late_events"), panel(s, "reconciled_windows")], unit="short"),
-        timeseries_panel("Sink batch size", "Average rows per INSERT by table.",
+        timeseries_panel(t("h.batch_size"), t("h.batch_size.d"),
                          (12, 12, 12, 8), [panel(s, "sink_batch_sizes")], unit="short"),
-        timeseries_panel("Sink flush time", "Slowest INSERT by table.",
+        timeseries_panel(t("h.flush_time"), t("h.flush_time.d"),
                          (0, 20, 8, 9), [panel(s, "sink_flush_seconds")], unit="s"),
-        table_panel("Latest dead letters", "The newest DLQ records with the error and where they came from.",
+        table_panel(t("h.latest_dlq"), t("h.latest_dlq.d"),
                     (8, 20, 16, 9), panel(s, "dlq_in_range", limit=50))
         .override_by_name("error", [dm.DynamicConfigValue(id_val="custom.width", value=360)]),
     ]
     for i, p in enumerate(panels, start=1):
-        d.with_panel(p.id(i))
+        d.with_panel(localize_columns(p, t).id(i))
     return d.build()

@@ -4,7 +4,8 @@ and ClickHouse targets."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Self, TypeVar
+import re
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from grafana_foundation_sdk.builders import barchart, dashboard, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
@@ -13,6 +14,9 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from hangwatch.grafana.constants import DATASOURCE_UID, PLUGIN_ID
 from hangwatch.grafana.query import ClickHouseQueryBuilder, Format
+
+if TYPE_CHECKING:
+    from hangwatch.grafana.texts import Texts
 
 PERCENT = "percentunit"
 
@@ -112,3 +116,18 @@ def query_variable(name: str, label: str, sql: str) -> dashboard.QueryVariable:
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True)
             .current(dm.VariableOption(selected=True, text=["All"], value=["$__all"])))
+
+
+def localize_columns(p: Any, t: Texts) -> Any:
+    """Display names (legends, table headers) in the dashboard's language for the result
+    columns of the panel's SQL: an override per column name; the SQL and its column names
+    stay as the catalogue has them. Stat panels keep theirs (their title names the number and
+    their field selector matches the column name)."""
+    if isinstance(p, stat.Panel):
+        return p
+    sql = "\n".join(str(target.raw_sql) for target in (p.build().targets or []))
+    for name, label in t.columns().items():
+        if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", sql):
+            p.override_by_name(name, [dm.DynamicConfigValue(id_val="displayName", value=label)])
+    return p
+

@@ -1,19 +1,20 @@
-"""Grafana file provisioning: datasource, dashboards provider, contact point and policy.
+"""Grafana file provisioning: datasource, dashboards provider, contact point, policies, templates.
 
 Grafana expands $VAR / ${VAR} in these files from its environment (secrets stay out of the
 repo); it does not expand inside alert rule query models, so the SQL macros survive."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from hangwatch.grafana import notify
 from hangwatch.grafana.alerts import ORG_ID
 from hangwatch.grafana.constants import (
     CH_READONLY_USER,
     DATASOURCE_NAME,
     DATASOURCE_UID,
     ENV_CH_PASSWORD,
-    ENV_WEBHOOK_URL,
     FOLDER_TITLE,
     FOLDER_UID,
     PLUGIN_ID,
@@ -24,7 +25,6 @@ ENV_CH_HOST = "HANGWATCH_GRAFANA_CH_HOST"
 CH_NATIVE_PORT = 9000
 # Where docker-compose.yml mounts deploy/grafana/dashboards inside the Grafana container.
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/hangwatch"
-CONTACT_POINT = "hangwatch-webhook"
 
 
 def datasource_json_data(host: str, s: Settings) -> dict[str, Any]:
@@ -68,25 +68,47 @@ def dashboard_provider() -> dict[str, Any]:
     }
 
 
+# Lines that open and close one channel's receiver in notifications.yml: the Grafana image's
+# entrypoint (deploy/grafana/channels.sh) drops the blocks whose variables are unset, so only
+# the configured channels exist (Grafana refuses an integration without its URL).
+CHANNEL_BEGIN = "# hangwatch-channel:"
+CHANNEL_END = "# hangwatch-channel-end"
+
+
 def notifications() -> dict[str, Any]:
+    """Contact point (every channel), the old contact point's deletion and the policy tree."""
     return {
         "apiVersion": 1,
-        "contactPoints": [{
-            "orgId": ORG_ID,
-            "name": CONTACT_POINT,
-            "receivers": [{
-                "uid": CONTACT_POINT,
-                "type": "webhook",
-                "settings": {"url": f"${{{ENV_WEBHOOK_URL}}}", "httpMethod": "POST"},
-                "disableResolveMessage": False,
-            }],
-        }],
-        "policies": [{
-            "orgId": ORG_ID,
-            "receiver": CONTACT_POINT,
-            "group_by": ["grafana_folder", "alertname"],
-            "group_wait": "30s",
-            "group_interval": "5m",
-            "repeat_interval": "4h",
-        }],
+        "deleteContactPoints": [{"orgId": ORG_ID, "uid": notify.OLD_CONTACT_POINT_UID}],
+        "contactPoints": [{"orgId": ORG_ID, "name": notify.CONTACT_POINT,
+                           "receivers": [c.receiver() for c in notify.CHANNELS]}],
+        "policies": [{"orgId": ORG_ID, **notify.policy_tree()}],
     }
+
+
+def notifications_text(dump: Callable[[dict[str, Any]], str]) -> str:
+    """notifications.yml: `dump` of notifications() with each receiver between marker lines
+    naming its channel and the variables it needs."""
+    lines = dump(notifications()).splitlines()
+    out: list[str] = []
+    open_block = False
+    channels = iter(notify.CHANNELS)
+    for line in lines:
+        stripped = line.lstrip()
+        starts = line.startswith("  - uid: hangwatch-notify-")
+        ends_list = open_block and not line.startswith("    ") and not starts
+        if open_block and (starts or ends_list):
+            out.append(f"  {CHANNEL_END}")
+            open_block = False
+        if starts:
+            c = next(channels)
+            assert stripped == f"- uid: {c.uid}", stripped
+            out.append(f"  {CHANNEL_BEGIN} {c.name} {' '.join(c.env)}")
+            open_block = True
+        out.append(line)
+    assert not open_block and next(channels, None) is None, "every channel's block is closed"
+    return "\n".join(out) + "\n"
+
+
+def templates(s: Settings) -> dict[str, Any]:
+    return {"apiVersion": 1, "templates": notify.templates(s)}

@@ -4,7 +4,13 @@ the version, expr.current_flags / current_alerts), for the CLI, the panels and t
 from __future__ import annotations
 
 from hangwatch.sinks.catalogue import params
-from hangwatch.sinks.catalogue.expr import EVIDENCE_ARRAYS, FLAG_COLUMNS, current_alerts, current_flags
+from hangwatch.sinks.catalogue.expr import (
+    EVIDENCE_ARRAYS,
+    FLAG_COLUMNS,
+    FLAG_VERSION,
+    current_alerts,
+    current_flags,
+)
 from hangwatch.sinks.catalogue.registry import Context, query
 from hangwatch.sinks.sql import literal
 
@@ -161,3 +167,87 @@ FROM
 )
 ORDER BY window_start DESC, alert_id
 LIMIT {int(limit)}"""
+
+
+# --- Grafana alert rules that notify people (docs/alerting.md) ---------------------------
+# One row per spike alert / escalated flag, its identity and the numbers of the record that
+# raised it as text (Grafana turns every string column into a label, and labels taken from
+# that one record never change, so a firing instance and its resolution are the same alert),
+# and one number: 1 while the stream says firing / escalated, 0 once it resolved it (Grafana
+# then sends the resolved notice). Times are local (ctx.tz), rates in percent.
+
+def _pct(x: str) -> str:
+    return f"concat(toString(round({x} * 100, 1)), '%')"
+
+
+def _local_minute(x: str, tz: str) -> str:
+    return f"substring(toString({x}, {literal(tz)}), 1, 16)"
+
+
+@query("spike_alert_states", "Spike alerts whose window lies in the range, one row per alert_id with the numbers "
+       "it fired with as text and `firing` (1 firing, 0 resolved): the spike-alert notification rule.",
+       time="range", since="7d")
+def spike_alert_states(ctx: Context) -> str:
+    tz = ctx.tz
+    fired = ",\n           ".join(f"argMaxIf({c}, version, status = 'firing') AS s_{c}" for c in (
+        "dimension", "value", "window_start", "window_end", "connected", "hung_up", "hangup_rate", "wilson_low",
+        "baseline_rate", "baseline_connected"))
+    return f"""
+SELECT
+  alert_id,
+  s_dimension AS dimension,
+  s_value AS value,
+  concat({_local_minute("s_window_start", tz)}, '-', substring(toString(s_window_end, {literal(tz)}), 12, 5))
+      AS window_local,
+  toString(toUInt64(s_window_start) * 1000 - 3600000) AS from_ms,
+  toString(toUInt64(s_window_end) * 1000 + 3600000) AS to_ms,
+  {_pct("s_hangup_rate")} AS hangup_rate,
+  {_pct("s_wilson_low")} AS wilson_low,
+  {_pct("s_baseline_rate")} AS baseline_rate,
+  toString(s_connected) AS connected,
+  toString(s_hung_up) AS hung_up,
+  toString(s_baseline_connected) AS baseline_connected,
+  toUInt8(s_status = 'firing') AS firing
+FROM
+(
+    SELECT alert_id,
+           argMax(status, version) AS s_status,
+           {fired}
+    FROM {ctx.db}.hangup_alerts
+    WHERE {ctx.frame.time_filter("window_start")}
+    GROUP BY alert_id
+    HAVING countIf(status = 'firing') > 0
+)
+ORDER BY alert_id
+""".strip()
+
+
+@query("escalated_flag_states", "Borrower flags escalated in the range, one row per flag with the escalation's "
+       "facts as text and `escalated` (1 still escalated, 0 resolved since): the escalated-flag notification rule.",
+       time="range", since="24h")
+def escalated_flag_states(ctx: Context) -> str:
+    tz = ctx.tz
+    esc = ",\n           ".join(f"argMaxIf({c}, emitted_at_ms, status = 'escalated') AS e_{c}" for c in (
+        "borrower_id", "rule_id", "severity", "evidence_count", "last_event_at", "emitted_at"))
+    return f"""
+SELECT
+  flag_id,
+  e_borrower_id AS borrower_id,
+  toString(e_rule_id) AS rule_id,
+  toString(e_severity) AS flag_severity,
+  toString(e_evidence_count) AS calls,
+  {_local_minute("e_last_event_at", tz)} AS last_call,
+  {_local_minute("e_emitted_at", tz)} AS escalated_at,
+  toUInt8(e_status = 'escalated') AS escalated
+FROM
+(
+    SELECT flag_id,
+           argMax(status, {FLAG_VERSION}) AS e_status,
+           {esc}
+    FROM {ctx.db}.borrower_flags
+    WHERE flag_id IN (SELECT flag_id FROM {ctx.db}.borrower_flags
+                      WHERE status = 'escalated' AND {ctx.frame.time_filter("emitted_at")})
+    GROUP BY flag_id
+)
+ORDER BY flag_id
+""".strip()

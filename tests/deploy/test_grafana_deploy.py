@@ -14,12 +14,22 @@ from hangwatch.grafana import deploy
 from hangwatch.grafana.constants import DATASOURCE_UID, FOLDER_UID, PLUGIN_ID, RULE_GROUP
 
 runner = CliRunner()
+CHANNELS = {"HANGWATCH_WECOM_URL": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k1",
+            "HANGWATCH_ALERT_WEBHOOK_URL": "https://hooks.bank.internal/a"}
+
+
+@pytest.fixture(autouse=True)
+def _channels(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HANGWATCH_DINGTALK_URL", "HANGWATCH_ALERT_EMAIL_TO"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in CHANNELS.items():
+        monkeypatch.setenv(name, value)
 
 
 def _dry_run() -> list[dict[str, Any]]:
     r = runner.invoke(app, ["grafana", "deploy", "--dry-run", "--clickhouse-password", "s3cret"])
     assert r.exit_code == 0, r.output
-    assert "s3cret" not in r.stdout
+    assert "s3cret" not in r.stdout and "key=k1" not in r.stdout, "secrets and robot tokens masked"
     return json.loads(r.stdout)
 
 
@@ -42,7 +52,7 @@ def test_dry_run_shapes() -> None:
         assert d["method"] == "POST" and set(d["body"]) == {"dashboard", "folderUid", "overwrite", "message"}
         assert d["body"]["overwrite"] is True and d["body"]["dashboard"]["id"] is None
     rules = [r for r in reqs if r["path"].startswith("/api/v1/provisioning/alert-rules/")]
-    assert len(rules) == 3
+    assert len(rules) == 5
     for r in rules:
         assert r["method"] == "PUT" and r["if_missing"]["path"] == "/api/v1/provisioning/alert-rules"
         b = r["body"]
@@ -50,10 +60,32 @@ def test_dry_run_shapes() -> None:
         assert b["condition"] == "C" and [d["refId"] for d in b["data"]] == ["A", "B", "C"]
         assert b["data"][0]["datasourceUid"] == DATASOURCE_UID and b["data"][0]["model"]["format"] == 1
         assert b["data"][0]["relativeTimeRange"]["from"] > b["data"][0]["relativeTimeRange"]["to"]
-    group = reqs[-1]
+    group = next(r for r in reqs if "rule-groups" in r["path"])
     assert (group["method"], group["path"]) == ("PUT", f"/api/v1/provisioning/folder/{FOLDER_UID}/rule-groups/"
                                                        f"{RULE_GROUP}")
     assert isinstance(group["body"]["interval"], int)
+    # notifications: templates, one integration per configured channel, then the policy tree
+    tail = reqs[reqs.index(group) + 1:]
+    assert [(r["method"], r["path"]) for r in tail] == [
+        ("PUT", "/api/v1/provisioning/templates/hangwatch"),
+        ("PUT", "/api/v1/provisioning/contact-points/hangwatch-notify-wecom"),
+        ("PUT", "/api/v1/provisioning/contact-points/hangwatch-notify-webhook"),
+        ("PUT", "/api/v1/provisioning/policies")]
+    assert "hangwatch.markdown" in tail[0]["body"]["template"]
+    for cp in tail[1:3]:
+        assert cp["if_missing"]["path"] == "/api/v1/provisioning/contact-points"
+        assert cp["body"]["name"] == "hangwatch" and cp["body"]["settings"]["url"] == deploy.MASK
+    assert tail[1]["body"]["type"] == "wecom" and tail[2]["body"]["type"] == "webhook"
+    assert tail[3]["body"]["routes"][0]["group_by"] == ["alertname", "alert_id"]
+
+
+def test_no_notifications_flag_and_no_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CHANNELS:
+        monkeypatch.delenv(name)
+    r = runner.invoke(app, ["grafana", "deploy", "--dry-run", "--clickhouse-password", "pw"])
+    assert r.exit_code == 1 and "no notification channel" in r.output
+    r = runner.invoke(app, ["grafana", "deploy", "--dry-run", "--no-notifications", "--clickhouse-password", "pw"])
+    assert r.exit_code == 0 and "/api/v1/provisioning/policies" not in r.stdout
 
 
 class FakeResponse:
@@ -88,7 +120,10 @@ class FakeGrafana:
                }.get(path, path)
         if path == "/api/dashboards/db":
             key = f"/api/dashboards/uid/{json['dashboard']['uid']}"
-        if method == "PUT" and key not in self.objects and "rule-groups" not in key:
+        if path == "/api/v1/provisioning/contact-points":
+            key = f"/api/v1/provisioning/contact-points/{json['uid']}"
+        singletons = ("rule-groups", "/templates/", "/policies")
+        if method == "PUT" and key not in self.objects and not any(x in key for x in singletons):
             return FakeResponse(404, {"message": "not found"})
         # An update keeps what it does not mention (a folder's uid) and `overwrite` is no state.
         self.objects[key] = {**self.objects.get(key, {}), **{k: v for k, v in json.items() if k != "overwrite"}}
@@ -106,12 +141,16 @@ def test_deploy_is_idempotent() -> None:
     plan = deploy.plan("clickhouse", "pw")
     assert deploy.deploy(_api(fake), plan) == "11.6.1"
     first = dict(fake.objects)
+    log_first = list(fake.log)
     assert any(m == "POST" and p == "/api/datasources" for m, p in fake.log)  # created after a 404
     fake.log.clear()
     deploy.deploy(_api(fake), plan)
     assert fake.objects == first
     assert not any(m == "POST" and p in ("/api/datasources", "/api/folders") for m, p in fake.log)  # updated only
-    assert len(first) == 1 + 1 + 2 + 3 + 1
+    assert len(first) == 1 + 1 + 2 + 5 + 1 + 1 + 2 + 1
+    assert first["/api/v1/provisioning/contact-points/hangwatch-notify-wecom"]["settings"]["url"] == CHANNELS[
+        "HANGWATCH_WECOM_URL"]
+    assert any(m == "POST" and p == "/api/v1/provisioning/contact-points" for m, p in log_first)
 
 
 @pytest.mark.parametrize(("status", "words"), [(401, "rejected the token"), (403, "Admin role")])

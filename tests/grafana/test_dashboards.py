@@ -5,6 +5,7 @@ structural rules (uids, datasource, formats, grid)."""
 from __future__ import annotations
 
 import json
+import re
 from itertools import combinations
 from typing import Any
 
@@ -134,8 +135,40 @@ def test_panels_fit_their_query_format(name: str) -> None:
                 assert banned not in t["rawSql"]
 
 
+def _english(name: str) -> dict[str, Any]:
+    from hangwatch.grafana import dashboards
+    from hangwatch.platform.settings import load_settings
+
+    return dashboards.all_dashboards(load_settings().model_copy(update={"language": "en"}))[name]
+
+
+def test_shipped_dashboards_are_chinese_in_the_local_zone() -> None:
+    """The committed files are zh-CN (titles, panels, variables, legends) with the dashboard
+    time zone of the settings; the English set differs only in its texts."""
+    from hangwatch.platform.settings import load_settings
+    from hangwatch.platform.timeparse import local_zone
+
+    zone = str(local_zone(load_settings()))
+    live, health = _load("hangup-risk-live"), _load("pipeline-health")
+    assert (live["title"], health["title"]) == ("挂断风险 — 实时", "管道健康")
+    for d in (live, health):
+        assert d["timezone"] == zone == "Asia/Shanghai"
+        for p in d["panels"]:
+            assert re.search(r"[\u4e00-\u9fff]", p["title"] + p["description"]), p["title"]
+    assert [v["label"] for v in live["templating"]["list"]] == ["网点", "活动", "渠道", "话术版本"]
+    titles = {p["title"] for p in live["panels"]}
+    assert {"挂断率", "拒接率", "各比率走势", "按话术版本", f"挂断率：网点 × 时段（{zone}）"} <= titles
+    rates = next(p for p in live["panels"] if p["title"] == "各比率走势")
+    names = {o["matcher"]["options"]: o["properties"] for o in rates["fieldConfig"]["overrides"]}
+    assert names["hang-up rate"] == [{"id": "displayName", "value": "挂断率"}]
+    en = _english("hangup-risk-live")
+    assert en["title"] == "Hang-up risk — live" and en["timezone"] == zone
+    assert [(p["id"], [t["rawSql"] for t in p["targets"]]) for p in en["panels"]] == [
+        (p["id"], [t["rawSql"] for t in p["targets"]]) for p in live["panels"]], "same panels, same SQL"
+
+
 def test_live_dashboard_content() -> None:
-    d = _load("hangup-risk-live")
+    d = _english("hangup-risk-live")
     assert d["refresh"] == "10s"
     assert d["title"] == "Hang-up risk — live"
     variables = {v["name"]: v for v in d["templating"]["list"]}
@@ -163,7 +196,7 @@ def test_live_dashboard_content() -> None:
 
 
 def test_health_dashboard_content() -> None:
-    d = _load("pipeline-health")
+    d = _english("pipeline-health")
     titles = {p["title"] for p in d["panels"]}
     for needed in ("Event freshness", "Dead letters", "Latest dead letters", "Late events", "Sink batch size",
                    "Events per second: in, stored, dead-lettered"):

@@ -3,6 +3,7 @@ ClickHouse (chdb) over the fixture tables; key numbers checked against plain Pyt
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hangwatch.grafana import files
+from hangwatch.grafana import dashboards, files
+from hangwatch.platform.settings import load_settings
 from hangwatch.sinks.backends.base import Backend, Result
 from tests.grafana import macro_helper
 from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
@@ -102,12 +104,29 @@ def test_alert_rule_sql(rule: dict[str, Any], backend: Backend, fixture_db: Fixt
     if rule["uid"] == "hangwatch-hangup-spike-branch":
         assert strings == ["branch"]
         assert len({row[0] for row in r.rows}) == len(r.rows), "one row per branch (unique labels)"
+    elif rule["uid"] == "hangwatch-stream-spike":
+        assert strings[:3] == ["alert_id", "dimension", "value"] and r.rows
+        assert len({row[0] for row in r.rows}) == len(r.rows), "one row per alert_id (unique labels)"
+        assert not {"severity", "alertname", "hangwatch_kind"} & set(strings), "would clash with the rule's labels"
+    elif rule["uid"] == "hangwatch-flag-escalated":
+        assert strings[0] == "flag_id" and r.rows
+        assert len({row[0] for row in r.rows}) == len(r.rows), "one row per flag (unique labels)"
+        assert not {"severity", "alertname", "hangwatch_kind"} & set(strings), "would clash with the rule's labels"
     else:
         assert strings == [] and len(r.rows) == 1
 
 
+@functools.cache
+def _english_ids() -> dict[tuple[str, str], int]:
+    """Panel id by dashboard and English title: the committed dashboards are in zh-CN, the
+    tests name panels in English (same ids, same SQL in every language)."""
+    s = load_settings().model_copy(update={"language": "en"})
+    return {(name, p["title"]): p["id"] for name, d in dashboards.all_dashboards(s).items() for p in d["panels"]}
+
+
 def _sql(title: str, dashboard: str = "hangup-risk-live", ref: str = "A") -> str:
-    p = next(p for p in _dashboards()[dashboard]["panels"] if p["title"] == title)
+    pid = _english_ids()[(dashboard, title)]
+    p = next(p for p in _dashboards()[dashboard]["panels"] if p["id"] == pid)
     return next(t["rawSql"] for t in p["targets"] if t["refId"] == ref)
 
 
@@ -217,6 +236,20 @@ def test_health_numbers(backend: Backend, fixture_db: Fixture) -> None:
     expected = sum(r[1] for r in fx.sink_batches if r[0] == "call_events" and F <= r[4] < F + INTERVAL) / 5
     first = next(b for b in batches if b["table"] == "call_events")
     assert first["rows_per_batch"] == pytest.approx(expected)
+
+
+def test_stream_spike_rule_states(backend: Backend, fixture_db: Fixture) -> None:
+    """One instance per stored alert, 1 while the stream says firing, 0 once it resolved it."""
+    rule = next(r for r in _rules() if r["uid"] == "hangwatch-stream-spike")
+    q = rule["data"][0]
+    rows = run(backend, fixture_db, q["model"]["rawSql"], f=T - q["relativeTimeRange"]["from"], t=T).dicts()
+    assert {r["value"]: r["firing"] for r in rows} == {SPIKE_BRANCH: 1, "beijing-haidian": 0}
+    spike = next(r for r in rows if r["value"] == SPIKE_BRANCH)
+    assert (spike["hangup_rate"], spike["baseline_rate"], spike["connected"], spike["hung_up"]) == (
+        "55%", "18%", "40", "22")
+    assert spike["window_local"] == "2025-06-02 10:05-10:10"  # 02:05 UTC in Shanghai
+    # outside the lookback: nothing
+    assert not run(backend, fixture_db, q["model"]["rawSql"], f=F - 86400, t=F - 3600).rows
 
 
 def test_spike_rule_fires_only_for_the_spike(backend: Backend, fixture_db: Fixture) -> None:

@@ -40,7 +40,8 @@ def test_alert_rules_file_shape() -> None:
     (group,) = doc["groups"]
     assert {"orgId", "name", "folder", "interval", "rules"} <= set(group)
     uids = [r["uid"] for r in group["rules"]]
-    assert uids == ["hangwatch-hangup-spike-branch", "hangwatch-dlq-growth", "hangwatch-pipeline-stalled"]
+    assert uids == ["hangwatch-hangup-spike-branch", "hangwatch-dlq-growth", "hangwatch-pipeline-stalled",
+                    "hangwatch-stream-spike", "hangwatch-flag-escalated"]
     for r in group["rules"]:
         assert {"uid", "title", "condition", "for", "noDataState", "execErrState", "labels", "annotations",
                 "data"} <= set(r)
@@ -61,10 +62,15 @@ def test_alert_rules_file_shape() -> None:
     assert spike["relativeTimeRange"]["from"] == 300 and "HAVING" in spike["model"]["rawSql"]
 
 
-def test_contact_point_and_policy() -> None:
-    doc = _yaml("alerting/notifications.yml")
-    (cp,) = doc["contactPoints"]
-    (recv,) = cp["receivers"]
-    assert recv["type"] == "webhook" and recv["settings"]["url"] == "${HANGWATCH_ALERT_WEBHOOK_URL}"
-    (policy,) = doc["policies"]
-    assert policy["receiver"] == cp["name"] and policy["group_by"]
+def test_notifying_rules() -> None:
+    """The rules on the stream's spike alerts and on escalated flags: one instance per record,
+    value 1 while firing/escalated, threshold > 0, no data = OK, localized summaries."""
+    rules = {r["uid"]: r for g in _yaml("alerting/rules.yml")["groups"] for r in g["rules"]}
+    for uid, kind, lookback in (("hangwatch-stream-spike", "spike", 7 * 86400),
+                                ("hangwatch-flag-escalated", "flag", 86400)):
+        r = rules[uid]
+        assert r["labels"]["hangwatch_kind"] == kind and r["noDataState"] == "OK" and r["for"] == "0s"
+        assert r["data"][0]["relativeTimeRange"] == {"from": lookback, "to": 0}
+        assert r["data"][2]["model"]["conditions"][0]["evaluator"] == {"type": "gt", "params": [0]}
+        assert "$labels." in r["annotations"]["summary"] and re.search(r"[\u4e00-\u9fff]", r["title"])
+        assert r["annotations"]["__dashboardUid__"] == "hangwatch-hangup-risk-live"

@@ -1,0 +1,3 @@
+module hangwatch.test/gotemplate
+
+go 1.22
