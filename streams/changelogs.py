@@ -57,7 +57,8 @@ def ensure_changelogs(kafka: KafkaSettings, app_id: str) -> list[str]:
     admin = admin_client(kafka)
     try:
         created = create_missing(admin, [NewTopic(c.name(app_id), partitions(), kafka.replication_factor,
-                                                  topic_configs=c.config()) for c in ALL])
+                                                  topic_configs={**c.config(), **kafka.topic_configs()})
+                                         for c in ALL])
         if created:
             log.info("created changelog topics %s", created)
         wait_for_metadata(admin, [c.name(app_id) for c in ALL])

@@ -360,11 +360,13 @@ class FaustConsumerControl:
 class OutputProducer(Service):
     """The worker's AIOKafkaProducer as a hangwatch.streams.ports.BatchProducer, started and
     stopped with the app (aiokafka creates it inside the running event loop). Every record
-    waits for all in-sync replicas (acks=all)."""
+    waits for all in-sync replicas (acks=all), and the producer is idempotent: a batch retried
+    after a lost acknowledgement is not written twice (the records are idempotent downstream
+    anyway; this keeps the topics free of the duplicates)."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.options = {"acks": "all", "linger_ms": 5, "max_batch_size": 256 * 1024,
+        self.options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batch_size": 256 * 1024,
                         "client_id": f"{settings.worker.app_id}-outputs", **settings.kafka.aiokafka_kwargs()}
         self._producer: AIOKafkaProducer | None = None
 

@@ -84,7 +84,8 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
         existing = set(admin.list_topics())
         names = {s.name: kafka.topic(s.name) for s in specs}
         created = create_missing(admin, [NewTopic(names[s.name], partitions_override or s.partitions,
-                                                  kafka.replication_factor, topic_configs=s.config())
+                                                  kafka.replication_factor,
+                                                  topic_configs={**s.config(), **kafka.topic_configs()})
                                          for s in specs], existing)
         if existing:
             described = {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(

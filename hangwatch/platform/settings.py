@@ -39,10 +39,25 @@ class KafkaSettings(BaseModel):
     # Replicas of every topic the project creates (registry topics, the worker's changelogs,
     # Faust's internal topic). 1 suits a one-broker development cluster; use 3 in production.
     replication_factor: int = Field(default=1, ge=1)
+    # In-sync replicas a write must reach (with the producers' acks=all) on every topic the
+    # project creates: 2 with replication_factor 3 keeps writing through one broker's loss
+    # without ever acknowledging a record that lives on one broker only.
+    min_insync_replicas: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"kafka.min_insync_replicas ({self.min_insync_replicas}) cannot exceed "
+                             f"kafka.replication_factor ({self.replication_factor})")
+        return self
 
     def topic(self, name: str) -> str:
         """The broker-side name of a registry topic."""
         return self.topic_prefix + name
+
+    def topic_configs(self) -> dict[str, str]:
+        """Broker-side configs every topic the project creates gets, besides its own."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     def aiokafka_kwargs(self) -> dict[str, Any]:
         """Connection options in the form aiokafka's clients take."""
@@ -359,7 +374,6 @@ class Settings(BaseSettings):
                           stacklevel=2)
         self.worker.timezone = self.timezone
         return self
-
 
     @classmethod
     def settings_customise_sources(

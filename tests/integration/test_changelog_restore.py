@@ -151,3 +151,14 @@ def test_topics_are_created_with_the_configured_replication_factor(kenv: KafkaEn
         ensure_changelogs(s.kafka, s.worker.app_id + "-rf2")
     assert ensure_changelogs(kenv.settings.kafka, kenv.app_id + "-rf1") == [
         f"{kenv.app_id}-rf1-{t}-changelog" for t in ("rates-state", "borrower-state", "merge-state")]
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=kenv.settings.kafka.bootstrap_servers)
+    try:
+        name = f"{kenv.app_id}-rf1-merge-state-changelog"
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
+        configs = {k: v["value"] for k, v in described["topic"][name].items()}
+    finally:
+        admin.close()
+    assert configs["min.insync.replicas"] == "1" and configs["cleanup.policy"] == "compact,delete"
