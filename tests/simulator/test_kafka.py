@@ -62,7 +62,7 @@ def _read(topic: str, n: int, timeout_s: float = 60.0) -> list[tuple[int, bytes 
 
 def _records() -> list[SimRecord]:
     cfg = SimConfig(seed=77, count=2000, rate=0.5, start_ms=START_MS, borrowers=300,
-                    faults=FaultConfig(duplicates=0.02, out_of_order=0.05, late=0.01, malformed=0.03))
+                    faults=FaultConfig(duplicates=0.02, out_of_order=0.05, late=0.01, malformed=0.04))
     records = list(generate(cfg))
     assert any(r.key is None for r in records) and any(r.error_kind == "oversized" for r in records)
     return records
