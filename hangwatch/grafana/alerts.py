@@ -12,15 +12,12 @@ from typing import Any
 
 from hangwatch.grafana.constants import (
     DATASOURCE_UID,
-    DLQ_GROWTH_THRESHOLD,
     FOLDER_TITLE,
     FOLDER_UID,
     HEALTH_UID,
     LIVE_UID,
     RULE_GROUP,
     RULE_GROUP_INTERVAL_S,
-    SPIKE_RATE_THRESHOLD,
-    STALLED_AFTER_S,
 )
 from hangwatch.grafana.query import ClickHouseQuery, Format
 from hangwatch.grafana.sql import rule as rule_sql
@@ -68,31 +65,31 @@ def rules(s: Settings) -> tuple[Rule, ...]:
         Rule(
             uid="hangwatch-hangup-spike-branch",
             title=t("rule.threshold.title"),
-            sql=rule_sql(s, "hangup_spike_by_branch"), range_s=300, threshold=SPIKE_RATE_THRESHOLD, for_="2m",
+            sql=rule_sql(s, "hangup_spike_by_branch"), range_s=300, threshold=s.grafana.rate_alert_threshold, for_="2m",
             # No branch reached the minimum sample: nothing to judge, not an incident.
             no_data="OK",
             summary=t("rule.threshold.summary"),
-            description=t("rule.threshold.description", threshold=f"{SPIKE_RATE_THRESHOLD:.0%}",
+            description=t("rule.threshold.description", threshold=f"{s.grafana.rate_alert_threshold:.0%}",
                           min_connected=s.alerts.min_connected),
             severity="warning", kind="threshold",
         ),
         Rule(
             uid="hangwatch-dlq-growth",
             title=t("rule.dlq.title"),
-            sql=rule_sql(s, "dlq_count"), range_s=600, threshold=DLQ_GROWTH_THRESHOLD, for_="0s",
+            sql=rule_sql(s, "dlq_count"), range_s=600, threshold=s.grafana.dlq_alert_threshold, for_="0s",
             no_data="OK",
             summary=t("rule.dlq.summary"),
-            description=t("rule.dlq.description", threshold=DLQ_GROWTH_THRESHOLD),
+            description=t("rule.dlq.description", threshold=s.grafana.dlq_alert_threshold),
             severity="warning", kind="pipeline", dashboard_uid=HEALTH_UID,
         ),
         Rule(
             uid="hangwatch-pipeline-stalled",
             title=t("rule.stalled.title"),
-            sql=rule_sql(s, "seconds_since_stored"), range_s=3600, threshold=STALLED_AFTER_S, for_="2m",
+            sql=rule_sql(s, "seconds_since_stored"), range_s=3600, threshold=s.grafana.stalled_after_s, for_="2m",
             # No answer at all from ClickHouse is as bad as an old answer.
             no_data="Alerting",
             summary=t("rule.stalled.summary"),
-            description=t("rule.stalled.description", threshold=STALLED_AFTER_S),
+            description=t("rule.stalled.description", threshold=s.grafana.stalled_after_s),
             severity="critical", kind="pipeline", dashboard_uid=HEALTH_UID,
         ),
         # The stream's own spike alerts (hangup_alerts): one instance per alert_id, labelled

@@ -33,10 +33,3 @@ ENV_CH_PASSWORD: Final = "HANGWATCH_GRAFANA_CH_PASSWORD"
 ENV_WEBHOOK_URL: Final = "HANGWATCH_ALERT_WEBHOOK_URL"
 ENV_GRAFANA_TOKEN: Final = "GRAFANA_TOKEN"
 CH_READONLY_USER: Final = "grafana"
-
-# Thresholds of Grafana's own alert rules (also described in docs/dashboards.md). The ones
-# the pipeline has settings for (the spike's minimum sample alerts.min_connected, the grace
-# worker.grace_s, the zone, the database) come from Settings when the files are generated.
-SPIKE_RATE_THRESHOLD: Final = 0.35  # 5-minute hang-up rate of one branch
-DLQ_GROWTH_THRESHOLD: Final = 100  # dead letters in 10 minutes
-STALLED_AFTER_S: Final = 300  # no call stored for this long

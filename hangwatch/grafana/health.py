@@ -7,7 +7,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as dm
 
-from hangwatch.grafana.constants import HEALTH_UID, STALLED_AFTER_S
+from hangwatch.grafana.constants import HEALTH_UID
 from hangwatch.grafana.panels import barchart_panel, localize_columns, stat_panel, table_panel, timeseries_panel
 from hangwatch.grafana.sql import panel
 from hangwatch.grafana.texts import language, texts
@@ -23,9 +23,9 @@ def build(s: Settings) -> dm.Dashboard:
     freshness = panel(s, "freshness_age")
     panels: list[Any] = [
         stat_panel(t("h.event_freshness"), t("h.event_freshness.d"),
-                   (0, 0, 6, 4), freshness, "event freshness", "s", (60, STALLED_AFTER_S)),
+                   (0, 0, 6, 4), freshness, "event freshness", "s", (60, s.grafana.stalled_after_s)),
         stat_panel(t("h.ingest_freshness"), t("h.ingest_freshness.d"),
-                   (6, 0, 6, 4), freshness, "ingest freshness", "s", (60, STALLED_AFTER_S)),
+                   (6, 0, 6, 4), freshness, "ingest freshness", "s", (60, s.grafana.stalled_after_s)),
         stat_panel(t("h.dead_letters"), t("h.dead_letters.d"),
                    (12, 0, 6, 4), panel(s, "dlq_count"), "dead_letters", "short", (1, 100)),
         barchart_panel(t("h.dlq_by_kind"), t("h.dlq_by_kind.d"),

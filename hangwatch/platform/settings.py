@@ -280,6 +280,18 @@ def _default_sink_topics() -> dict[str, str]:
             "borrower_flags": BORROWER_FLAGS, "hangup_alerts": HANGUP_ALERTS}
 
 
+class GrafanaSettings(BaseModel):
+    """Thresholds of Grafana's own alert rules (the stream's spike rule has its own: alerts.*);
+    used when the dashboards and rules are generated (`hangwatch grafana dashboards|deploy`)."""
+
+    # 5-minute hang-up rate of one branch that pages (with alerts.min_connected connected calls)
+    rate_alert_threshold: Annotated[float, Field(gt=0, le=1)] = 0.35
+    # dead letters in 10 minutes that page
+    dlq_alert_threshold: Annotated[int, Field(ge=1)] = 100
+    # no call stored for this long: the pipeline has stalled
+    stalled_after_s: Annotated[int, Field(ge=60)] = 300
+
+
 class SinkSettings(BaseModel):
     group_id: str = "hangwatch-sink"
     # A flush (one INSERT per table that has rows) happens when any table has batch_rows rows
@@ -330,6 +342,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     metrics_port: int | None = None
