@@ -74,6 +74,9 @@ def deploy(
         version = d.deploy(d.connect(url, token), requests)
     except d.DeployError as e:
         raise fail(str(e)) from e
+    except OSError as e:  # requests' ConnectionError and timeouts are OSErrors
+        raise fail(f"Grafana at {url} is unreachable ({type(e).__name__}); check --url or GRAFANA_URL "
+                   "and that Grafana is running") from e
     console.print(f"deployed to Grafana {version} at {url}: datasource, folder, "
                   f"{sum(r.path == '/api/dashboards/db' for r in requests)} dashboards, alert rules"
                   + (", templates, contact point, policies" if notifications else ""))

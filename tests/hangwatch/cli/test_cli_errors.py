@@ -87,3 +87,9 @@ def test_unreachable_kafka_is_one_line_within_seconds(capsys: pytest.CaptureFixt
 def test_unknown_command_and_bad_config_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert _check(["nosuchcommand"], capsys) == EXIT_USAGE
     assert _check(["--config", "/nonexistent.yaml", "query", "freshness"], capsys) == EXIT_USAGE
+
+
+def test_unreachable_grafana_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HANGWATCH_ALERT_WEBHOOK_URL", "http://127.0.0.1:1/hook")
+    monkeypatch.setenv("HANGWATCH_GRAFANA_CH_PASSWORD", "not-used")
+    assert _check(["grafana", "deploy", "--url", "http://127.0.0.1:1", "--token", "t"], capsys) == EXIT_FAILED
