@@ -75,8 +75,51 @@ class EvidenceItem(TypedDict):
     script_version: str | None
 
 
+# BorrowerFlag versions: 1 had no schema_version and none of the v2 fields below; 2 added them
+# (additively: every v1 field is kept with its meaning). docs/contract.md#borrowerflag-borrower-flags.
+FLAG_SCHEMA_VERSION: Final = 2
+# The next_action codes, in their order of priority (docs/contract.md, "Next action").
+NEXT_ACTIONS: Final = ("escalate_branch_visit", "switch_to_human", "pre_notify_sms", "call_in_best_slot",
+                       "manual_review", "pause_until_next_day", "reschedule_outside_quiet_hours", "none")
+
+
+class FlagThreshold(TypedDict):
+    """The rule threshold the transition crossed: `count op limit` within `window_ms`, e.g.
+    negative_outcomes 3 >= 3 within 7 days. window_ms = 86,400,000 for the per-local-day rules."""
+
+    metric: Literal["negative_outcomes", "unanswered_attempts", "quiet_hours_calls"]
+    count: int
+    op: Literal[">=", ">"]
+    limit: int
+    window_ms: int
+
+
+class FlagFacts(TypedDict):
+    """Structured facts of a flag transition, all over its evidence calls (v2)."""
+
+    calls: int
+    outcome_counts: dict[str, int]  # outcome -> calls, in order of first sight
+    hangup_stages: list[str]  # distinct stages seen, in order of first sight
+    channel_counts: dict[str, int]  # channel (robot/human) -> calls, in order of first sight
+    first_call_at: str
+    last_call_at: str
+    pre_notified: bool  # at least one evidence call was pre-notified
+    pre_notified_calls: int
+    bad_hour_calls: int  # calls in the bad local hours (docs/contract.md, "Next action")
+    threshold: FlagThreshold | None  # null for `resolved`
+
+
+class NextAction(TypedDict):
+    """A structured suggestion (codes and integer parameters, no prose; surfaces render it)."""
+
+    code: str  # one of NEXT_ACTIONS
+    params: dict[str, int]
+    also: list[str]  # the other codes that applied, in priority order
+
+
 class BorrowerFlag(TypedDict):
-    """topic borrower-flags, key = borrower_id. One record per flag transition."""
+    """topic borrower-flags, key = borrower_id. One record per flag transition. v2: a v1
+    consumer reads it unchanged; a v2 reader treats a record without schema_version as v1."""
 
     flag_id: str  # deterministic: same rule + borrower + episode -> same id
     borrower_id: str
@@ -90,6 +133,9 @@ class BorrowerFlag(TypedDict):
     last_event_at: str
     explanation: str
     emitted_at: str
+    schema_version: int  # 2 (FLAG_SCHEMA_VERSION); absent in v1 records
+    facts: FlagFacts  # v2
+    next_action: NextAction  # v2
 
 
 class HangupAlert(TypedDict):

@@ -158,6 +158,48 @@ def _evidence_arrays(evidence: list[Any]) -> tuple[list[Any], ...]:
     return tuple(list(col) for col in zip(*items, strict=True)) if items else tuple([] for _ in range(8))
 
 
+def _counts(d: dict[str, Any], f: str) -> tuple[list[str], list[int]]:
+    """A {name: count} object of the v2 facts as (names, counts) arrays."""
+    m = _get(d, f, (dict,), "an object")
+    for k, v in m.items():
+        if type(v) is not int or v < 0:
+            raise RowError(f, f"{k}: expected a count, got {v!r}")
+    return list(m), list(m.values())
+
+
+def _flag_v2(d: dict[str, Any]) -> tuple[Any, ...]:
+    """The BorrowerFlag v2 columns (migration 0011); their defaults for a v1 record."""
+    version = d.get("schema_version", 1)
+    if type(version) is not int or version < 1:
+        raise RowError("schema_version", f"expected a positive integer, got {version!r}")
+    if version < 2:
+        return (version, [], [], [], [], [], 0, 0, "", "", 0, 0, 0, "", [], [], [])
+    try:
+        facts = _get(d, "facts", (dict,), "an object")
+        outcomes, outcome_counts = _counts(facts, "outcome_counts")
+        channels, channel_counts = _counts(facts, "channel_counts")
+        stages = _get(facts, "hangup_stages", (list,), "a list")
+        if not all(type(s) is str for s in stages):
+            raise RowError("hangup_stages", "expected strings")
+        th = _get(facts, "threshold", (dict,), "an object or null", optional=True)
+        threshold = (("", "", 0, 0, 0) if th is None else
+                     (_str(th, "metric"), _str(th, "op"), _int(th, "count"), _int(th, "limit"), _int(th, "window_ms")))
+        facts_cols = (outcomes, outcome_counts, stages, channels, channel_counts, _int(facts, "pre_notified_calls"),
+                      _int(facts, "bad_hour_calls"), *threshold)
+    except RowError as err:
+        raise RowError("facts", f"facts.{err.column}: {err.message}") from None
+    try:
+        action = _get(d, "next_action", (dict,), "an object")
+        names, values = _counts(action, "params")
+        also = _get(action, "also", (list,), "a list")
+        if not all(type(c) is str for c in also):
+            raise RowError("also", "expected strings")
+        action_cols = (_str(action, "code"), names, values, also)
+    except RowError as err:
+        raise RowError("next_action", f"next_action.{err.column}: {err.message}") from None
+    return (version, *facts_cols, *action_cols)
+
+
 def flag_row(msg: Message, now_s: int) -> tuple[Any, ...]:
     d = _record(msg)
     evidence = _get(d, "evidence", (list,), "a list")
@@ -166,7 +208,7 @@ def flag_row(msg: Message, now_s: int) -> tuple[Any, ...]:
         _str(d, "flag_id"), _str(d, "borrower_id"), _str(d, "loan_id"), _str(d, "rule_id"), _int(d, "rule_version"),
         _str(d, "severity"), _str(d, "status"), orjson.dumps(evidence).decode(), len(evidence),
         _ts(d, "first_event_at"), _ts(d, "last_event_at"), _str(d, "explanation"), emitted_ms // 1000, emitted_ms,
-        now_s, *_evidence_arrays(evidence),
+        now_s, *_evidence_arrays(evidence), *_flag_v2(d),
     )
 
 

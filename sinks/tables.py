@@ -34,7 +34,12 @@ BORROWER_FLAGS: Final = TableSpec("borrower_flags", (
     "flag_id", "borrower_id", "loan_id", "rule_id", "rule_version", "severity", "status", "evidence",
     "evidence_count", "first_event_at", "last_event_at", "explanation", "emitted_at", "emitted_at_ms",
     "ingested_at", "evidence_event_id", "evidence_call_id", "evidence_occurred_at", "evidence_outcome",
-    "evidence_hangup_stage", "evidence_agent_id", "evidence_channel", "evidence_script_version"), "month",
+    "evidence_hangup_stage", "evidence_agent_id", "evidence_channel", "evidence_script_version",
+    # BorrowerFlag v2 (migration 0011)
+    "schema_version", "fact_outcomes", "fact_outcome_counts", "fact_hangup_stages", "fact_channels",
+    "fact_channel_counts", "fact_pre_notified_calls", "fact_bad_hour_calls", "threshold_metric", "threshold_op",
+    "threshold_count", "threshold_limit", "threshold_window_ms", "next_action", "next_action_param_names",
+    "next_action_param_values", "next_action_also"), "month",
     "first_event_at")
 
 HANGUP_ALERTS: Final = TableSpec("hangup_alerts", (

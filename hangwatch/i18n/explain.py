@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from hangwatch.i18n.glossary import Words
+from hangwatch.i18n.glossary import GlossaryError, Words
 from hangwatch.streams.core.rules_config import (
     DAY_MS,
     ComplianceFrequencyRule,
@@ -87,6 +87,26 @@ def flag_explanation(w: Words, row: Mapping[str, Any], rules: RuleSet | None, tz
         return w.text("explain.compliance_quiet_hours", channel=w.name("channel", channels[0] if channels else ""),
                       last=last, hours=rule.label, phrase=phrase(w, outcomes[0], stages[0] if stages else None))
     return fallback
+
+
+def next_action_text(w: Words, row: Mapping[str, Any]) -> str:
+    """A flag's suggested next action (BorrowerFlag v2) in w's language, from its code and integer
+    parameters: a record's `next_action` object, or the borrower_flags columns next_action,
+    next_action_param_names and next_action_param_values (migration 0011). '' when there is none
+    (v1 rows); the code's display name when its sentence lacks a parameter."""
+    action = row.get("next_action")
+    if isinstance(action, Mapping):
+        code, params = action.get("code"), dict(action.get("params") or {})
+    else:
+        code = action
+        params = dict(zip(row.get("next_action_param_names") or [], row.get("next_action_param_values") or [],
+                          strict=False))
+    if not code:
+        return ""
+    try:
+        return w.text(f"next_action.{code}").format(**params)  # .format also when params is empty
+    except (GlossaryError, KeyError, IndexError):
+        return w.name("next_action", code)
 
 
 def alert_explanation(w: Words, row: Mapping[str, Any], window_s: int, tz: tzinfo) -> str:

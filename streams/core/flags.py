@@ -25,6 +25,9 @@ Rule semantics (docs/contract.md; the oracle implements the same walk independen
   hours. Anchor: the local date. Evidence: the first max+1 unanswered calls, or the first quiet
   call, of that day.
 - Each (flag_id, status) is emitted at most once (the emitted set is kept in the state).
+- Records are BorrowerFlag v2: the v1 fields plus `schema_version`, `facts` (counts per outcome,
+  stages, channels, pre-notification, bad-hour calls and the crossed threshold, all over the
+  evidence calls) and `next_action` (a code chosen by priority; `_next_action`).
 
 Out-of-order arrival: when an event lands before events already held, repeated_refusal is
 re-walked from that point, starting from the walk state logged there (`log` below), and only
@@ -65,7 +68,14 @@ from typing import Any, Final, cast
 import orjson
 
 from hangwatch.schemas.call_outcome import CHANNELS, HANGUP_STAGES, OUTCOMES, CallOutcome, format_ts
-from hangwatch.schemas.records import BorrowerFlag, EvidenceItem
+from hangwatch.schemas.records import (
+    FLAG_SCHEMA_VERSION,
+    BorrowerFlag,
+    EvidenceItem,
+    FlagFacts,
+    FlagThreshold,
+    NextAction,
+)
 from hangwatch.streams.core.rules_config import (
     DAY_MS,
     ComplianceFrequencyRule,
@@ -77,11 +87,12 @@ from hangwatch.streams.core.rules_config import (
 )
 
 STATE_VERSION: Final = 1
-# A held event: [t_ms, event_id, call_id, outcome, stage, agent_id, channel, script_version, loan_id].
-# Outcome, stage and channel are stored as their index in the schema's enum tuples (an unknown
-# future value is kept as its string). Lists, not tuples, so orjson round-trips them as-is and
-# list comparison orders them by (t_ms, event_id), which is unique.
-T, EID, CALL, OUT, STAGE, AGENT, CHAN, SCRIPT, LOAN = range(9)
+# A held event: [t_ms, event_id, call_id, outcome, stage, agent_id, channel, script_version, loan_id,
+# pre_notified (1/0)]. Outcome, stage and channel are stored as their index in the schema's enum
+# tuples (an unknown future value is kept as its string). Lists, not tuples, so orjson round-trips
+# them as-is and list comparison orders them by (t_ms, event_id), which is unique. Events held by
+# a state saved before pre_notified was kept have 9 elements and count as not pre-notified.
+T, EID, CALL, OUT, STAGE, AGENT, CHAN, SCRIPT, LOAN, PRE = range(10)
 _OUT_CODE: Final = {o: i for i, o in enumerate(OUTCOMES)}
 _STAGE_CODE: Final = {s: i for i, s in enumerate(HANGUP_STAGES)}
 _CHAN_CODE: Final = {c: i for i, c in enumerate(CHANNELS)}
@@ -206,7 +217,7 @@ def _encode(ev: CallOutcome) -> list[Any]:
     stage = ev.hangup_stage
     return [ev.occurred_at_ms, ev.event_id, ev.call_id, _OUT_CODE.get(ev.outcome, ev.outcome),
             None if stage is None else _STAGE_CODE.get(stage, stage), ev.agent_id,
-            _CHAN_CODE.get(ev.channel, ev.channel), ev.script_version, ev.loan_id]
+            _CHAN_CODE.get(ev.channel, ev.channel), ev.script_version, ev.loan_id, 1 if ev.pre_notified else 0]
 
 
 def _outcome(r: list[Any]) -> str:
@@ -460,6 +471,7 @@ def _span(ms: int) -> str:
 def _flag(rule: Rule, status: Status, borrower_id: str, anchor: str, evidence: list[list[Any]],
           trigger: list[Any], rules: RuleSet, now_ms: int) -> BorrowerFlag:
     items = [_evidence(r) for r in evidence]
+    facts = _facts(rule, status, items, evidence, rules)
     last = evidence[-1][T]
     if isinstance(rule, RepeatedRefusalRule):
         if status == "resolved":
@@ -491,4 +503,83 @@ def _flag(rule: Rule, status: Status, borrower_id: str, anchor: str, evidence: l
         "last_event_at": format_ts(last),
         "explanation": explanation,
         "emitted_at": format_ts(now_ms),
+        "schema_version": FLAG_SCHEMA_VERSION,
+        "facts": facts,
+        "next_action": _next_action(rule, status, facts),
     }
+
+
+# --- v2 facts and next action (docs/contract.md, "Next action"; the oracle recomputes both) ----
+
+# Local hours in which a call is badly placed: before 09:00, the 12:00-14:00 lunch break, from 20:00.
+BAD_HOURS: Final = frozenset((*range(9), 12, 13, *range(20, 24)))
+_HOUR_MS: Final = 3_600_000
+
+
+def _facts(rule: Rule, status: Status, items: list[EvidenceItem], evidence: list[list[Any]],
+           rules: RuleSet) -> FlagFacts:
+    outcomes: dict[str, int] = {}
+    channels: dict[str, int] = {}
+    stages: list[str] = []
+    pre = bad = 0
+    for it, r in zip(items, evidence, strict=True):
+        o = it["outcome"]
+        outcomes[o] = outcomes.get(o, 0) + 1
+        c = it["channel"]
+        channels[c] = channels.get(c, 0) + 1
+        stage = it["hangup_stage"]
+        if stage and stage not in stages:
+            stages.append(stage)
+        if len(r) > PRE and r[PRE]:
+            pre += 1
+        if rules.local(r[T])[1] // _HOUR_MS in BAD_HOURS:
+            bad += 1
+    n = len(items)
+    threshold: FlagThreshold | None = None
+    if isinstance(rule, RepeatedRefusalRule):
+        if status != "resolved":
+            limit = rule.escalate_at if status == "escalated" else rule.raise_at
+            threshold = {"metric": "negative_outcomes", "count": n, "op": ">=", "limit": limit,
+                         "window_ms": rule.window_ms}
+    elif isinstance(rule, ComplianceFrequencyRule):
+        threshold = {"metric": "unanswered_attempts", "count": n, "op": ">", "limit": rule.max_per_day,
+                     "window_ms": DAY_MS}
+    else:
+        threshold = {"metric": "quiet_hours_calls", "count": n, "op": ">=", "limit": 1, "window_ms": DAY_MS}
+    return {
+        "calls": n,
+        "outcome_counts": outcomes,
+        "hangup_stages": stages,
+        "channel_counts": channels,
+        "first_call_at": items[0]["occurred_at"],
+        "last_call_at": items[-1]["occurred_at"],
+        "pre_notified": pre > 0,
+        "pre_notified_calls": pre,
+        "bad_hour_calls": bad,
+        "threshold": threshold,
+    }
+
+
+def _next_action(rule: Rule, status: Status, facts: FlagFacts) -> NextAction:
+    """The first code that applies, in priority order; the others that apply go to `also`."""
+    n = facts["calls"]
+    if status == "resolved":
+        return {"code": "none", "params": {}, "also": []}
+    if isinstance(rule, ComplianceFrequencyRule):
+        return {"code": "pause_until_next_day", "params": {"attempts": n, "limit": rule.max_per_day}, "also": []}
+    if isinstance(rule, QuietHoursRule):
+        return {"code": "reschedule_outside_quiet_hours", "params": {"calls": n}, "also": []}
+    assert isinstance(rule, RepeatedRefusalRule)
+    found: list[tuple[str, dict[str, int]]] = []
+    if n >= rule.escalate_at:
+        found.append(("escalate_branch_visit", {"refusals": n, "limit": rule.escalate_at}))
+    robot = facts["channel_counts"].get("robot", 0)
+    if 2 * robot > n:
+        found.append(("switch_to_human", {"robot_calls": robot, "calls": n}))
+    if facts["pre_notified_calls"] == 0:
+        found.append(("pre_notify_sms", {"calls": n}))
+    if 2 * facts["bad_hour_calls"] > n:
+        found.append(("call_in_best_slot", {"bad_hour_calls": facts["bad_hour_calls"], "calls": n}))
+    if not found:
+        return {"code": "manual_review", "params": {"calls": n}, "also": []}
+    return {"code": found[0][0], "params": found[0][1], "also": [c for c, _ in found[1:]]}

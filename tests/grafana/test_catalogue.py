@@ -134,7 +134,7 @@ def _flag(backend: Backend, db: str, flag: str, borrower: str, status: str, seve
     evidence = ([f"e{i}" for i in range(3)], [f"c{i}" for i in range(3)], [last - 120, last - 60, last],
                 ["hung_up", "refused", "hung_up"], ["greeting", "", "income_check"], ["A1", "A1", ""],
                 ["human"] * 3, ["v1", "", "v2"])
-    backend.insert(f"{db}.borrower_flags", tables.BORROWER_FLAGS.columns, [
+    backend.insert(f"{db}.borrower_flags", tables.BORROWER_FLAGS.columns[:23], [  # v1 columns; v2 ones default
         (flag, borrower, "loan", "repeated_refusal", 1, severity, status, "[]", 3, int(T0.timestamp()), last,
          explanation, emitted_ms // 1000, emitted_ms, last, *evidence)])
 

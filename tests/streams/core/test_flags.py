@@ -34,12 +34,12 @@ T0 = local("2026-11-23 10:00")  # a Monday, mid-morning local time (outside quie
 
 
 def ev(i: int | str, t_ms: int, outcome: str = "hung_up", borrower: str = "b1", channel: str = "human",
-       stage: str | None = None) -> CallOutcome:
+       stage: str | None = None, pre_notified: bool = False) -> CallOutcome:
     return CallOutcome(
         event_id=f"e{i}", call_id=f"c{i}", borrower_id=borrower, loan_id=f"loan-{borrower}", occurred_at_ms=t_ms,
         campaign="post_loan_review", channel=channel, agent_id="ag-7" if channel == "human" else None,
         branch="br-1", outcome=outcome, hangup_stage=stage or STAGE_OF.get(outcome), duration_s=4.0, attempt_no=1,
-        pre_notified=False, credit_grade="A", first_time_borrower=True, script_version="v2",
+        pre_notified=pre_notified, credit_grade="A", first_time_borrower=True, script_version="v2",
     )
 
 
@@ -353,13 +353,16 @@ def histories(draw: st.DrawFn) -> list[CallOutcome]:
         t += draw(st.sampled_from(GAPS))
         outcome = draw(st.sampled_from(OUTCOME_POOL))
         evs.append(ev(f"{draw(st.integers(0, 99)):02d}-{i}", t, outcome, borrower=draw(st.sampled_from(["b1", "b2",
-                                                                                                         "b3"]))))
+                                                                                                         "b3"])),
+                      channel=draw(st.sampled_from(["human", "robot", "robot"])),
+                      pre_notified=draw(st.sampled_from([False, False, True]))))
     return sorted(evs, key=lambda e: (e.occurred_at_ms, e.event_id))
 
 
 def records(flags: list[BorrowerFlag]) -> list[OracleFlag]:
     return sorted((OracleFlag(f["borrower_id"], f["rule_id"], f["flag_id"], f["status"], f["severity"],
-                              tuple(e["event_id"] for e in f["evidence"])) for f in flags),
+                              tuple(e["event_id"] for e in f["evidence"]), dict(f["facts"]), dict(f["next_action"]))
+                   for f in flags),
                   key=lambda f: (f.flag_id, f.status))
 
 
@@ -402,3 +405,85 @@ def test_property_minutes_late_input_covers_oracle(evs: list[CallOutcome], batch
     assert set(expected) <= set(got)
     compl = {f["flag_id"] for f in flags if f["rule_id"].startswith("compliance")}
     assert compl == {f.flag_id for f in oracle_flag_records(evs, SMALL) if f.rule_id.startswith("compliance")}
+
+
+# --- BorrowerFlag v2: facts and next_action -------------------------------------------------------
+
+def _last(evs: list[CallOutcome], rule_id: str = "repeated_refusal") -> BorrowerFlag:
+    return of_rule(feed(evs)[0], rule_id)[-1]
+
+
+def test_v2_facts_count_the_evidence_and_name_the_threshold() -> None:
+    evs = [ev(1, T0, "hung_up"), ev(2, T0 + HOUR, "declined", stage="greeting"), ev(3, T0 + HOUR + MIN, "hung_up")]
+    f = _last(evs)
+    assert f["schema_version"] == 2 and f["status"] == "raised"
+    assert f["facts"] == {
+        "calls": 3, "outcome_counts": {"hung_up": 2, "declined": 1}, "hangup_stages": ["income_check", "greeting"],
+        "channel_counts": {"human": 3}, "first_call_at": f["first_event_at"], "last_call_at": f["last_event_at"],
+        "pre_notified": False, "pre_notified_calls": 0, "bad_hour_calls": 0,
+        "threshold": {"metric": "negative_outcomes", "count": 3, "op": ">=", "limit": 3, "window_ms": 7 * DAY}}
+    assert f["next_action"] == {"code": "pre_notify_sms", "params": {"calls": 3}, "also": []}
+
+
+def test_next_action_priority_robot_then_sms_then_slot() -> None:
+    lunch = local("2026-11-23 12:30")  # 12:00-14:00 local: a bad hour
+    evs = [ev(i, lunch + i * DAY, "refused", channel="robot" if i else "human") for i in range(3)]
+    f = _last(evs)
+    assert f["facts"]["channel_counts"] == {"human": 1, "robot": 2} and f["facts"]["bad_hour_calls"] == 3
+    assert f["next_action"] == {"code": "switch_to_human", "params": {"robot_calls": 2, "calls": 3},
+                                "also": ["pre_notify_sms", "call_in_best_slot"]}
+    # Half robot is not "most": pre-notified calls leave only the bad hours.
+    evs = [ev(i, lunch + i * DAY, "refused", channel="robot" if i % 2 else "human", pre_notified=i == 0)
+           for i in range(4)]
+    f = of_rule(feed(evs)[0], "repeated_refusal")[0]
+    assert f["facts"]["pre_notified"] and f["facts"]["pre_notified_calls"] == 1
+    assert f["next_action"] == {"code": "call_in_best_slot", "params": {"bad_hour_calls": 3, "calls": 3}, "also": []}
+
+
+def test_next_action_without_a_remedy_is_manual_review() -> None:
+    evs = [ev(i, T0 + i * HOUR, "declined", pre_notified=True) for i in range(3)]
+    assert _last(evs)["next_action"] == {"code": "manual_review", "params": {"calls": 3}, "also": []}
+
+
+def test_escalation_suggests_a_branch_visit_and_resolution_nothing() -> None:
+    evs = [ev(i, T0 + i * HOUR) for i in range(5)] + [ev(9, T0 + DAY, "completed")]
+    flags = of_rule(feed(evs)[0], "repeated_refusal")
+    assert [f["status"] for f in flags] == ["raised", "escalated", "resolved"]
+    esc, res = flags[1], flags[2]
+    assert esc["next_action"] == {"code": "escalate_branch_visit", "params": {"refusals": 5, "limit": 5},
+                                  "also": ["pre_notify_sms"]}
+    assert esc["facts"]["threshold"] == {"metric": "negative_outcomes", "count": 5, "op": ">=", "limit": 5,
+                                         "window_ms": 7 * DAY}
+    assert res["next_action"] == {"code": "none", "params": {}, "also": []}
+    assert res["facts"]["threshold"] is None and res["facts"]["outcome_counts"] == {"completed": 1}
+
+
+def test_compliance_flags_suggest_pausing_or_rescheduling() -> None:
+    evs = [ev(i, T0 + i * MIN, "no_answer") for i in range(7)] + [ev(20, local("2026-11-24 23:00"), "completed")]
+    flags = feed(evs)[0]
+    freq, quiet = of_rule(flags, "compliance_frequency")[0], of_rule(flags, "compliance_quiet_hours")[0]
+    assert freq["facts"]["threshold"] == {"metric": "unanswered_attempts", "count": 7, "op": ">", "limit": 6,
+                                          "window_ms": DAY}
+    assert freq["next_action"] == {"code": "pause_until_next_day", "params": {"attempts": 7, "limit": 6}, "also": []}
+    assert quiet["facts"]["bad_hour_calls"] == 1
+    assert quiet["next_action"] == {"code": "reschedule_outside_quiet_hours", "params": {"calls": 1}, "also": []}
+    assert records(flags) == oracle_records(evs, RULES)
+
+
+def test_v2_keeps_every_v1_field() -> None:
+    f = _last([ev(i, T0 + i * HOUR) for i in range(3)])
+    v1 = {"flag_id", "borrower_id", "loan_id", "rule_id", "rule_version", "severity", "status", "evidence",
+          "first_event_at", "last_event_at", "explanation", "emitted_at"}
+    assert set(f) == v1 | {"schema_version", "facts", "next_action"}
+    assert f["explanation"].startswith("3 negative outcomes in 7 days")
+
+
+def test_a_state_saved_before_pre_notified_was_held_still_loads() -> None:
+    evs = [ev(i, T0 + i * HOUR, pre_notified=True) for i in range(2)]
+    _, states = feed(evs)
+    old = states["b1"]
+    for r in old.events:
+        del r[9:]  # as saved by the previous release: 9 elements per held event
+    state = BorrowerState.from_bytes(old.to_bytes())
+    _, out = apply_events(state, "b1", [(ev(3, T0 + 3 * HOUR, pre_notified=True), 10)], RULES, NOW)
+    assert out[0]["facts"]["pre_notified_calls"] == 1  # only the new call is known to be pre-notified
