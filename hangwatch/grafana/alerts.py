@@ -60,7 +60,7 @@ FLAG_LOOKBACK_S = 86_400
 def rules(s: Settings) -> tuple[Rule, ...]:
     """The rules, in the settings' language; the spike's minimum sample is the stream's
     (alerts.min_connected)."""
-    t = texts(language(s))
+    t = texts(language(s), s.glossary_file)
     return (
         Rule(
             uid="hangwatch-hangup-spike-branch",

@@ -16,7 +16,7 @@ from hangwatch.platform.timeparse import local_zone
 
 
 def build(s: Settings) -> dm.Dashboard:
-    t = texts(language(s))
+    t = texts(language(s), s.glossary_file)
     d = (dashboard.Dashboard(t("health.title")).uid(HEALTH_UID).tags(["hangwatch", "pipeline"]).refresh("30s")
          .time("now-3h", "now").timezone(str(local_zone(s)))
          .description(t("health.description")))

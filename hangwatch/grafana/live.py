@@ -37,7 +37,7 @@ def _comparison(s: Settings, t: Texts, dimension: str, pos: tuple[int, int, int,
 
 
 def build(s: Settings) -> dm.Dashboard:
-    t = texts(language(s))
+    t = texts(language(s), s.glossary_file)
     d = (dashboard.Dashboard(t("live.title")).uid(LIVE_UID).tags(["hangwatch", "risk"]).refresh("10s")
          .time("now-6h", "now").timezone(str(local_zone(s)))
          .description(t("live.description")))

@@ -118,7 +118,7 @@ def policy_tree() -> dict[str, Any]:
 
 
 # The message templates (Go text/template, Grafana's notification template data). <<key>>
-# is replaced by the language's text (tpl.<key> in texts.yaml) when generated. Functions:
+# is replaced by the language's text (grafana.tpl.<key> in the glossary) when generated. Functions:
 # text/template's own only (eq, len, urlquery). No `$` anywhere: Grafana expands $VAR in
 # provisioning files. .ExternalURL is Grafana's root_url, which always ends with '/'.
 _TEMPLATE: Final = r'''{{ define "hangwatch.dim" }}{{ if eq . "branch" }}<<dim.branch>>{{ else if eq . "campaign" }}<<dim.campaign>>{{ else if eq . "script_version" }}<<dim.script_version>>{{ else }}{{ . }}{{ end }}{{ end }}
@@ -179,7 +179,7 @@ _TEMPLATE: Final = r'''{{ define "hangwatch.dim" }}{{ if eq . "branch" }}<<dim.b
 def template_text(s: Settings, lang: str | None = None) -> str:
     """The message templates in `lang` (default: the settings' language), local times
     labelled with the settings' zone."""
-    t = texts(lang or language(s))
+    t = texts(lang or language(s), s.glossary_file)
     fixed = {"zone": str(local_zone(s)), "live_uid": LIVE_UID, "health_uid": HEALTH_UID}
 
     def fill(m: re.Match[str]) -> str:

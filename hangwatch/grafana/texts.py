@@ -1,18 +1,18 @@
-"""The texts people read on the Grafana side, in zh-CN and en (texts.yaml beside this file):
-dashboards, panels, columns and legends, alert rule summaries. One language per generation:
-settings `language` (default zh-CN); the shipped files are zh-CN."""
+"""The texts people read on the Grafana side (dashboards, panels, columns and legends, alert rule
+summaries, notifications), in zh-CN and en: the `grafana.*` entries of the one glossary
+(hangwatch/i18n/glossary.yaml, with a bank's own file laid over it). One language per
+generation: settings `language` (default zh-CN); the shipped files are zh-CN."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
+from hangwatch.i18n.glossary import LANGUAGES, Words, load_glossary
 
-LANGUAGES: Final = ("zh-CN", "en")
 DEFAULT_LANGUAGE: Final = "zh-CN"
-_FILE: Final = Path(__file__).with_name("texts.yaml")
+PREFIX: Final = "grafana."
+_COLUMN: Final = PREFIX + "col."
 
 
 def language(settings: Any) -> str:
@@ -24,31 +24,31 @@ def language(settings: Any) -> str:
     return lang
 
 
-@functools.cache
-def _all() -> dict[str, dict[str, str]]:
-    data: dict[str, dict[str, str]] = yaml.safe_load(_FILE.read_text(encoding="utf-8"))
-    return data
-
-
 class Texts:
-    def __init__(self, lang: str) -> None:
+    def __init__(self, lang: str, glossary_file: Path | None = None) -> None:
         if lang not in LANGUAGES:
             raise ValueError(f"unknown language {lang!r}; use one of {', '.join(LANGUAGES)}")
         self.lang = lang
-        self._t = _all()[lang]
+        self._words: Words = load_glossary(glossary_file).words(lang)
 
     def __call__(self, key: str, **fmt: Any) -> str:
-        text = self._t[key]
-        return text.format(**fmt) if fmt else text
+        return self._words.text(PREFIX + key, **fmt)
 
     def column(self, name: str) -> str | None:
         """The display name of a result column (legends, table headers), None = as named."""
-        return self._t.get(f"col.{name}")
+        entry = self._words.glossary.text.get(_COLUMN + name)
+        if entry is None or entry[self.lang] == name:
+            return None
+        return entry[self.lang]
 
     def columns(self) -> dict[str, str]:
         """Every column with a display name in this language."""
-        return {k.removeprefix("col."): v for k, v in sorted(self._t.items()) if k.startswith("col.")}
+        out = {}
+        for key in sorted(self._words.glossary.text):
+            if key.startswith(_COLUMN) and (shown := self.column(key[len(_COLUMN):])) is not None:
+                out[key[len(_COLUMN):]] = shown
+        return out
 
 
-def texts(lang: str) -> Texts:
-    return Texts(lang)
+def texts(lang: str, glossary_file: Path | None = None) -> Texts:
+    return Texts(lang, glossary_file)
