@@ -125,7 +125,7 @@ _TEMPLATE: Final = r'''{{ define "hangwatch.dim" }}{{ if eq . "branch" }}<<dim.b
 
 {{ define "hangwatch.title" -}}
 【hangwatch】{{ if eq .Status "resolved" }}<<resolved>>{{ else }}<<firing>>{{ end }}
-{{- if eq .CommonLabels.hangwatch_kind "spike" }} <<spike>>：{{ template "hangwatch.dim" .CommonLabels.dimension }} {{ .CommonLabels.value }} {{ .CommonLabels.hangup_rate }}
+{{- if eq .CommonLabels.hangwatch_kind "spike" }} <<spike>>：{{ template "hangwatch.dim" .CommonLabels.dimension }} {{ .CommonLabels.value_name }} {{ .CommonLabels.hangup_rate }}
 {{- else if eq .CommonLabels.hangwatch_kind "flag" }} <<flags>>：{{ len .Alerts.Firing }}
 {{- else }} {{ .CommonLabels.alertname }}{{ end }}
 {{- end }}
@@ -133,7 +133,7 @@ _TEMPLATE: Final = r'''{{ define "hangwatch.dim" }}{{ if eq . "branch" }}<<dim.b
 {{ define "hangwatch.body" -}}
 {{ if eq .CommonLabels.hangwatch_kind "spike" }}{{ range .Alerts -}}
 {{ if eq .Status "firing" }}<<spike_firing>>{{ else }}<<spike_resolved>>{{ end }}
-- <<where>>：{{ template "hangwatch.dim" .Labels.dimension }} {{ .Labels.value }}
+- <<where>>：{{ template "hangwatch.dim" .Labels.dimension }} {{ .Labels.value_name }}
 - <<window>>：{{ .Labels.window_local }}（<<zone>>）
 - <<rate>>
 - <<counts>>

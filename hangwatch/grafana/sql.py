@@ -6,15 +6,28 @@ Every table is named with its database, so the datasource's default database nev
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from hangwatch.grafana.texts import language
+from hangwatch.i18n.glossary import words_for
 from hangwatch.platform.settings import Settings
 from hangwatch.sinks.catalogue import Context, MacroFrame, render
 
+# Dimensions whose codes people see in alert labels and messages, by the glossary's name kinds.
+NAMED_DIMENSIONS = {"branch": "branch", "campaign": "campaign", "channel": "channel", "dimension": "dimension"}
+
+
+def _context(settings: Settings, dashboard: bool) -> Context:
+    words = words_for(settings, language(settings))
+    names = {dim: {code: words.name(kind, code) for code in words.glossary.names.get(kind, {})}
+             for dim, kind in NAMED_DIMENSIONS.items()}
+    return dataclasses.replace(Context.of(settings, MacroFrame(dashboard=dashboard)), display_names=names)
+
 
 def panel(settings: Settings, name: str, **params: Any) -> str:
-    return render(name, Context.of(settings, MacroFrame(dashboard=True)), **params)
+    return render(name, _context(settings, dashboard=True), **params)
 
 
 def rule(settings: Settings, name: str, **params: Any) -> str:
-    return render(name, Context.of(settings, MacroFrame(dashboard=False)), **params)
+    return render(name, _context(settings, dashboard=False), **params)

@@ -3,6 +3,8 @@ the version, expr.current_flags / current_alerts), for the CLI, the panels and t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from hangwatch.sinks.catalogue import params
 from hangwatch.sinks.catalogue.expr import (
     EVIDENCE_ARRAYS,
@@ -180,6 +182,23 @@ def _pct(x: str) -> str:
     return f"concat(toString(round({x} * 100, 1)), '%')"
 
 
+def _named(value: str, mapping: Mapping[str, str]) -> str:
+    """`value` replaced by its shown name in `mapping` (the code itself when it has none)."""
+    if not mapping:
+        return value
+    codes = ", ".join(literal(c) for c in mapping)
+    shown = ", ".join(literal(n) for n in mapping.values())
+    return f"transform({value}, [{codes}], [{shown}], {value})"
+
+
+def _display(dimension: str, value: str, names: Mapping[str, Mapping[str, str]]) -> str:
+    """The shown name of `value` for its `dimension` (ctx.display_names), else the code itself.
+    transform() and multiIf() run on every supported server."""
+    cases = [f"{dimension} = {literal(dim)}, {_named(value, mapping)}" for dim, mapping in sorted(names.items())
+             if mapping and dim != "dimension"]
+    return f"multiIf({', '.join(cases)}, {value})" if cases else value
+
+
 def _local_minute(x: str, tz: str) -> str:
     return f"substring(toString({x}, {literal(tz)}), 1, 16)"
 
@@ -197,6 +216,8 @@ SELECT
   alert_id,
   s_dimension AS dimension,
   s_value AS value,
+  {_display("s_dimension", "s_value", ctx.display_names)} AS value_name,
+  {_named("s_dimension", ctx.display_names.get("dimension", {}))} AS dimension_name,
   concat({_local_minute("s_window_start", tz)}, '-', substring(toString(s_window_end, {literal(tz)}), 12, 5))
       AS window_local,
   toString(toUInt64(s_window_start) * 1000 - 3600000) AS from_ms,

@@ -7,7 +7,7 @@ window size is an error that lists what is valid, never an empty answer."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hangwatch.sinks.catalogue.frame import Frame, FrameError
@@ -32,6 +32,9 @@ class Context:
     window_sizes_s: tuple[int, ...] = (60, 300, 3600)
     min_connected: int = 30
     grace_s: int = 600
+    # What people see for a code, per dimension (branch -> {"shanghai-pudong": "上海浦东"}): the
+    # app's glossary in the chosen language; queries fall back to the code itself.
+    display_names: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: Settings, frame: Frame, db: str | None = None) -> Context:

@@ -155,9 +155,9 @@ def test_shipped_dashboards_are_chinese_in_the_local_zone() -> None:
         assert d["timezone"] == zone == "Asia/Shanghai"
         for p in d["panels"]:
             assert re.search(r"[\u4e00-\u9fff]", p["title"] + p["description"]), p["title"]
-    assert [v["label"] for v in live["templating"]["list"]] == ["网点", "活动", "渠道", "话术版本"]
+    assert [v["label"] for v in live["templating"]["list"]] == ["分行", "活动", "渠道", "话术版本"]
     titles = {p["title"] for p in live["panels"]}
-    assert {"挂断率", "拒接率", "各比率走势", "按话术版本", f"挂断率：网点 × 时段（{zone}）"} <= titles
+    assert {"挂断率", "拒接率", "各比率走势", "按话术版本", f"挂断率：分行 × 时段（{zone}）"} <= titles
     rates = next(p for p in live["panels"] if p["title"] == "各比率走势")
     names = {o["matcher"]["options"]: o["properties"] for o in rates["fieldConfig"]["overrides"]}
     assert names["hang-up rate"] == [{"id": "displayName", "value": "挂断率"}]

@@ -25,6 +25,8 @@ from hangwatch.sinks.backends.base import Backend
 from tests.grafana.pipeline_fixture import SPIKE_BRANCH, START, Fixture
 from tests.grafana.test_panel_sql import T, run
 
+SPIKE_BRANCH_ZH = "上海浦东"  # the glossary's display name of SPIKE_BRANCH (labels come from the zh-CN rules)
+
 PROV = files.DEPLOY_DIR / "provisioning" / "alerting"
 GO_DIR = Path(__file__).with_name("gotemplate")
 GO_BIN = ROOT / ".local" / "gotemplate" / "render"
@@ -229,9 +231,10 @@ def test_spike_notices_carry_the_numbers(backend: Backend, fixture_db: Fixture) 
     # the spike (still firing): one group per alert_id
     out = _render(tpl, _group([by_value[SPIKE_BRANCH]], ["alertname", "alert_id"]), rule["annotations"])
     title, md, text = (out["rendered"][k] for k in ("hangwatch.title", "hangwatch.markdown", "hangwatch.text"))
-    assert title == f"【hangwatch】告警 挂断率突增：网点 {SPIKE_BRANCH} 55%"
+    # messages show the glossary's display name; the dashboard link keeps the code
+    assert title == f"【hangwatch】告警 挂断率突增：分行 {SPIKE_BRANCH_ZH} 55%"
     for needle in ("挂断率：55%（Wilson 下限 40%，基线 18%）", "接通 40 次，其中挂断 22 次", "基线 900 次接通",
-                   "窗口：2025-06-02 10:05-10:10（Asia/Shanghai）", f"网点 {SPIKE_BRANCH}"):
+                   "窗口：2025-06-02 10:05-10:10（Asia/Shanghai）", f"分行 {SPIKE_BRANCH_ZH}"):
         assert needle in md and needle in text, (needle, md)
     start_ms = int(START.timestamp() * 1000) + (2 * 3600 + 5 * 60) * 1000
     link = (f"{EXTERNAL_URL}d/{LIVE_UID}?orgId=1&var-branch={SPIKE_BRANCH}&from={start_ms - 3_600_000}"
@@ -239,15 +242,15 @@ def test_spike_notices_carry_the_numbers(backend: Backend, fixture_db: Fixture) 
     assert f"[打开看板]({link})" in md and f"看板：{link}" in text
     assert md.startswith("#### 【hangwatch】")
     assert out["alerts"][0]["summary"] == (
-        f"branch {SPIKE_BRANCH}：挂断率 55%（基线 18%），窗口 2025-06-02 10:05-10:10")
+        f"分行 {SPIKE_BRANCH_ZH}：挂断率 55%（基线 18%），窗口 2025-06-02 10:05-10:10")
     # the one the stream resolved: its resolved notice, with the numbers it fired with
     resolved = _render(tpl, _group([by_value["beijing-haidian"]], ["alertname", "alert_id"]), rule["annotations"])
-    assert resolved["rendered"]["hangwatch.title"].startswith("【hangwatch】已解除 挂断率突增：网点 beijing-haidian")
+    assert resolved["rendered"]["hangwatch.title"].startswith("【hangwatch】已解除 挂断率突增：分行 北京海淀")
     assert "**已解除**" in resolved["rendered"]["hangwatch.markdown"]
     assert "窗口：2025-06-02 09:00-09:05" in resolved["rendered"]["hangwatch.text"]
     # English, from the same records
     en = _render(notify.template_text(load_settings(), "en"), _group([by_value[SPIKE_BRANCH]], ["alertname"]), {})
-    assert en["rendered"]["hangwatch.title"] == f"【hangwatch】FIRING hang-up spike：branch {SPIKE_BRANCH} 55%"
+    assert en["rendered"]["hangwatch.title"] == f"【hangwatch】FIRING hang-up spike：branch {SPIKE_BRANCH_ZH} 55%"
     assert "Hang-up rate: 55% (Wilson lower bound 40%, baseline 18%)" in en["rendered"]["hangwatch.text"]
 
 
