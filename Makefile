@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -q
 
-.PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench bench-alerts \
+.PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench bench-alerts soak \
         native native-clean \
         dashboards clean-local fuzz
 
@@ -60,6 +60,10 @@ demo:  ## run the pipeline on embedded ClickHouse (chdb) with a live summary
 
 bench:  ## benchmarks (bench/README.md)
 	deploy/local/bench.sh
+
+SOAK_MINUTES ?= 30
+soak: install  ## fault soak: live traffic, 2 workers + sink, random kills/outages/pauses vs the oracle (SOAK_MINUTES=30)
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 bench-alerts:  ## alert quality of the spike detector, in-process (bench/alert_quality.py, ~4.5 min; 1 s cached)
 	$(BIN)/python -m bench.alert_quality
