@@ -30,6 +30,8 @@ def report(
 
     w = words(lang)
     start, end = time_range(since, until)
+    if not out.parent.is_dir():  # before any query runs: a wrong --out costs nothing
+        raise fail_text("error.out_dir", path=out, error=f"{out.parent} is not a directory")
     s = settings()
     try:
         backend = open_backend(s.clickhouse)

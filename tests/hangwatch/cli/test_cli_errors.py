@@ -93,3 +93,12 @@ def test_unreachable_grafana_is_one_line(capsys: pytest.CaptureFixture[str], mon
     monkeypatch.setenv("HANGWATCH_ALERT_WEBHOOK_URL", "http://127.0.0.1:1/hook")
     monkeypatch.setenv("HANGWATCH_GRAFANA_CH_PASSWORD", "not-used")
     assert _check(["grafana", "deploy", "--url", "http://127.0.0.1:1", "--token", "t"], capsys) == EXIT_FAILED
+
+
+def test_report_to_a_missing_folder_fails_before_any_query(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_query(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the report queried the store before checking --out")
+
+    monkeypatch.setattr("hangwatch.sinks.backends.open_backend", no_query)
+    assert _check(["report", "--out", "/nonexistent/dir/r.html"], capsys) == EXIT_FAILED
