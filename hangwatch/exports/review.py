@@ -1,6 +1,6 @@
 """The review / re-dial list: one row per flag, with the borrower's full pseudonymous id (a
 re-dial list needs it), rule, status, number of calls, first and last call in local time, the
-explanation in the chosen language and the evidence as columns."""
+explanation and the suggested next action in the chosen language and the evidence as columns."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from hangwatch.i18n import Words
-from hangwatch.i18n.explain import evidence_lines, flag_explanation
+from hangwatch.i18n.explain import evidence_lines, flag_explanation, next_action_text
 from hangwatch.streams.core.rules_config import RuleSet
 
 # (column key, glossary term, kind): kind "id" = text that must stay text, "time" = a local
@@ -19,7 +19,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("borrower_id", "borrower", "id"), ("loan_id", "loan", "id"), ("rule", "rule", ""),
     ("rule_version", "rule_version", "int"), ("severity", "severity", ""), ("status", "status", ""),
     ("calls", "calls", "int"), ("first_call", "first_call", "time"), ("last_call", "last_call", "time"),
-    ("explanation", "explanation", ""), ("outcomes", "outcomes", ""), ("stages", "stages", ""),
+    ("explanation", "explanation", ""), ("next_action", "next_action", ""), ("outcomes", "outcomes", ""),
+    ("stages", "stages", ""),
     ("channels", "channels", ""), ("agents", "agents", ""), ("script_versions", "script_version", ""),
     ("evidence", "evidence", ""), ("flag_id", "flag_id", "id"),
 )
@@ -57,7 +58,7 @@ def review_list(w: Words, rows: Sequence[Mapping[str, Any]], rules: RuleSet | No
             "severity": w.name("severity", r["severity"]), "status": w.name("status", r["status"]),
             "calls": int(r.get("calls") or 0), "first_call": _naive_local(r.get("first_event_at"), tz),
             "last_call": _naive_local(r.get("last_event_at"), tz),
-            "explanation": flag_explanation(w, r, rules, tz),
+            "explanation": flag_explanation(w, r, rules, tz), "next_action": next_action_text(w, r),
             "outcomes": _counted(w, "outcome", list(r.get("ev_outcome") or [])),
             "stages": _counted(w, "stage", list(r.get("ev_hangup_stage") or [])),
             "channels": _counted(w, "channel", list(r.get("ev_channel") or [])),

@@ -21,13 +21,17 @@ _EVIDENCE = (*EVIDENCE_ARRAYS, "evidence_channel")
 _STATUSES = {"open": "f_status != 'resolved'", "all": "1=1"}
 
 
+# BorrowerFlag v2's suggestion (migration 0011; '' and empty arrays on older rows).
+_NEXT_ACTION = ("next_action", "next_action_param_names", "next_action_param_values")
+
+
 @query("flag_review_list", "Borrower flags with the facts of their evidence (one array per field), for the "
        "review / re-dial list: open ones (status=open) or all, last call in the range, most severe first.",
        params.limit(10_000), Param("status", "open", "open or all flags", str, lambda ctx: tuple(_STATUSES)),
        time="range", since="24h")
 def flag_review_list(ctx: Context, limit: int, status: str) -> str:
     f = ctx.frame
-    columns = (*FLAG_COLUMNS, "rule_version", "first_event_at", *_EVIDENCE)
+    columns = (*FLAG_COLUMNS, "rule_version", "first_event_at", *_EVIDENCE, *_NEXT_ACTION)
     arrays = ",\n  ".join(f"f_{c} AS ev_{c.removeprefix('evidence_')}" for c in _EVIDENCE)
     return f"""
 SELECT
@@ -43,6 +47,9 @@ SELECT
   f_last_event_at AS last_event_at,
   f_explanation AS explanation,
   f_evidence AS evidence,
+  f_next_action AS next_action,
+  f_next_action_param_names AS next_action_param_names,
+  f_next_action_param_values AS next_action_param_values,
   {arrays}
 FROM {current_flags(ctx.db, f.lower("last_event_at"), columns)}
 WHERE {_STATUSES[status]} AND {f.upper("f_last_event_at")}

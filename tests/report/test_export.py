@@ -31,6 +31,8 @@ def _rows() -> list[dict[str, Any]]:
         "evidence": "[]", "ev_occurred_at": t, "ev_outcome": ["hung_up", "hung_up", "declined"],
         "ev_hangup_stage": ["income_check", "income_check", ""], "ev_agent_id": ["A017", "A017", ""],
         "ev_channel": ["human", "human", "robot"], "ev_script_version": ["v2.4", "v2.4", ""],
+        # BorrowerFlag v2's suggestion as stored (migration 0011)
+        "next_action": "pre_notify_sms", "next_action_param_names": ["calls"], "next_action_param_values": [3],
     }]
 
 
@@ -53,6 +55,7 @@ def test_xlsx_keeps_ids_as_text_and_times_as_dates(tmp_path: Path, table_zh: Any
     assert row["规则"].value == "多次拒绝/挂断" and row["状态"].value == "已标记" and row["通话次数"].value == 3
     assert row["说明"].value.startswith("7 天内 3 次负面结果：收入核实阶段挂断 2 次、拒接 1 次")
     assert "2026-12-03 15:10 收入核实阶段挂断 人工坐席 A017 [v2.4]" in row["证据"].value
+    assert row["建议措施"].value == ZH.text("next_action.pre_notify_sms").format(calls=3)
 
 
 def test_csv_is_utf8_with_bom_and_excel_keeps_numeric_ids(tmp_path: Path) -> None:
