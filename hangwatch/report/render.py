@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from hangwatch.i18n import Words
-from hangwatch.i18n.explain import alert_explanation, evidence_lines, flag_explanation
+from hangwatch.i18n.explain import alert_explanation, evidence_lines, flag_explanation, next_action_text
 from hangwatch.report import charts, period
 from hangwatch.report.data import ReportData
 from hangwatch.report.fonts import use_cjk_font
@@ -94,7 +94,8 @@ def render(d: ReportData, w: Words, generated: datetime | None = None, font_file
     """The report in w's language."""
     use_cjk_font(font_file)
     tz = ZoneInfo(d.tz)
-    flags = [{**r, "explain": flag_explanation(w, r, d.rules, tz), "evidence_text": evidence_lines(w, r, tz)}
+    flags = [{**r, "explain": flag_explanation(w, r, d.rules, tz), "evidence_text": evidence_lines(w, r, tz),
+              "next_action_text": next_action_text(w, r)}
              for r in d.flags.rows]
     alerts = [{**r, "explain": alert_explanation(w, r, d.alert_window_s, tz)} for r in d.alerts.rows]
     return _ENV.get_template("report.html.j2").render(

@@ -62,6 +62,12 @@ def test_chinese_report(html_zh: str, fixture_db: Fixture) -> None:
     assert "与上一周期对比" in html_zh and "个百分点" in html_zh
     assert "天内" in html_zh or "未接通拨打" in html_zh or "静默时段" in html_zh  # flag explanations from facts
     assert "挂断率" in html_zh and "Hang-up" not in html_zh
+    # each flag's suggested next action (BorrowerFlag v2), in Chinese
+    assert f"<th>{ZH.term('next_action')}</th>" in html_zh
+    suggestions = {code: ZH.name("next_action", code) for code in ZH.glossary.names["next_action"]}
+    texts = [t.split("{")[0] for key, t in ((k, e["zh-CN"]) for k, e in ZH.glossary.text.items())
+             if key.startswith("next_action.")]
+    assert any(t and t in html_zh for t in texts) or any(n in html_zh for n in suggestions.values())
 
 
 def test_every_chinese_text_comes_from_the_glossary(html_zh: str) -> None:
