@@ -8,6 +8,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CH_TCP_PORT="${CH_TCP_PORT:-9000}"
 CH_HTTP_PORT="${CH_HTTP_PORT:-8123}"
+# Opt-in native protocol over TLS (tcp_port_secure), e.g. for the security tests
+# (tests/integration/test_security.py): CH_TLS_PORT and the server's certificate and key as
+# PEM files (CH_TLS_CERT, CH_TLS_KEY). Unset: no TLS port, as before.
+CH_TLS_PORT="${CH_TLS_PORT:-}"
 DIR="$STATE_DIR/clickhouse"
 PIDFILE="$DIR/clickhouse.pid"
 
@@ -32,6 +36,16 @@ write_config() {
       -e "s#<listen_host>::1</listen_host>##" \
       -e "s#<level>trace</level>#<level>warning</level>#" \
       /etc/clickhouse-server/config.xml > "$DIR/config.xml"
+  if [ -n "$CH_TLS_PORT" ]; then
+    : "${CH_TLS_CERT:?CH_TLS_PORT needs CH_TLS_CERT (server certificate, PEM)}"
+    : "${CH_TLS_KEY:?CH_TLS_PORT needs CH_TLS_KEY (server key, PEM)}"
+    # The packaged <openSSL><server> section, pointed at our files; no DH parameters file
+    # (ECDHE ciphers need none).
+    sed -i -e "s#<tcp_port>$CH_TCP_PORT</tcp_port>#&\n    <tcp_port_secure>$CH_TLS_PORT</tcp_port_secure>#" \
+        -e "s#<certificateFile>/etc/clickhouse-server/server.crt</certificateFile>#<certificateFile>$CH_TLS_CERT</certificateFile>#" \
+        -e "s#<privateKeyFile>/etc/clickhouse-server/server.key</privateKeyFile>#<privateKeyFile>$CH_TLS_KEY</privateKeyFile>#" \
+        -e "/<dhParamsFile>/d" "$DIR/config.xml"
+  fi
   local gpw="${HANGWATCH_GRAFANA_CH_PASSWORD:-grafana}"
   cat > "$DIR/users.xml" <<USERS
 <?xml version="1.0"?>
@@ -71,10 +85,13 @@ start() {
   # shellcheck disable=SC2046
   nohup $(server_bin) --config-file="$DIR/config.xml" >"$DIR/server.out" 2>&1 &
   echo $! >"$PIDFILE"
-  if ! wait_port 127.0.0.1 "$CH_TCP_PORT" 60; then
-    log "ClickHouse did not open port $CH_TCP_PORT in 60 s; last log lines:"
-    tail -n 30 "$DIR/server.out" "$DIR/log/clickhouse-server.err.log" >&2 || true; exit 1
-  fi
+  local port
+  for port in "$CH_TCP_PORT" $CH_TLS_PORT; do
+    if ! wait_port 127.0.0.1 "$port" 60; then
+      log "ClickHouse did not open port $port in 60 s; last log lines:"
+      tail -n 30 "$DIR/server.out" "$DIR/log/clickhouse-server.err.log" >&2 || true; exit 1
+    fi
+  done
   log "ClickHouse is up (pid $(cat "$PIDFILE"))"
 }
 

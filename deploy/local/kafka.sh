@@ -8,6 +8,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+# Opt-in SASL_SSL listener (SCRAM-SHA-512 over TLS) beside the PLAINTEXT one, e.g. for the
+# security tests (tests/integration/test_security.py): KAFKA_SASL_SSL_PORT, the broker's
+# certificate and unencrypted PKCS#8 key as PEM files (KAFKA_SSL_CERT_PEM, KAFKA_SSL_KEY_PEM)
+# and the SCRAM users as name=password[,name=password] (KAFKA_SCRAM_USERS), created when the
+# storage is formatted (a new state dir). Unset: PLAINTEXT only, as before.
+KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-}"
 LIB="$CACHE_DIR/kafka-$KAFKA_VERSION/lib"
 DIR="$STATE_DIR/kafka"
 PIDFILE="$DIR/kafka.pid"
@@ -25,14 +31,18 @@ install() {
 
 write_config() {
   mkdir -p "$DIR/data"
+  local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT" protomap="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [ -n "$KAFKA_SASL_SSL_PORT" ]; then
+    listeners="$listeners,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"; protomap="$protomap,SASL_SSL:SASL_SSL"
+  fi
   cat > "$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protomap
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DIR/data
 num.partitions=1
@@ -47,6 +57,18 @@ group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 log.segment.bytes=67108864
 PROPS
+  if [ -n "$KAFKA_SASL_SSL_PORT" ]; then
+    : "${KAFKA_SSL_CERT_PEM:?KAFKA_SASL_SSL_PORT needs KAFKA_SSL_CERT_PEM (server certificate chain, PEM)}"
+    : "${KAFKA_SSL_KEY_PEM:?KAFKA_SASL_SSL_PORT needs KAFKA_SSL_KEY_PEM (unencrypted PKCS#8 key, PEM)}"
+    # A PEM keystore file: the private key, then the certificate chain (no keytool needed).
+    cat "$KAFKA_SSL_KEY_PEM" "$KAFKA_SSL_CERT_PEM" > "$DIR/keystore.pem"
+    cat >> "$DIR/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$DIR/keystore.pem
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+  fi
   cat > "$DIR/log4j.properties" <<'L4J'
 log4j.rootLogger=WARN, file
 log4j.appender.file=org.apache.log4j.FileAppender
@@ -62,8 +84,15 @@ start() {
   write_config
   if [ ! -f "$DIR/data/meta.properties" ]; then
     log "formatting KRaft storage in $DIR/data"
+    local scram=() user
+    if [ -n "$KAFKA_SASL_SSL_PORT" ] && [ -n "${KAFKA_SCRAM_USERS:-}" ]; then
+      IFS=, read -ra users <<<"$KAFKA_SCRAM_USERS"
+      for user in "${users[@]}"; do
+        scram+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
+      done
+    fi
     java -cp "$LIB/*" kafka.tools.StorageTool format -t "hangwatch-local-cluster-01" \
-      -c "$DIR/server.properties" --ignore-formatted >"$DIR/format.log" 2>&1 \
+      -c "$DIR/server.properties" --ignore-formatted "${scram[@]}" >"$DIR/format.log" 2>&1 \
       || { cat "$DIR/format.log" >&2; exit 1; }
   fi
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (logs: $DIR/server.log)"
@@ -74,6 +103,9 @@ start() {
   echo $! >"$PIDFILE"
   if ! wait_port 127.0.0.1 "$KAFKA_PORT" 90; then
     log "Kafka did not open port $KAFKA_PORT in 90 s; last output:"; tail -n 30 "$DIR/server.out" >&2; exit 1
+  fi
+  if [ -n "$KAFKA_SASL_SSL_PORT" ] && ! wait_port 127.0.0.1 "$KAFKA_SASL_SSL_PORT" 30; then
+    log "Kafka did not open its SASL_SSL port $KAFKA_SASL_SSL_PORT; last output:"; tail -n 30 "$DIR/server.out" >&2; exit 1
   fi
   log "Kafka is up (pid $(cat "$PIDFILE"))"
 }
