@@ -85,6 +85,19 @@ def fail_text(key: str, code: int = 1, **values: object) -> typer.Exit:
     return fail(words().text(key, **values), code)
 
 
+def fail_for(e: Exception, code: int = 1, where: str | None = None) -> typer.Exit:
+    """fail() for an error of a service: the common ones (Kafka or ClickHouse unreachable) in
+    the configured language, with the library's detail; others as they say themselves."""
+    from hangwatch.platform.kafka_admin import KafkaUnreachable
+    from hangwatch.sinks.backends.errors import Unavailable
+
+    if isinstance(e, KafkaUnreachable):
+        return fail_text("error.kafka_unreachable", code, servers=e.servers)
+    if isinstance(e, Unavailable):
+        return fail_text("error.clickhouse_unreachable", code, detail=e)
+    return fail(f"{e} ({where})" if where else str(e), code)
+
+
 def parse_when(text: str, *, now: datetime | None = None, base: datetime | None = None) -> datetime:
     """A time option (timeparse's grammar, local times in the configured zone), or exit 2
     with one line naming the forms."""

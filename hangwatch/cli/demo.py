@@ -43,7 +43,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from hangwatch.cli.common import console, fail, settings
+from hangwatch.cli.common import console, fail, fail_for, settings
 from hangwatch.platform.settings import ROOT, Settings
 
 # The simulator's calling hours are [08:00, 22:00) at UTC+8 (simulator.clock, Asia/Shanghai).
@@ -122,7 +122,7 @@ def demo(
     try:
         ensure_topics(run.kafka)
     except RuntimeError as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
         asyncio.run(_run(run, tag, language, duration, rate, seed, malformed, duplicates, history_hours, log_dir))

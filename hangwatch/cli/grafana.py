@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import console, fail, settings
+from hangwatch.cli.common import console, fail, fail_text, settings
 from hangwatch.grafana.constants import ENV_CH_PASSWORD, ENV_GRAFANA_TOKEN
 
 grafana_app = typer.Typer(help="Grafana dashboards, alert rules and provisioning (deploy/grafana/).",
@@ -75,8 +75,7 @@ def deploy(
     except d.DeployError as e:
         raise fail(str(e)) from e
     except OSError as e:  # requests' ConnectionError and timeouts are OSErrors
-        raise fail(f"Grafana at {url} is unreachable ({type(e).__name__}); check --url or GRAFANA_URL "
-                   "and that Grafana is running") from e
+        raise fail_text("error.grafana_unreachable", url=url, kind=type(e).__name__) from e
     console.print(f"deployed to Grafana {version} at {url}: datasource, folder, "
                   f"{sum(r.path == '/api/dashboards/db' for r in requests)} dashboards, alert rules"
                   + (", templates, contact point, policies" if notifications else ""))

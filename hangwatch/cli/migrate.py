@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hangwatch.cli.common import console, fail, settings
+from hangwatch.cli.common import console, fail_for, settings
 from hangwatch.sinks import migrate as migrations
 from hangwatch.sinks import retention
 from hangwatch.sinks.backends import BackendError, opened, where
@@ -42,7 +42,7 @@ def migrate(
                           + (f"applied {', '.join(f'{m.version:04d}_{m.name}' for m in done)}" if done
                              else "up to date"))
     except (BackendError, RuntimeError, ValueError) as e:
-        raise fail(f"{e} ({where(ch)})") from e
+        raise fail_for(e, where=where(ch)) from e
 
 
 @migrate_app.command("status")
@@ -54,7 +54,7 @@ def status() -> None:
             rows = migrations.status(backend, db)
             version = backend.server_version()
     except (BackendError, ValueError) as e:
-        raise fail(f"{e} ({where(ch)})") from e
+        raise fail_for(e, where=where(ch)) from e
     t = Table("version", "name", "applied at (UTC)", "note", title=f"{db} on {where(ch)}, ClickHouse {version}")
     for s in rows:
         note = "file changed since applied" if s.changed_since_applied else ""
@@ -75,7 +75,7 @@ def retention_cmd(
         with opened(ch) as (backend, db):
             drops, ttl = retention.apply(backend, db, ch.retention_days, dry_run=dry_run)
     except (BackendError, ValueError) as e:
-        raise fail(f"{e} ({where(ch)})") from e
+        raise fail_for(e, where=where(ch)) from e
     verb = "would drop" if dry_run else "dropped"
     t = Table("table", "partition", "newest day", "keep (days)", title=f"retention in {db}: {verb} {len(drops)}")
     for d in drops:

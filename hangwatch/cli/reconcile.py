@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import console, fail, settings, time_range
+from hangwatch.cli.common import console, fail_for, settings, time_range
 from hangwatch.platform.timeparse import TIME_FORMS
 from hangwatch.sinks.backends import BackendError, opened, where
 from hangwatch.sinks.reconcile import reconcile
@@ -42,7 +42,7 @@ def reconcile_cmd(
                 return
             time.sleep(every)
     except (BackendError, ValueError) as e:
-        raise fail(f"{e} ({where(s.clickhouse)})") from e
+        raise fail_for(e, where=where(s.clickhouse)) from e
     except KeyboardInterrupt:
         console.print("stopped")
 

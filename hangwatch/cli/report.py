@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import console, fail, fail_text, settings, time_range, words
+from hangwatch.cli.common import console, fail_for, fail_text, settings, time_range, words
 from hangwatch.platform.timeparse import TIME_FORMS, format_local, local_zone
 
 
@@ -36,7 +36,7 @@ def report(
     try:
         backend = open_backend(s.clickhouse)
     except BackendError as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
     try:
         data = collect(backend, s, database_name(s.clickhouse), start, end)
     except BackendError as e:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import console, fail, settings
+from hangwatch.cli.common import console, fail_for, settings
 from hangwatch.platform import gc_policy
 from hangwatch.platform.settings import Settings
 from hangwatch.sinks import convert
@@ -47,7 +47,7 @@ def sink(
     try:
         stats = asyncio.run(_run(s, migrate))
     except (BackendError, RuntimeError, ValueError) as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
     rows = ", ".join(f"{t} {n}" for t, n in sorted(stats.rows.items())) or "nothing"
     console.print(f"sink stopped: stored {rows}; {sum(stats.rejected.values())} rows dead-lettered; "
                   f"{stats.retries} retries")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from hangwatch.cli.common import console, fail, settings
+from hangwatch.cli.common import console, fail_for, settings
 from hangwatch.platform.kafka_admin import ONE_SHOT_TIMEOUT_S, describe, ensure_topics
 from hangwatch.schemas.topics import registry
 
@@ -18,7 +18,7 @@ def create() -> None:
     try:
         created = ensure_topics(settings().kafka, timeout_s=ONE_SHOT_TIMEOUT_S)
     except RuntimeError as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
     console.print(f"created: {', '.join(created) if created else 'nothing (all topics exist)'}")
 
 
@@ -28,7 +28,7 @@ def list_() -> None:
     try:
         live = describe(settings().kafka)
     except RuntimeError as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
     t = Table("topic", "partitions (registry)", "partitions (broker)", "cleanup", "retention", "key")
     for s in registry().values():
         t.add_row(s.name, str(s.partitions), str(live.get(s.name, "missing")), s.cleanup_policy,

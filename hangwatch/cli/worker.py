@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hangwatch.cli.common import fail, settings
+from hangwatch.cli.common import fail, fail_for, settings
 
 
 def worker(
@@ -28,7 +28,7 @@ def worker(
     try:  # before the stream core is loaded: a stale compiled build must not run
         verify_core()
     except StaleNativeBuild as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
     from hangwatch.streams.worker import DataDirInUse, run_worker
 
     s = settings()
@@ -44,11 +44,11 @@ def worker(
     try:
         ensure_topics(s.kafka)
     except RuntimeError as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
     try:
         run_worker(s, loglevel=faust_log_level)
     except DataDirInUse as e:
-        raise fail(str(e)) from e
+        raise fail_for(e) from e
 
 
 def register(app: typer.Typer) -> None:

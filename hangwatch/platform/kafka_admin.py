@@ -25,6 +25,11 @@ ADMIN_TIMEOUT_S = 30.0
 class KafkaUnreachable(RuntimeError):
     """No broker answers at the configured addresses (after retrying for the timeout)."""
 
+    def __init__(self, servers: str) -> None:
+        super().__init__(f"no Kafka broker answers at {servers}; start one with `deploy/local/kafka.sh start` "
+                         "or set HANGWATCH_KAFKA__BOOTSTRAP_SERVERS")
+        self.servers = servers
+
 
 class KafkaMisconfigured(RuntimeError):
     """An address that can never work: an unresolvable host, a malformed address."""
@@ -68,9 +73,7 @@ def admin_client(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> Ka
             except (KafkaConnectionError, KafkaTimeoutError):
                 pass
         if time.monotonic() > deadline:
-            raise KafkaUnreachable(
-                f"no Kafka broker answers at {kafka.bootstrap_servers}; start one with "
-                "`deploy/local/kafka.sh start` or set HANGWATCH_KAFKA__BOOTSTRAP_SERVERS")
+            raise KafkaUnreachable(kafka.bootstrap_servers)
         time.sleep(0.5)
 
 
