@@ -22,7 +22,15 @@ from hangwatch.cli import simulate as _simulate
 from hangwatch.cli import sink as _sink
 from hangwatch.cli import topics as _topics
 from hangwatch.cli import worker as _worker
-from hangwatch.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, configure, console, describe_failure
+from hangwatch.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    configure,
+    console,
+    describe_failure,
+    usage_error,
+)
 
 app = typer.Typer(
     name="hangwatch",
@@ -66,11 +74,7 @@ def run(argv: list[str]) -> int:
         console.print("aborted")
         return EXIT_INTERRUPTED
     except typer.TyperException as e:  # a usage error: wrong option, missing argument
-        show = getattr(e, "show", None)  # click's ClickException (typer vendors click)
-        if show is not None:
-            show()
-        else:
-            console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        usage_error(e, argv)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -80,6 +80,19 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def usage_error(e: Exception, argv: list[str]) -> None:
+    """One line for a usage error (typer's own message, e.g. an unknown option) in the
+    configured language, with the command whose --help shows the usage."""
+    detail = e.format_message() if hasattr(e, "format_message") else str(e)
+    command = " ".join(a for a in argv[:2] if not a.startswith("-"))
+    try:
+        line = words_for(settings()).text("error.usage", detail=detail, command=f"hangwatch {command}".strip())
+        prefix = words_for(settings()).text("error.prefix")
+    except Exception:  # the settings or glossary themselves are broken: say it plainly
+        line, prefix = f"{detail} (see hangwatch {command} --help)", "error"
+    console.print(f"[red]{prefix}:[/red] {line}", soft_wrap=True)
+
+
 def fail_text(key: str, code: int = 1, **values: object) -> typer.Exit:
     """fail() with a sentence of the glossary, in the configured language."""
     return fail(words().text(key, **values), code)
