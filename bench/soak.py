@@ -790,7 +790,7 @@ def write(r: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 def quiet_clients() -> None:
     """The driver's own Kafka clients (producer, tap, offsets) would write a line per retry while
     the broker is down; the processes under test keep their own logging."""
-    for name in ("aiokafka", "kafka"):
+    for name in ("aiokafka", "kafka", "clickhouse_driver"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
