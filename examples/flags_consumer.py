@@ -8,6 +8,10 @@ handled.
 
     python examples/flags_consumer.py --group case-management --from-beginning
     python examples/flags_consumer.py --forward-url https://cases.example.internal/hangwatch
+
+Connection settings come from the same environment variables as hangwatch's own
+(HANGWATCH_KAFKA__BOOTSTRAP_SERVERS, __SECURITY_PROTOCOL, __SASL_MECHANISM, __SASL_USERNAME,
+__SASL_PASSWORD, __SSL_CAFILE, __SSL_CERTFILE, __SSL_KEYFILE), so it reaches a TLS/SASL cluster too.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ def handle(flag: dict, forward_url: str | None) -> None:
                  flag["borrower_id"], flag["explanation"])
 
 
+def security_options(env: dict[str, str]) -> dict[str, str]:
+    """kafka-python's TLS/SASL options from hangwatch's environment variables (unset: plaintext)."""
+    names = {"SECURITY_PROTOCOL": "security_protocol", "SASL_MECHANISM": "sasl_mechanism",
+             "SASL_USERNAME": "sasl_plain_username", "SASL_PASSWORD": "sasl_plain_password",
+             "SSL_CAFILE": "ssl_cafile", "SSL_CERTFILE": "ssl_certfile", "SSL_KEYFILE": "ssl_keyfile"}
+    return {option: env[f"HANGWATCH_KAFKA__{name}"] for name, option in names.items()
+            if env.get(f"HANGWATCH_KAFKA__{name}")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", default=os.environ.get("HANGWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
@@ -48,7 +61,7 @@ def main() -> None:
         args.topic, bootstrap_servers=args.bootstrap.split(","), group_id=args.group, enable_auto_commit=False,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         consumer_timeout_ms=int(args.max_idle_s * 1000) if args.max_idle_s else float("inf"),
-        value_deserializer=json.loads)
+        value_deserializer=json.loads, **security_options(dict(os.environ)))
     seen: set[tuple[str, str]] = set()
     try:
         for msg in consumer:

@@ -176,3 +176,13 @@ def test_every_next_action_renders_from_the_record_and_from_the_columns(lang: st
     expected = {"zh-CN": "4 次中 4 次为智能外呼", "en": "4 of 4 calls were by the robot dialler"}
     assert next_action_text(w, {"next_action": {"code": "switch_to_human", "params": {"robot_calls": 4, "calls": 4}}}
                             ).startswith(expected[lang])
+
+
+def test_the_example_consumer_takes_hangwatchs_tls_and_sasl_settings() -> None:
+    env = {"HANGWATCH_KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "HANGWATCH_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+           "HANGWATCH_KAFKA__SASL_USERNAME": "hangwatch", "HANGWATCH_KAFKA__SASL_PASSWORD": "secret",
+           "HANGWATCH_KAFKA__SSL_CAFILE": "/etc/ca.pem", "HANGWATCH_KAFKA__SSL_KEYFILE": ""}
+    assert _consumer().security_options(env) == {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "hangwatch",
+        "sasl_plain_password": "secret", "ssl_cafile": "/etc/ca.pem"}
+    assert _consumer().security_options({}) == {}
