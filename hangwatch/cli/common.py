@@ -101,11 +101,13 @@ def fail_text(key: str, code: int = 1, **values: object) -> typer.Exit:
 def fail_for(e: Exception, code: int = 1, where: str | None = None) -> typer.Exit:
     """fail() for an error of a service: the common ones (Kafka or ClickHouse unreachable) in
     the configured language, with the library's detail; others as they say themselves."""
-    from hangwatch.platform.kafka_admin import KafkaUnreachable
+    from hangwatch.platform.kafka_admin import KafkaRefused, KafkaUnreachable
     from hangwatch.sinks.backends.errors import Unavailable
 
     if isinstance(e, KafkaUnreachable):
         return fail_text("error.kafka_unreachable", code, servers=e.servers)
+    if isinstance(e, KafkaRefused):
+        return fail_text("error.kafka_refused", code, servers=e.servers, protocol=e.protocol)
     if isinstance(e, Unavailable):
         return fail_text("error.clickhouse_unreachable", code, detail=e)
     return fail(f"{e} ({where})" if where else str(e), code)

@@ -31,6 +31,17 @@ class KafkaUnreachable(RuntimeError):
         self.servers = servers
 
 
+class KafkaRefused(RuntimeError):
+    """A broker listens at the addresses, but the client cannot talk to it: a TLS or SASL setting
+    that does not match the listener (protocol, mechanism, user, password, CA)."""
+
+    def __init__(self, servers: str, protocol: str) -> None:
+        super().__init__(f"a broker listens at {servers} but the {protocol} connection to it failed; check "
+                         "HANGWATCH_KAFKA__SECURITY_PROTOCOL, the SASL mechanism, user and password, and the CA file")
+        self.servers = servers
+        self.protocol = protocol
+
+
 class KafkaMisconfigured(RuntimeError):
     """An address that can never work: an unresolvable host, a malformed address."""
 
@@ -66,13 +77,19 @@ def probe(kafka: KafkaSettings, timeout_s: float = 2.0) -> bool:
 def admin_client(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> KafkaAdminClient:
     """An admin client, once a broker answers; KafkaUnreachable after timeout_s."""
     deadline = time.monotonic() + timeout_s
+    listening = False  # a TCP connection opened: what fails is the handshake (TLS, SASL)
     while True:
         if probe(kafka, timeout_s=min(2.0, timeout_s)):
+            listening = True
             try:
-                return KafkaAdminClient(client_id="hangwatch-admin", **kafka.kafka_python_kwargs())
+                return KafkaAdminClient(client_id="hangwatch-admin",
+                                        bootstrap_timeout_ms=int(min(timeout_s, 30) * 1000),
+                                        **kafka.kafka_python_kwargs())
             except (KafkaConnectionError, KafkaTimeoutError):
                 pass
         if time.monotonic() > deadline:
+            if listening:
+                raise KafkaRefused(kafka.bootstrap_servers, kafka.security_protocol)
             raise KafkaUnreachable(kafka.bootstrap_servers)
         time.sleep(0.5)
 
