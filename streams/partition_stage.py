@@ -233,9 +233,6 @@ class PartitionStage(Stage[PartitionRates]):
             await cp.commit()
             return moved
 
-    def partition_watermarks(self) -> dict[int, int]:
-        return {p: st.watermark_ms for p, st in self.states.items() if st.watermark_ms != MIN_TIME}
-
 
 class BorrowerSweeps:
     """Ages idle borrowers out of the store: one pass over a partition's keys every interval,

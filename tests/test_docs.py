@@ -147,8 +147,8 @@ def test_slug_follows_github(heading: str, anchor: str) -> None:
 def test_the_scanner_sees_what_it_must() -> None:
     """A wrong path, a link outside the repository and a missing section are all reported."""
     pattern_hits = [m.group(1, 2, 3) for m in MD_PATH.finditer(
-        'see docs/nothing.md and ../shared/docs/x.md#a, not https://example.org/y.md; docs/contract.md, "Nope"')]
-    assert pattern_hits == [("docs/nothing.md", None, None), ("../shared/docs/x.md", "#a", None),
+        'see docs/nothing.md and ../outside/docs/x.md#a, not https://example.org/y.md; docs/contract.md, "Nope"')]
+    assert pattern_hits == [("docs/nothing.md", None, None), ("../outside/docs/x.md", "#a", None),
                             ("docs/contract.md", None, "Nope")]
     assert _resolve("README.md", "docs/nothing.md") is None
     assert _outside(ROOT.parent / "shared" / "docs" / "x.md") and not _outside(ROOT / "docs" / "contract.md")

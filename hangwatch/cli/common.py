@@ -86,8 +86,9 @@ def usage_error(e: Exception, argv: list[str]) -> None:
     detail = e.format_message() if hasattr(e, "format_message") else str(e)
     command = " ".join(a for a in argv[:2] if not a.startswith("-"))
     try:
-        line = words_for(settings()).text("error.usage", detail=detail, command=f"hangwatch {command}".strip())
-        prefix = words_for(settings()).text("error.prefix")
+        w = words_for(settings())
+        line = w.text("error.usage", detail=detail, command=f"hangwatch {command}".strip())
+        prefix = w.text("error.prefix")
     except Exception:  # the settings or glossary themselves are broken: say it plainly
         line, prefix = f"{detail} (see hangwatch {command} --help)", "error"
     console.print(f"[red]{prefix}:[/red] {line}", soft_wrap=True)
@@ -120,18 +121,24 @@ def parse_when(text: str, *, now: datetime | None = None, base: datetime | None 
         return timeparse.parse_time(text, now=now or datetime.now(tz=UTC), tz=timeparse.local_zone(settings()),
                                     base=base)
     except timeparse.TimeParseError as e:
-        raise fail_text("error.bad_time", 2, text=repr(text), forms=words().text("time_forms")) from e
+        raise bad_time(text) from e
+
+
+def bad_time(text: str) -> typer.Exit:
+    """Exit 2 with one line naming the time forms, in the configured language."""
+    return fail_text("error.bad_time", 2, text=repr(text), forms=words().text("time_forms"))
 
 
 def time_range(since: str, until: str | None, *, now: datetime | None = None) -> tuple[datetime, datetime]:
     """--since/--until as a [start, end) range (until defaults to now; a bare duration in
     --since counts back from the end), or exit 2 with one line naming the forms."""
-    now = now or datetime.now(tz=UTC)
-    end = parse_when(until, now=now) if until else now
-    start = parse_when(since, now=now, base=end)
-    if start >= end:
-        raise since_before_until(start, end)
-    return start, end
+    try:
+        return timeparse.parse_range(since, until, now=now or datetime.now(tz=UTC),
+                                     tz=timeparse.local_zone(settings()))
+    except timeparse.ReversedRange as e:
+        raise since_before_until(e.start, e.end) from e
+    except timeparse.TimeParseError as e:
+        raise bad_time(e.text) from e
 
 
 def since_before_until(start: datetime, end: datetime) -> typer.Exit:

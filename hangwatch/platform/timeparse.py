@@ -39,6 +39,18 @@ TIME_FORMS: Final = ("a duration before now (24h, 1h30m), now-2h, today, yesterd
 class TimeParseError(ValueError):
     """A time or duration that does not follow the grammar; the message names the forms."""
 
+    def __init__(self, message: str, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text  # what was typed
+
+
+class ReversedRange(TimeParseError):
+    """A range whose start is not before its end."""
+
+    def __init__(self, start: datetime, end: datetime, tz: tzinfo) -> None:
+        super().__init__(f"--since ({format_local(start, tz)}) must be before --until ({format_local(end, tz)})")
+        self.start, self.end = start, end
+
 
 def zone(name: str) -> ZoneInfo:
     """The IANA zone `name` (Asia/Shanghai), or TimeParseError saying what a zone looks like."""
@@ -87,7 +99,7 @@ def parse_time(text: str, *, now: datetime, tz: tzinfo, base: datetime | None = 
     duration counts back from (default now); anchors: extra names such as {"start": t}."""
     s = text.strip()
     if not s:
-        raise TimeParseError(f"empty time; use {TIME_FORMS}")
+        raise TimeParseError(f"empty time; use {TIME_FORMS}", text)
     lower = s.lower()
     if _DURATION.fullmatch(lower):
         return (base or now).astimezone(UTC) - parse_duration(lower)
@@ -96,11 +108,14 @@ def parse_time(text: str, *, now: datetime, tz: tzinfo, base: datetime | None = 
         name, sign, amount = m.groups()
         known = _anchors(now, tz, anchors)
         if name not in known:
-            raise TimeParseError(f"not a time: {text!r} (use {TIME_FORMS})")
+            raise TimeParseError(f"not a time: {text!r} (use {TIME_FORMS})", text)
         at = known[name]
         if sign is None:
             return at
-        delta = parse_duration(amount)
+        try:
+            delta = parse_duration(amount)
+        except TimeParseError as e:  # the duration's message, with the whole time typed
+            raise TimeParseError(str(e), text) from None
         return at - delta if sign == "-" else at + delta
     return _parse_iso(s, tz)
 
@@ -118,7 +133,7 @@ def _parse_iso(text: str, tz: tzinfo) -> datetime:
     try:
         t = datetime.fromisoformat(s)
     except ValueError:
-        raise TimeParseError(f"not a time: {text!r} (use {TIME_FORMS})") from None
+        raise TimeParseError(f"not a time: {text!r} (use {TIME_FORMS})", text) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=tz)
     return t.astimezone(UTC)
@@ -130,7 +145,7 @@ def parse_range(since: str, until: str | None, *, now: datetime, tz: tzinfo) -> 
     end = parse_time(until, now=now, tz=tz) if until else now.astimezone(UTC)
     start = parse_time(since, now=now, tz=tz, base=end)
     if start >= end:
-        raise TimeParseError(f"--since ({format_local(start, tz)}) must be before --until ({format_local(end, tz)})")
+        raise ReversedRange(start, end, tz)
     return start, end
 
 
