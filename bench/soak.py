@@ -107,6 +107,7 @@ class SoakConfig:
     gap_s: tuple[float, float] = (20.0, 60.0)  # quiet time between faults (after the recovery)
     outage_s: tuple[float, float] = (10.0, 20.0)  # broker / ClickHouse down for this long
     pause_s: tuple[float, float] = (10.0, 15.0)  # SIGSTOP for this long (> session timeout)
+    kinds: tuple[str, ...] = FAULT_KINDS  # the faults to inject
     recovery_timeout_s: float = 240.0
     check_every_s: float = 60.0
     drain_timeout_s: float = 420.0
@@ -569,13 +570,13 @@ class Soak:
                 self.tick()
                 time.sleep(1)
             traffic_end = self.t0 + cfg.minutes * 60
-            plan = list(FAULT_KINDS)
+            plan = list(cfg.kinds)
             self.rng.shuffle(plan)
             while True:
                 self.wait(self.rng.uniform(*cfg.gap_s))
                 if time.time() + 45 > traffic_end and not plan:
                     break  # every kind has had its turn (the traffic runs longer if need be)
-                kind = plan.pop(0) if plan else self.rng.choice(FAULT_KINDS)
+                kind = plan.pop(0) if plan else self.rng.choice(cfg.kinds)
                 self.say(f"fault: {kind}")
                 f = self.inject(kind)
                 f["recovery_s"] = self.wait_recovered(self.t0 + f["ended_s"], offsets)
