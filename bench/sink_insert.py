@@ -49,7 +49,7 @@ def bench_insert(backend: Backend, db: str, rows: list[tuple[object, ...]], batc
 
 def bench_flush(store: _Store, records: list[tuple[bytes | None, bytes | None]], batch: int) -> float:
     router = router_for(store)
-    flusher = Flusher(store.backend, store.db, "bench")
+    flusher = Flusher(store.backend, store.db, "bench", "Asia/Shanghai")
 
     def go() -> None:
         for i in range(0, len(records), batch):

@@ -218,7 +218,7 @@ def _sink_rate(ds: Dataset, ch_url: str) -> float:
         migrate.apply(backend, db, {})
         store = Store("native", backend, db, ch.model_copy(update={"database": db}))
         router = router_for(store)
-        flusher = Flusher(backend, db, "bench")
+        flusher = Flusher(backend, db, "bench", "Asia/Shanghai")
         records: list[tuple[bytes | None, bytes | None]] = [(r.key, r.value) for r in ds.records]
         t0 = time.perf_counter()
         for i in range(0, len(records), 50_000):

@@ -20,31 +20,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-from hangwatch.schemas.records import DIMENSIONS, NONE_VALUE, OUTCOME_COUNT_FIELDS
+from hangwatch.schemas.records import OUTCOME_COUNT_FIELDS
 from hangwatch.sinks.backends import Backend
-from hangwatch.sinks.catalogue.expr import CONNECTED_LIST
-from hangwatch.sinks.sql import ident, literal
+from hangwatch.sinks.catalogue.expr import CONNECTED_LIST, DIMENSION_SQL
+from hangwatch.sinks.sql import ident
 from hangwatch.sinks.tables import HANGUP_RATES
 
 log = logging.getLogger(__name__)
-
-# Each dimension's value as the stream renders it (docs/contract.md, schemas/records.py):
-# null -> "(none)", booleans -> "true"/"false".
-_NONE = literal(NONE_VALUE)
-DIMENSION_SQL: Final = {
-    "all": "'all'",
-    "branch": "toString(branch)",
-    "agent_id": f"ifNull(toString(agent_id), {_NONE})",
-    "campaign": "toString(campaign)",
-    "channel": "toString(channel)",
-    "script_version": f"ifNull(toString(script_version), {_NONE})",
-    "credit_grade": f"ifNull(toString(credit_grade), {_NONE})",
-    "pre_notified": "if(pre_notified = 1, 'true', 'false')",
-    "first_time_borrower": f"multiIf(isNull(first_time_borrower), {_NONE}, first_time_borrower = 1, 'true', 'false')",
-    "hangup_stage": f"ifNull(toString(hangup_stage), {_NONE})",
-}
-if tuple(DIMENSION_SQL) != tuple(DIMENSIONS):  # the contract gained or lost a dimension
-    raise RuntimeError(f"reconcile knows dimensions {list(DIMENSION_SQL)}, the contract has {list(DIMENSIONS)}")
 
 COUNT_COLUMNS: Final = ("attempts", "connected", *OUTCOME_COUNT_FIELDS)
 # Recompute in chunks of about this many seconds, so memory stays bounded for long ranges.

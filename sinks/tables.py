@@ -54,9 +54,25 @@ DEAD_LETTERS: Final = TableSpec("dead_letters", (
 SINK_BATCHES: Final = TableSpec("sink_batches", (
     "table", "rows", "rejected", "seconds", "flushed_at", "worker", "newest_event_ms"), "day", "flushed_at")
 
+# The same events as call_events, ordered by borrower (migration 0013): written with them.
+BORROWER_CALLS: Final = TableSpec("borrower_calls", (
+    "borrower_id", "occurred_at", "event_id", "call_id", "loan_id", "occurred_at_ms", "campaign", "channel",
+    "agent_id", "branch", "outcome", "hangup_stage", "duration_s", "attempt_no", "pre_notified", "credit_grade",
+    "first_time_borrower", "script_version", "ingested_at"), "month", "occurred_at")
+
+# Rollups of call_events per grain (migration 0012), recomputed by the sink (sinks/rollup.py).
+ROLLUP_COLUMNS: Final = (
+    "bucket_start", "facet", "branch", "campaign", "channel", "script_version", "credit_grade", "pre_notified",
+    "first_time_borrower", "hangup_stage", "agent_id", "attempts", "connected", "completed", "hung_up", "refused",
+    "wrong_party", "declined", "no_answer", "busy", "voicemail", "invalid_number", "version", "computed_at")
+ROLLUP_1M: Final = TableSpec("rollup_1m", ROLLUP_COLUMNS, "day", "bucket_start")
+ROLLUP_1H: Final = TableSpec("rollup_1h", ROLLUP_COLUMNS, "month", "bucket_start")
+ROLLUP_1D: Final = TableSpec("rollup_1d", ROLLUP_COLUMNS, "month", "bucket_start")
+ROLLUPS: Final = (ROLLUP_1M, ROLLUP_1H, ROLLUP_1D)
+
 SCHEMA_MIGRATIONS: Final = TableSpec("schema_migrations", (
     "version", "name", "checksum", "applied_at", "server_version", "applied_by"), None)
 
 # Tables filled from a topic, in the order the sink flushes them.
 DATA_TABLES: Final = (CALL_EVENTS, HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DEAD_LETTERS)
-ALL_TABLES: Final = {t.name: t for t in (*DATA_TABLES, SINK_BATCHES, SCHEMA_MIGRATIONS)}
+ALL_TABLES: Final = {t.name: t for t in (*DATA_TABLES, BORROWER_CALLS, *ROLLUPS, SINK_BATCHES, SCHEMA_MIGRATIONS)}

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from hangwatch.schemas.call_outcome import CONNECTED_OUTCOMES, HANGUP_STAGES, OUTCOMES
+from hangwatch.schemas.records import DIMENSIONS, NONE_VALUE
 from hangwatch.sinks.sql import literal
 
 
@@ -24,6 +25,25 @@ def outcome_list(outcomes: Iterable[str]) -> str:
 
 CONNECTED_LIST: Final = outcome_list(CONNECTED_OUTCOMES)
 STAGE_ARRAY: Final = "[" + ", ".join(literal(s) for s in HANGUP_STAGES) + "]"
+
+# Each dimension's value as the stream renders it (docs/contract.md, schemas/records.py):
+# null -> "(none)", booleans -> "true"/"false".
+_NONE = literal(NONE_VALUE)
+DIMENSION_SQL: Final = {
+    "all": "'all'",
+    "branch": "toString(branch)",
+    "agent_id": f"ifNull(toString(agent_id), {_NONE})",
+    "campaign": "toString(campaign)",
+    "channel": "toString(channel)",
+    "script_version": f"ifNull(toString(script_version), {_NONE})",
+    "credit_grade": f"ifNull(toString(credit_grade), {_NONE})",
+    "pre_notified": "if(pre_notified = 1, 'true', 'false')",
+    "first_time_borrower": f"multiIf(isNull(first_time_borrower), {_NONE}, first_time_borrower = 1, 'true', 'false')",
+    "hangup_stage": f"ifNull(toString(hangup_stage), {_NONE})",
+}
+if tuple(DIMENSION_SQL) != tuple(DIMENSIONS):  # the contract gained or lost a dimension
+    raise RuntimeError(f"the catalogue knows dimensions {list(DIMENSION_SQL)}, the contract has {list(DIMENSIONS)}")
+
 
 # --- rates from call_events (one row per event) ----------------------------------------
 CONNECTED: Final = f"countIf(outcome IN {CONNECTED_LIST})"

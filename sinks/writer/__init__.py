@@ -10,6 +10,7 @@ import os
 import socket
 
 from hangwatch.platform.settings import Settings
+from hangwatch.platform.timeparse import local_zone_name
 from hangwatch.sinks import migrate
 from hangwatch.sinks.backends import Backend, BackendError, Unavailable, database_name, open_backend
 from hangwatch.sinks.tables import DATA_TABLES, SINK_BATCHES
@@ -36,7 +37,8 @@ async def run_sink(settings: Settings, stop: asyncio.Event, *, backend: Backend 
             return SinkStats()
         worker = f"sink@{socket.gethostname()}:{os.getpid()}"
         topic_tables = {settings.kafka.topic(topic): table for table, topic in settings.sink.topics.items()}
-        loop = SinkLoop(settings, Router(topic_tables, validators, worker), Flusher(store, db, worker), stop)
+        flusher = Flusher(store, db, worker, local_zone_name(settings))
+        loop = SinkLoop(settings, Router(topic_tables, validators, worker), flusher, stop)
         return await loop.run()
     finally:
         if own:

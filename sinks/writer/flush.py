@@ -1,5 +1,6 @@
-"""Write one batch to ClickHouse: every data table, then the dead letters (including rows
-refused just now), then a line per table in sink_batches. Runs in the writer's storage
+"""Write one batch to ClickHouse: every data table (call events also to borrower_calls, and
+the rollups of the buckets they fall in recomputed: sinks.rollup), then the dead letters
+(including rows refused just now), then a line per table in sink_batches. Runs in the writer's storage
 thread (the backends block). Unavailable propagates, and the caller retries the whole batch:
 tables that were already written deduplicate the repeat."""
 
@@ -12,9 +13,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from hangwatch.sinks import rollup
 from hangwatch.sinks.backends import Backend, DataRejected
 from hangwatch.sinks.sql import ident
-from hangwatch.sinks.tables import CALL_EVENTS, DATA_TABLES, DEAD_LETTERS, SINK_BATCHES, TableSpec
+from hangwatch.sinks.tables import BORROWER_CALLS, CALL_EVENTS, DATA_TABLES, DEAD_LETTERS, SINK_BATCHES, TableSpec
 from hangwatch.sinks.writer import metrics
 from hangwatch.sinks.writer.batch import Batch
 from hangwatch.sinks.writer.deadletter import bare_dead_letter, column_from_error, sink_dead_letter
@@ -60,11 +62,19 @@ def newest_event_ms(spec: TableSpec, rows: Sequence[Sequence[Any]], refused: set
     return max(values) * scale if values else 0
 
 
+# borrower_calls takes these columns of each stored call_events row.
+_BORROWER_CALLS_FROM_EVENTS = tuple(CALL_EVENTS.columns.index(c) for c in BORROWER_CALLS.columns)
+_OCCURRED_AT = CALL_EVENTS.columns.index("occurred_at")
+
+
 class Flusher:
-    def __init__(self, backend: Backend, db: str, worker: str) -> None:
+    """`tz` is the zone whose calendar days the day rollups follow (the `timezone` setting)."""
+
+    def __init__(self, backend: Backend, db: str, worker: str, tz: str) -> None:
         self.backend = backend
         self.db = ident(db)
         self.worker = worker
+        self.tz = tz
 
     def flush(self, batch: Batch) -> FlushReport:
         t_start = time.monotonic()
@@ -89,6 +99,8 @@ class Flusher:
                 metrics.REJECTED.labels(spec.name, "refused_by_clickhouse").inc()
             report.tables.append(TableFlush(spec.name, len(buf.rows), len(refused), time.monotonic() - t0,
                                             newest_event_ms(spec, buf.rows, {i for i, _ in refused})))
+            if spec is CALL_EVENTS:
+                report.tables.extend(self._derive_from_events(buf.rows, {i for i, _ in refused}))
         if dead_rows:
             t0 = time.monotonic()
             refused_dead = self._write_dead_letters(dead_rows, dead_origins, now_s)
@@ -101,6 +113,24 @@ class Flusher:
             metrics.BATCHES.labels(t.table).inc()
         metrics.FLUSH_SECONDS.observe(report.seconds)
         return report
+
+    def _derive_from_events(self, rows: Sequence[Sequence[Any]], refused: set[int]) -> list[TableFlush]:
+        """The stored events' copies in borrower_calls, then their buckets' rollups recomputed.
+        Both repeat harmlessly when the batch is flushed again after a failure."""
+        stored = [r for n, r in enumerate(rows) if n not in refused]
+        if not stored:
+            return []
+        t0 = time.monotonic()
+        self.backend.insert(f"{self.db}.{BORROWER_CALLS.name}", BORROWER_CALLS.columns,
+                            [tuple(r[i] for i in _BORROWER_CALLS_FROM_EVENTS) for r in stored])
+        copied = TableFlush(BORROWER_CALLS.name, len(stored), 0, time.monotonic() - t0)
+        t0 = time.monotonic()
+        touched = rollup.Touched.of((int(r[_OCCURRED_AT]) for r in stored), self.tz)
+        statements = rollup.refresh(self.backend, self.db, touched)
+        metrics.ROLLUP_SECONDS.observe(time.monotonic() - t0)
+        # sink_batches' line for the rollups: buckets recomputed (minutes + hours + days).
+        buckets = len(touched.minutes) + len(touched.hours) + len(touched.days)
+        return [copied, TableFlush("rollups", buckets, 0, time.monotonic() - t0)] if statements else [copied]
 
     def _write_dead_letters(self, rows: list[tuple[Any, ...]], origins: list[Any], now_s: int) -> int:
         table = f"{self.db}.{DEAD_LETTERS.name}"

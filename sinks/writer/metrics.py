@@ -18,3 +18,5 @@ FLUSH_SECONDS = Histogram("hangwatch_sink_flush_seconds", "Duration of a flush (
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 PAUSED = Gauge("hangwatch_sink_paused", "1 while consumption is paused because ClickHouse is unavailable")
 BUFFERED_ROWS = Gauge("hangwatch_sink_buffered_rows", "Rows waiting for the next flush")
+ROLLUP_SECONDS = Histogram("hangwatch_sink_rollup_seconds", "Recomputing the rollups of a flush's buckets",
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))

@@ -35,7 +35,8 @@ def store_stream_output(store: Store, stream_events: list[CallOutcome], all_even
              for (size, start, dim, val), counts in window_counts(stream_events, SIZES).items()]
     records = {"call_events": event_records(all_events) + event_records(all_events[:50]),
                "hangup_rates": json_records(rates + (extra_rates or []), "key")}
-    Flusher(store.backend, store.db, "sink@test").flush(batch_of(router_for(store), records, int(time.time())))
+    Flusher(store.backend, store.db, "sink@test", "Asia/Shanghai").flush(
+        batch_of(router_for(store), records, int(time.time())))
 
 
 def stored_rates(store: Store, until_s: int | None = None) -> dict[tuple[int, int, str, str], dict[str, int]]:

@@ -33,7 +33,8 @@ def test_old_partitions_are_dropped_new_ones_kept(store: Store) -> None:
     records = {"call_events": event_records(_events_on(days_ago)),
                "dead_letters": json_records([dlq_record(i, base_ms=_day_ms(TODAY - timedelta(days=ago)))
                                              for i, ago in enumerate([400, 70, 1])], "source_topic")}
-    Flusher(store.backend, store.db, "sink@test").flush(batch_of(router_for(store), records, int(time.time())))
+    Flusher(store.backend, store.db, "sink@test", "Asia/Shanghai").flush(
+        batch_of(router_for(store), records, int(time.time())))
     keep = {"call_events": 30, "dead_letters": 60}
 
     drops, _ = retention.apply(store.backend, store.db, keep, dry_run=True)

@@ -75,7 +75,7 @@ def _has_except(store: Store) -> bool:
 
 def test_duplicate_delivery_leaves_identical_results(store: Store) -> None:
     router = router_for(store)
-    flusher = Flusher(store.backend, store.db, "sink@test")
+    flusher = Flusher(store.backend, store.db, "sink@test", "Asia/Shanghai")
     now = int(time.time())
     flusher.flush(batch_of(router, dataset(), now))
     first = snapshot(store)
@@ -91,7 +91,8 @@ def test_duplicate_delivery_leaves_identical_results(store: Store) -> None:
 
 
 def test_queries_return_the_expected_numbers(store: Store) -> None:
-    Flusher(store.backend, store.db, "sink@test").flush(batch_of(router_for(store), dataset(), int(time.time())))
+    Flusher(store.backend, store.db, "sink@test", "Asia/Shanghai").flush(
+        batch_of(router_for(store), dataset(), int(time.time())))
     b, db = store.backend, store.db
 
     last300 = max(s for (size, s, _, _) in ORACLE if size == 300)
@@ -143,7 +144,7 @@ def test_queries_return_the_expected_numbers(store: Store) -> None:
     assert sum(r[1] for r in per_minute) == 2000
     batches = run(b, db, "sink_batches").dicts()
     assert {r["table"] for r in batches} == {"call_events", "hangup_rates", "borrower_flags", "hangup_alerts",
-                                             "dead_letters"}
+                                             "dead_letters", "borrower_calls", "rollups"}
 
     # Freshness and the "pipeline stalled" rule read the flush log, not call_events: without
     # call_events they give the same answers.
@@ -166,7 +167,7 @@ def test_refused_and_unreadable_rows_go_to_dead_letters(store: Store) -> None:
         "hangup_alerts": json_records([missing, alert_record(6)], "alert_id"),
         "call_events": event_records(EVENTS[:300]),
     }
-    report = Flusher(store.backend, store.db, "sink@test").flush(
+    report = Flusher(store.backend, store.db, "sink@test", "Asia/Shanghai").flush(
         batch_of(router_for(store), records, int(time.time())))
     assert store.count("borrower_flags") == 50 and store.count("call_events") == 300
     assert store.count("hangup_rates") == 1 and store.count("hangup_alerts") == 1
