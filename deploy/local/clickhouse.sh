@@ -25,17 +25,8 @@ install() {
 }
 
 write_config() {
-  mkdir -p "$DIR/data/tmp" "$DIR/data/user_files" "$DIR/data/format_schemas" "$DIR/log"
-  # Start from the packaged config; point every path into $DIR, drop TLS ports and the
-  # interserver port (single node), pin our ports.
-  sed -e "s#/var/lib/clickhouse/#$DIR/data/#g" \
-      -e "s#/var/log/clickhouse-server/#$DIR/log/#g" \
-      -e "/<tcp_port_secure>/d" -e "/<https_port>/d" -e "/<interserver_http_port>/d" \
-      -e "s#<tcp_port>9000</tcp_port>#<tcp_port>$CH_TCP_PORT</tcp_port>#" \
-      -e "s#<http_port>8123</http_port>#<http_port>$CH_HTTP_PORT</http_port>#" \
-      -e "s#<listen_host>::1</listen_host>##" \
-      -e "s#<level>trace</level>#<level>warning</level>#" \
-      /etc/clickhouse-server/config.xml > "$DIR/config.xml"
+  # The packaged config with every path in $DIR and our ports; no interserver port (single node).
+  ch_config "$DIR" "$CH_TCP_PORT" "$CH_HTTP_PORT" -e "/<interserver_http_port>/d"
   if [ -n "$CH_TLS_PORT" ]; then
     : "${CH_TLS_CERT:?CH_TLS_PORT needs CH_TLS_CERT (server certificate, PEM)}"
     : "${CH_TLS_KEY:?CH_TLS_PORT needs CH_TLS_KEY (server key, PEM)}"
@@ -46,35 +37,7 @@ write_config() {
         -e "s#<privateKeyFile>/etc/clickhouse-server/server.key</privateKeyFile>#<privateKeyFile>$CH_TLS_KEY</privateKeyFile>#" \
         -e "/<dhParamsFile>/d" "$DIR/config.xml"
   fi
-  local gpw="${HANGWATCH_GRAFANA_CH_PASSWORD:-grafana}"
-  cat > "$DIR/users.xml" <<USERS
-<?xml version="1.0"?>
-<yandex>
-  <profiles>
-    <default><max_memory_usage>4000000000</max_memory_usage><load_balancing>random</load_balancing></default>
-    <!-- readonly=2: SELECT only, but SET of settings such as max_execution_time is allowed. -->
-    <grafana_ro><readonly>2</readonly><max_execution_time>60</max_execution_time></grafana_ro>
-  </profiles>
-  <users>
-    <default>
-      <password></password>
-      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-      <profile>default</profile><quota>default</quota>
-    </default>
-    <grafana>
-      <password_sha256_hex>$(printf '%s' "$gpw" | sha256sum | cut -d' ' -f1)</password_sha256_hex>
-      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-      <profile>grafana_ro</profile><quota>default</quota>
-    </grafana>
-  </users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-USERS
-  sed -i "s#<users_config>users.xml</users_config>#<users_config>$DIR/users.xml</users_config>#" "$DIR/config.xml"
-}
-
-server_bin() {
-  if command -v clickhouse-server >/dev/null; then echo clickhouse-server; else echo "/usr/bin/clickhouse server"; fi
+  ch_users "$DIR" "<ip>127.0.0.1</ip><ip>::1</ip>"
 }
 
 start() {
@@ -83,7 +46,7 @@ start() {
   write_config
   log "starting ClickHouse on 127.0.0.1:$CH_TCP_PORT (native) / :$CH_HTTP_PORT (http); logs in $DIR/log"
   # shellcheck disable=SC2046
-  nohup $(server_bin) --config-file="$DIR/config.xml" >"$DIR/server.out" 2>&1 &
+  nohup $(ch_server_bin) --config-file="$DIR/config.xml" >"$DIR/server.out" 2>&1 &
   echo $! >"$PIDFILE"
   local port
   for port in "$CH_TCP_PORT" $CH_TLS_PORT; do

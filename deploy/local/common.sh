@@ -46,3 +46,87 @@ start_services() {
     fi
   done
 }
+
+# ch_config DIR TCP_PORT HTTP_PORT [SED_ARG...]: DIR/config.xml, the packaged ClickHouse server
+# config with every path in DIR (folders created), the native and HTTP ports pinned, no TLS ports, the
+# users file DIR/users.xml and a warnings-only log; extra sed arguments (-e EXPR) apply too.
+ch_config() {
+  local dir=$1 tcp=$2 http=$3
+  shift 3
+  mkdir -p "$dir/data/tmp" "$dir/data/user_files" "$dir/data/format_schemas" "$dir/log"
+  sed -e "s#/var/lib/clickhouse/#$dir/data/#g" \
+      -e "s#/var/log/clickhouse-server/#$dir/log/#g" \
+      -e "/<tcp_port_secure>/d" -e "/<https_port>/d" \
+      -e "s#<tcp_port>9000</tcp_port>#<tcp_port>$tcp</tcp_port>#" \
+      -e "s#<http_port>8123</http_port>#<http_port>$http</http_port>#" \
+      -e "s#<listen_host>::1</listen_host>##" \
+      -e "s#<level>trace</level>#<level>warning</level>#" \
+      -e "s#<users_config>users.xml</users_config>#<users_config>$dir/users.xml</users_config>#" \
+      "$@" /etc/clickhouse-server/config.xml > "$dir/config.xml"
+}
+
+# ch_users DIR NETWORKS: DIR/users.xml with the users `default` (no password) and `grafana`
+# (readonly=2: may read and change max_execution_time, never write; password from
+# HANGWATCH_GRAFANA_CH_PASSWORD, default `grafana` for local stacks only), both accepted from
+# NETWORKS (<ip>...</ip> elements).
+ch_users() {
+  local dir=$1 networks=$2 gpw="${HANGWATCH_GRAFANA_CH_PASSWORD:-grafana}"
+  cat > "$dir/users.xml" <<USERS
+<?xml version="1.0"?>
+<yandex>
+  <profiles>
+    <default><max_memory_usage>4000000000</max_memory_usage><load_balancing>random</load_balancing></default>
+    <!-- readonly=2: SELECT only, but SET of settings such as max_execution_time is allowed. -->
+    <grafana_ro><readonly>2</readonly><max_execution_time>60</max_execution_time></grafana_ro>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks>$networks</networks>
+      <profile>default</profile><quota>default</quota>
+    </default>
+    <grafana>
+      <password_sha256_hex>$(printf '%s' "$gpw" | sha256sum | cut -d' ' -f1)</password_sha256_hex>
+      <networks>$networks</networks>
+      <profile>grafana_ro</profile><quota>default</quota>
+    </grafana>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+USERS
+}
+
+# ch_server_bin: the ClickHouse server command (the Debian package's, or the bundled binary).
+ch_server_bin() {
+  if command -v clickhouse-server >/dev/null; then echo clickhouse-server; else echo "/usr/bin/clickhouse server"; fi
+}
+
+# log4j_config FILE LOG: a log4j 1 (reload4j) config for the Java services (Kafka, ZooKeeper):
+# warnings and errors to LOG.
+log4j_config() {
+  cat > "$1" <<L4J
+log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+L4J
+}
+
+# kafka_common_properties RF MIN_ISR: the server.properties lines every local broker shares: topics
+# only from the registry, the internal topics with RF replicas and MIN_ISR in-sync replicas.
+kafka_common_properties() {
+  cat <<PROPS
+num.partitions=1
+# Topics come from the project's registry, never from a typo in a producer.
+auto.create.topics.enable=false
+offsets.topic.replication.factor=$1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=$1
+transaction.state.log.min.isr=$2
+# Test/dev setting: production keeps the default 3000 ms (see README, Production settings).
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+log.segment.bytes=67108864
+PROPS
+}

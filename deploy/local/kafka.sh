@@ -45,17 +45,7 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=$protomap
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DIR/data
-num.partitions=1
-# Topics come from the project's registry, never from a typo in a producer.
-auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-# Test/dev setting: production keeps the default 3000 ms (see README, Production settings).
-group.initial.rebalance.delay.ms=0
-log.retention.hours=168
-log.segment.bytes=67108864
+$(kafka_common_properties 1 1)
 PROPS
   if [ -n "$KAFKA_SASL_SSL_PORT" ]; then
     : "${KAFKA_SSL_CERT_PEM:?KAFKA_SASL_SSL_PORT needs KAFKA_SSL_CERT_PEM (server certificate chain, PEM)}"
@@ -69,13 +59,7 @@ listener.name.sasl_ssl.ssl.keystore.location=$DIR/keystore.pem
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 PROPS
   fi
-  cat > "$DIR/log4j.properties" <<'L4J'
-log4j.rootLogger=WARN, file
-log4j.appender.file=org.apache.log4j.FileAppender
-log4j.appender.file.File=${kafka.logs.dir}/server.log
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-L4J
+  log4j_config "$DIR/log4j.properties" '${kafka.logs.dir}/server.log'
 }
 
 start() {
