@@ -175,17 +175,46 @@ def icc_anova(clusters: Sequence[tuple[int, int]]) -> float:
     cl = [(k, m) for k, m in clusters if m > 0]
     for k, m in cl:
         _check(k, m)
-    g = len(cl)
-    total = sum(m for _, m in cl)
-    if g < 2 or total <= g:
+    return icc_from_sums(ClusterSums(len(cl), sum(m for _, m in cl), sum(k for k, _ in cl),
+                                     sum(k * k / m for k, m in cl), sum(m * m for _, m in cl)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterSums:
+    """What icc_anova needs of the clusters (those with at least one unit), as a query can sum
+    them: g clusters, n = Σ m_i units, y = Σ k_i successes, between = Σ k_i² / m_i, m2 = Σ m_i²."""
+
+    g: int
+    n: int
+    y: int
+    between: float
+    m2: int
+
+    @property
+    def mean_size(self) -> float:
+        """The size-weighted mean cluster size Σ m_i² / Σ m_i: the m̄ of Kish's design effect
+        for clusters of unequal size (a unit's expected cluster size; >= the plain mean)."""
+        return self.m2 / self.n if self.n else 1.0
+
+
+def icc_from_sums(s: ClusterSums) -> float:
+    """icc_anova from the clusters' sums (ClusterSums)."""
+    if s.g < 2 or s.n <= s.g:
         raise ValueError("need at least two clusters and more units than clusters")
-    ys = sum(k for k, _ in cl)
-    between = sum(k * k / m for k, m in cl)
-    msb = (between - ys * ys / total) / (g - 1)
-    msw = (ys - between) / (total - g)
-    m0 = (total - sum(m * m for _, m in cl) / total) / (g - 1)
+    msb = (s.between - s.y * s.y / s.n) / (s.g - 1)
+    msw = (s.y - s.between) / (s.n - s.g)
+    m0 = (s.n - s.m2 / s.n) / (s.g - 1)
     denom = msb + (m0 - 1.0) * msw
     return (msb - msw) / denom if denom > 0 else 0.0
+
+
+def estimated_design_effect(s: ClusterSums) -> float:
+    """Kish's design effect for one rate from its clusters' sums: 1 + (m̄ - 1) × ICC with m̄ the
+    size-weighted mean cluster size and the ANOVA ICC (negative ICC: 1). 1.0 when there are too
+    few clusters or units to estimate the correlation (every borrower called once: independent)."""
+    if s.g < 2 or s.n <= s.g:
+        return 1.0
+    return design_effect(max(1.0, s.mean_size), icc_from_sums(s))
 
 
 # --- stratified comparison (Cochran-Mantel-Haenszel) ---------------------------------------

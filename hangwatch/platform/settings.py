@@ -280,6 +280,36 @@ def _default_sink_topics() -> dict[str, str]:
             "borrower_flags": BORROWER_FLAGS, "hangup_alerts": HANGUP_ALERTS}
 
 
+class AnalyticsSettings(BaseModel):
+    """Comparisons and the best time to call (`hangwatch query compare`, `hangwatch query
+    best-times`, the remedies dashboard and the report; docs/analytics.md)."""
+
+    # Confidence of every interval, and 1 - the p-value a difference is called significant at.
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # The change the sample-size figure is for: a relative change of the reference group's
+    # rate (0.2: a fifth fewer hang-ups, e.g. 30 % -> 24 %), two-sided, at `power`.
+    detect_relative_change: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8
+    # Calls of one borrower are not independent (docs/analytics.md, "Borrowers"). None: the
+    # design effect of each rate is estimated from the borrowers' calls in the range
+    # (borrower_calls; Kish, 1 + (m - 1) x ICC); a number >= 1 fixes it (1 = calls independent).
+    # Panels, which run on the dashboards' time range without the estimate, use this number or 1.
+    design_effect: Annotated[float, Field(ge=1)] | None = None
+    # Before/after a rollout: days on either side of the rollout date.
+    rollout_days: Annotated[int, Field(ge=1)] = 14
+    # Warn that the mix shifted when the credit grade x campaign shares differ between the
+    # periods at this significance AND one share moved by at least min_share_change.
+    mix_shift_alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    mix_shift_min_share_change: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    # Best time to call: a local weekday x hour slot is judged with at least these many attempts
+    # and connected calls (the minimum sample), and the best `best_time_top` are recommended.
+    best_time_min_attempts: Annotated[int, Field(ge=1)] = 200
+    best_time_min_connected: Annotated[int, Field(ge=0)] = 50
+    best_time_top: Annotated[int, Field(ge=1)] = 3
+    # Days of calls the best-time recommendation reads (ending now) when no range is given.
+    best_time_days: Annotated[int, Field(ge=1)] = 28
+
+
 class GrafanaSettings(BaseModel):
     """Thresholds of Grafana's own alert rules (the stream's spike rule has its own: alerts.*);
     used when the dashboards and rules are generated (`hangwatch grafana dashboards|deploy`)."""
@@ -345,6 +375,7 @@ class Settings(BaseSettings):
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     metrics_port: int | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # The one time zone (IANA name) of everything people type and read: times without an offset

@@ -23,7 +23,8 @@ Rules every query follows:
 
 Modules: frame (time and filter abstraction), registry (Query, Param, Context, render),
 params (shared parameters), expr (building blocks), and the queries by subject: rates,
-events, flags, health, review (the review list, the report's comparison and flag trend).
+events, flags, health, review (the review list, the report's comparison and flag trend),
+remedies (comparing groups and periods, the best time to call: docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from hangwatch.sinks.backends.base import Backend, Result
-from hangwatch.sinks.catalogue import events, flags, health, rates, review  # noqa: F401  (they register their queries)
+from hangwatch.sinks.catalogue import events, flags, health, rates, remedies, review  # noqa: F401  (they register)
 from hangwatch.sinks.catalogue.frame import FixedFrame, Frame, FrameError, MacroFrame, step_for
 from hangwatch.sinks.catalogue.registry import Context, Param, Query, QueryError, catalogue, get, render
 
