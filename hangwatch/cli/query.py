@@ -14,7 +14,10 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer._click.core import Context as ClickContext  # the click typer bundles
+from typer.core import TyperCommand
 
+from hangwatch.cli import remedies
 from hangwatch.cli.common import fail, fail_text, parse_when, settings, since_before_until, words
 from hangwatch.i18n import Words
 from hangwatch.platform.timeparse import TIME_FORMS, local_zone
@@ -50,7 +53,10 @@ def query(
     = Format.table,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Current rates, rolling rates, flagged borrowers, alerts, dead letters, freshness, and every panel's query."""
+    """Current rates, rolling rates, flagged borrowers, alerts, dead letters, freshness, and every panel's query.
+
+    Also: `hangwatch query compare` (is a difference between two groups, or before and after a rollout, real?)
+    and `hangwatch query best-times` (when to call each segment); see their --help."""
     if name is None:
         _list()
         return
@@ -172,5 +178,18 @@ def _evidence(raw: str) -> str:
     return "\n".join(lines)
 
 
+class _QueryCommand(TyperCommand):
+    """`hangwatch query NAME` runs a catalogue query; `hangwatch query compare` and `hangwatch
+    query best-times` are commands of their own (hangwatch.cli.remedies) with their own options."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: ClickContext | None = None,
+                     **extra: Any) -> ClickContext:
+        subcommands = remedies.commands()
+        if args and args[0] in subcommands:
+            command = typer.main.get_command(subcommands[args[0]])
+            return command.make_context(f"{info_name} {args[0]}", args[1:], parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("query")(query)
+    app.command("query", cls=_QueryCommand)(query)

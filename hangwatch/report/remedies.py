@@ -1,0 +1,223 @@
+"""Intervention impact and the best time to call (issue 16, docs/analytics.md): the catalogue's
+counts (hangwatch.sinks.catalogue.remedies, from the rollups) judged by hangwatch.analytics.stats.
+Used by `hangwatch query compare`, `hangwatch query best-times` and the report.
+
+Two modes of comparison:
+- groups: two sets of values of one factor (script versions, pre-notified or not, robot or
+  human, credit-grade tiers...) over one range;
+- rollout: the same calls before and after a rollout date (`days` on either side).
+Each gives, per rate (hang-up, decline, contact), the counts, the difference b - a with its
+interval and the two-proportion test's p-value, the units per group needed to detect the
+change of `analytics.detect_relative_change`, and a Cochran-Mantel-Haenszel estimate
+stratified by credit grade x campaign; the rollout mode also tests whether that mix shifted.
+
+Calls of one borrower are not independent: every count is divided by the rate's design
+effect (Kish: 1 + (m - 1) x ICC, m the size-weighted mean calls per borrower, ICC estimated
+from the borrowers' calls in the range, borrower_calls), or by analytics.design_effect when set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from hangwatch.analytics import stats
+from hangwatch.platform.settings import Settings
+from hangwatch.sinks.backends.base import Backend
+from hangwatch.sinks.catalogue import Context, FixedFrame, run
+from hangwatch.sinks.catalogue.remedies import FACTORS, FILTERS, RATES, SEGMENTS
+
+# A factor's two groups when the command names none: (reference a, judged b).
+NATURAL_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "pre_notified": (("false",), ("true",)),
+    "channel": (("robot",), ("human",)),
+    "first_time_borrower": (("false",), ("true",)),
+}
+_SECOND = timedelta(seconds=1)
+
+
+class RemedyError(ValueError):
+    """A comparison that cannot be made as asked (unknown factor, a group with no calls...)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateComparison:
+    rate: str  # hangup_rate, decline_rate, contact_rate
+    unit: str  # what n counts: connected or attempts
+    result: stats.ProportionComparison
+    needed_per_group: int | None  # units per group to detect analytics.detect_relative_change
+    stratified: stats.StratifiedComparison
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Comparison:
+    mode: str  # "groups" or "rollout"
+    factor: str  # the factor of the groups; "period" for a rollout
+    a: tuple[str, ...]  # the reference group's values (rollout: "before")
+    b: tuple[str, ...]
+    a_range: tuple[datetime, datetime]  # [start, end) of each group's calls
+    b_range: tuple[datetime, datetime]
+    filters: dict[str, tuple[str, ...]]
+    rates: list[RateComparison]
+    design_effects: dict[str, float]  # per rate
+    design_effect_source: str  # "estimated" (borrower_calls) or "setting"
+    strata: tuple[str, ...]  # what the stratified estimate is stratified by
+    mix: stats.MixShift | None  # rollout: did the credit grade x campaign mix shift
+    detect_relative_change: float
+    confidence: float
+    power: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _frame(start: datetime, end: datetime, filters: Mapping[str, Sequence[str]]) -> FixedFrame:
+    # The rollups read whole minutes up to and including the end's minute: an end one second
+    # before a boundary keeps the boundary's minute out (the next range starts there).
+    return FixedFrame(start, end - _SECOND, 3600, {k: list(v) for k, v in filters.items()})
+
+
+def _check_filters(filters: Mapping[str, Sequence[str]]) -> None:
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise RemedyError(f"cannot filter on {', '.join(unknown)}; filters: {', '.join(FILTERS)}")
+
+
+def design_effects(backend: Backend, settings: Settings, db: str, start: datetime, end: datetime,
+                   filters: Mapping[str, Sequence[str]], factor: str = "all",
+                   groups: Iterable[str] = ()) -> tuple[dict[str, float], str]:
+    """The design effect of each rate over [start, end): the setting, or estimated from the
+    borrowers' calls (borrower_calls) of the filtered groups."""
+    fixed = settings.analytics.design_effect
+    if fixed is not None:
+        return dict.fromkeys(RATES, float(fixed)), "setting"
+    ctx = Context.of(settings, _frame(start, end, filters), db)
+    row = run(backend, "borrower_clustering", ctx, factor=factor, groups=",".join(groups)).dicts()
+    out = {}
+    for rate in RATES:
+        p = rate.removesuffix("_rate")
+        r = row[0] if row else {}
+        sums = stats.ClusterSums(int(r.get(f"{p}_borrowers") or 0), int(r.get(f"{p}_units") or 0),
+                                 int(r.get(f"{p}_successes") or 0), float(r.get(f"{p}_between") or 0.0),
+                                 int(r.get(f"{p}_m2") or 0))
+        out[rate] = stats.estimated_design_effect(sums)
+    return out, "estimated"
+
+
+Counts = dict[str, int]
+# (stratum) -> counts
+StrataCounts = dict[tuple[str, ...], Counts]
+
+
+def _add(into: Counts, row: Mapping[str, Any]) -> None:
+    for c in ("attempts", "connected", "hung_up", "declined"):
+        into[c] = into.get(c, 0) + int(row[c] or 0)
+
+
+def _rates(a: StrataCounts, b: StrataCounts, deffs: Mapping[str, float], settings: Settings) -> list[RateComparison]:
+    an = settings.analytics
+    out = []
+    for rate, (k, n) in RATES.items():
+        ka, na = (sum(c.get(x, 0) for c in a.values()) for x in (k, n))
+        kb, nb = (sum(c.get(x, 0) for c in b.values()) for x in (k, n))
+        deff = deffs[rate]
+        result = stats.compare_proportions(ka, na, kb, nb, confidence=an.confidence, design_effect=deff)
+        needed = None
+        if result.rate_a is not None and 0.0 < result.rate_a < 1.0:
+            try:
+                needed = stats.sample_size_per_group(result.rate_a, relative_change=-an.detect_relative_change,
+                                                     alpha=1.0 - an.confidence, power=an.power, design_effect=deff)
+            except ValueError:
+                needed = None
+        strata = [stats.Stratum(" × ".join(key), a.get(key, {}).get(k, 0), a.get(key, {}).get(n, 0),
+                                b.get(key, {}).get(k, 0), b.get(key, {}).get(n, 0)) for key in sorted(set(a) | set(b))]
+        out.append(RateComparison(rate, n, result, needed,
+                                  stats.cmh(strata, confidence=an.confidence, design_effect=deff)))
+    return out
+
+
+def compare_groups(backend: Backend, settings: Settings, db: str, factor: str, a: Sequence[str], b: Sequence[str],
+                   start: datetime, end: datetime, filters: Mapping[str, Sequence[str]] | None = None) -> Comparison:
+    """Group a (values `a` of `factor`) against group b over [start, end)."""
+    filters = dict(filters or {})
+    _check_filters(filters)
+    if factor not in FACTORS:
+        raise RemedyError(f"cannot compare by {factor!r}; factors: {', '.join(FACTORS)}")
+    if not a or not b or set(a) & set(b):
+        raise RemedyError("give two groups of values with none in both")
+    ctx = Context.of(settings, _frame(start, end, filters), db)
+    rows = run(backend, "compare_counts", ctx, factor=factor).dicts()
+    strata = tuple(s for s in ("credit_grade", "campaign") if s != factor)
+    seen = sorted({str(r["grp"]) for r in rows})
+    groups: tuple[StrataCounts, StrataCounts] = ({}, {})
+    for r in rows:
+        side = 0 if r["grp"] in a else 1 if r["grp"] in b else None
+        if side is not None:
+            _add(groups[side].setdefault(tuple(str(r[s]) for s in strata), {}), r)
+    for values, counts in ((a, groups[0]), (b, groups[1])):
+        if not counts:
+            raise RemedyError(f"no calls with {factor} in {', '.join(values)} in the range; values with calls: "
+                              f"{', '.join(seen) or 'none'}")
+    deffs, source = design_effects(backend, settings, db, start, end, filters, factor, (*a, *b))
+    an = settings.analytics
+    return Comparison("groups", factor, tuple(a), tuple(b), (start, end), (start, end),
+                      {k: tuple(v) for k, v in filters.items()}, _rates(groups[0], groups[1], deffs, settings),
+                      deffs, source, strata, None, an.detect_relative_change, an.confidence, an.power)
+
+
+def compare_rollout(backend: Backend, settings: Settings, db: str, rollout: datetime, days: int, now: datetime,
+                    filters: Mapping[str, Sequence[str]] | None = None) -> Comparison:
+    """The calls of the `days` before `rollout` against those of the `days` after (up to now)."""
+    filters = dict(filters or {})
+    _check_filters(filters)
+    before = (rollout - timedelta(days=days), rollout)
+    after = (rollout, min(rollout + timedelta(days=days), now))
+    if after[1] <= after[0]:
+        raise RemedyError("the rollout is in the future: there are no calls after it yet")
+    periods: list[StrataCounts] = []
+    for start, end in (before, after):
+        ctx = Context.of(settings, _frame(start, end, filters), db)
+        counts: StrataCounts = {}
+        for r in run(backend, "compare_counts", ctx, factor="credit_grade").dicts():
+            _add(counts.setdefault((str(r["grp"]), str(r["campaign"])), {}), r)
+        periods.append(counts)
+    for name, counts in zip(("before", "after"), periods, strict=True):
+        if not counts:
+            raise RemedyError(f"no calls {name} the rollout in the range")
+    deffs, source = design_effects(backend, settings, db, before[0], after[1], filters)
+    an = settings.analytics
+    mix = stats.mix_shift({" × ".join(k): c["attempts"] for k, c in periods[0].items()},
+                          {" × ".join(k): c["attempts"] for k, c in periods[1].items()},
+                          alpha=an.mix_shift_alpha, min_share_change=an.mix_shift_min_share_change)
+    return Comparison("rollout", "period", ("before",), ("after",), before, after,
+                      {k: tuple(v) for k, v in filters.items()}, _rates(periods[0], periods[1], deffs, settings),
+                      deffs, source, ("credit_grade", "campaign"), mix, an.detect_relative_change, an.confidence,
+                      an.power)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SegmentBestTimes:
+    segment: str  # the segment's dimension (all, credit_grade, ...)
+    value: str  # its value
+    best: stats.BestTimes
+
+
+def best_times(backend: Backend, settings: Settings, db: str, segment: str, start: datetime, end: datetime,
+               filters: Mapping[str, Sequence[str]] | None = None) -> list[SegmentBestTimes]:
+    """Contact and hang-up rate per local weekday x hour for each value of the segment, with
+    the recommended slots (analytics.best_time_*: the minimum sample and how many)."""
+    filters = dict(filters or {})
+    _check_filters(filters)
+    if segment not in SEGMENTS:
+        raise RemedyError(f"no segment {segment!r}; segments: {', '.join(SEGMENTS)}")
+    ctx = Context.of(settings, _frame(start, end, filters), db)
+    cells: dict[str, list[stats.SlotCounts]] = {}
+    for r in run(backend, "best_time_slots", ctx, segment=segment).dicts():
+        cells.setdefault(str(r["segment"]), []).append(stats.SlotCounts(
+            int(r["weekday"]) - 1, int(r["hour"]), int(r["attempts"]), int(r["connected"]), int(r["hung_up"])))
+    an = settings.analytics
+    return [SegmentBestTimes(segment, value, stats.best_times(
+        c, min_attempts=an.best_time_min_attempts, min_connected=an.best_time_min_connected, top=an.best_time_top,
+        confidence=an.confidence)) for value, c in sorted(cells.items())]
