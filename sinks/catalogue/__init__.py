@@ -13,8 +13,8 @@ times alike.
 
 Rules every query follows:
 - exact before merges: window counts (expr.current_cells) and versioned rows (flags, alerts,
-  dead letters) with argMax(..., version) grouped by their key, never FINAL; call_events,
-  whose copies are identical, with FINAL until the dashboards read rollups (issue 14);
+  dead letters) and the rollups (rollup.rollup_rows) with argMax(..., version) grouped by
+  their key, never FINAL; raw events only for one borrower (borrower_calls, LIMIT 1 BY);
 - rates are derived from summed counts, never averaged; outcome sets come from the contract;
 - one SQL for ClickHouse 18.16 and current versions alike, for Grafana too (no window
   functions, toStartOfInterval or $__timeInterval, JSONExtract*, WITH FILL, tuples as
@@ -22,9 +22,11 @@ Rules every query follows:
   values are literals (sinks.sql.literal), times toDateTime(epoch, 'UTC').
 
 Modules: frame (time and filter abstraction), registry (Query, Param, Context, render),
-params (shared parameters), expr (building blocks), and the queries by subject: rates,
-events, flags, health, review (the review list, the report's comparison and flag trend),
-remedies (comparing groups and periods, the best time to call: docs/analytics.md).
+params (shared parameters), expr (building blocks), rollup (reading a range from the
+rollups), and the queries by subject: rates (the stream's window cells), events (the live
+dashboard's rates and breakdowns, from the rollups), flags, health, review (the review list,
+the report's comparison and flag trend), borrowers (one borrower's calls), remedies
+(comparing groups and periods, the best time to call: docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ from __future__ import annotations
 from typing import Any
 
 from hangwatch.sinks.backends.base import Backend, Result
-from hangwatch.sinks.catalogue import events, flags, health, rates, remedies, review  # noqa: F401  (they register)
+from hangwatch.sinks.catalogue import (  # noqa: F401  (they register)
+    borrowers,
+    events,
+    flags,
+    health,
+    rates,
+    remedies,
+    review,
+)
 from hangwatch.sinks.catalogue.frame import FixedFrame, Frame, FrameError, MacroFrame, step_for
 from hangwatch.sinks.catalogue.registry import Context, Param, Query, QueryError, catalogue, get, render
 

@@ -1,42 +1,44 @@
-"""Queries over the stored calls (call_events FINAL: one row per event_id): the live
-dashboard's rates and breakdowns, the report's tables and the hang-up spike alert rule.
-Every rate comes with the counts it was derived from: nobody should read a rate from 3 calls."""
+"""The live dashboard's rates and breakdowns, the report's tables and the hang-up spike alert
+rule, read from the rollups (sinks.catalogue.rollup: whole days, hours and minutes kept by the
+sink; never call_events, never FINAL). Every rate comes with the counts it was derived from:
+nobody should read a rate from 3 calls. Counts are summed first and rates derived from the
+sums; 18.16 resolves a column inside an aggregate to a same-named output alias (code 184), so
+the rollup columns are c_<count> and the outputs their plain names."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from hangwatch.schemas.call_outcome import CONNECTED_OUTCOMES
 from hangwatch.sinks.catalogue import params
-from hangwatch.sinks.catalogue.expr import (
+from hangwatch.sinks.catalogue.expr import STAGE_ARRAY
+from hangwatch.sinks.catalogue.registry import Context, Param, query
+from hangwatch.sinks.catalogue.rollup import (
     CONNECTED,
     CONTACT_RATE,
     DECLINE_RATE,
     HANGUP_RATE,
     REFUSAL_RATE,
-    STAGE_ARRAY,
-    outcome_list,
+    rollup_rows,
+    series_time,
+    snapped_step,
 )
-from hangwatch.sinks.catalogue.registry import Context, Param, query
 from hangwatch.sinks.sql import literal
 
-# The dashboards' template variables: call_events columns a panel can be filtered on.
+# The dashboards' template variables: rollup (and call_events) columns a panel can be filtered on.
 VARIABLES: Final = ("branch", "campaign", "channel", "script_version")
 
-# Comparison dimensions: name -> SQL expression giving a readable value. Nullable columns
-# show the records' "(none)" (schemas.records.NONE_VALUE) instead of NULL.
+# Comparison factors: name -> (rollup facet, SQL giving a readable value from its columns).
 COMPARISONS: Final = {
-    "script_version": "ifNull(script_version, '(none)')",
-    "channel": "toString(channel)",
-    "credit_grade": "ifNull(credit_grade, '(none)')",
-    "pre_notified": "if(pre_notified = 1, 'pre-notified', 'not notified')",
-    "first_time_borrower": ("multiIf(first_time_borrower IS NULL, '(none)', first_time_borrower = 1, "
-                            "'first-time', 'repeat')"),
+    "script_version": ("all", "script_version"),
+    "channel": ("all", "channel"),
+    "credit_grade": ("profile", "credit_grade"),
+    "pre_notified": ("profile", "if(pre_notified = 'true', 'pre-notified', 'not notified')"),
+    "first_time_borrower": ("profile", "multiIf(first_time_borrower = '(none)', '(none)', "
+                                       "first_time_borrower = 'true', 'first-time', 'repeat')"),
 }
 
-
 # Sample sizes and the two headline rates, as every summary shows them.
-_HEADLINE: Final = f"""count() AS attempts,
+_HEADLINE: Final = f"""sum(c_attempts) AS attempts,
   {CONNECTED} AS connected,
   {HANGUP_RATE} AS hangup_rate,
   {DECLINE_RATE} AS decline_rate"""
@@ -47,18 +49,13 @@ def _filters(ctx: Context) -> str:
     return " AND ".join(ctx.frame.any_of(v, v) for v in VARIABLES)
 
 
-def _where(ctx: Context, extra: str = "") -> str:
-    where = f"{ctx.frame.time_filter('occurred_at')} AND {_filters(ctx)}"
-    return f"{where} AND {extra}" if extra else where
-
-
 @query("variable_values", "Distinct values of a dashboard variable seen in the time range.",
        Param("variable", "branch", "a dashboard variable", str, lambda ctx: VARIABLES), time="range", since="6h")
 def variable_values(ctx: Context, variable: str) -> str:
-    # toString: channel is an Enum8 and script_version is Nullable; the value is what the
-    # panels' `column IN (...)` filters compare with.
-    return (f"SELECT DISTINCT toString({variable}) AS value FROM {ctx.db}.call_events "
-            f"WHERE {ctx.frame.time_filter('occurred_at')} AND {variable} IS NOT NULL ORDER BY value")
+    # The value is what the panels' `column IN (...)` filters compare with; calls without a
+    # script version ('(none)') are not a choice, as before.
+    return (f"SELECT DISTINCT {variable} AS value FROM {rollup_rows(ctx, columns=('attempts',))} "
+            f"WHERE {variable} != '(none)' ORDER BY value")
 
 
 @query("live_summary", "Attempts, connected calls, hang-up and decline rate over the range.", time="range",
@@ -67,22 +64,21 @@ def live_summary(ctx: Context) -> str:
     return f"""
 SELECT
   {_HEADLINE}
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx)}
+FROM {rollup_rows(ctx, where=_filters(ctx))}
 """.strip()
 
 
 @query("rates_over_time", "Hang-up, decline, refusal and contact rate per interval.", time="range", since="6h")
 def rates_over_time(ctx: Context) -> str:
+    step = snapped_step(ctx.frame.interval_s())
     return f"""
 SELECT
-  {ctx.frame.bucket("occurred_at")} AS time,
+  {series_time(ctx, step)} AS time,
   {HANGUP_RATE} AS `hang-up rate`,
   {DECLINE_RATE} AS `decline rate`,
   {REFUSAL_RATE} AS `refusal rate`,
   {CONTACT_RATE} AS `contact rate`
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx)}
+FROM {rollup_rows(ctx, where=_filters(ctx), step=step)}
 GROUP BY time
 ORDER BY time
 """.strip()
@@ -91,31 +87,29 @@ ORDER BY time
 # Long format (time, branch, value): Grafana turns it into one series per branch.
 @query("hangup_rate_by_branch", "Hang-up rate per branch and interval.", time="range", since="6h")
 def hangup_rate_by_branch(ctx: Context) -> str:
+    step = snapped_step(ctx.frame.interval_s())
     return f"""
 SELECT
-  {ctx.frame.bucket("occurred_at")} AS time,
+  {series_time(ctx, step)} AS time,
   branch,
   {HANGUP_RATE} AS hangup_rate
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx)}
+FROM {rollup_rows(ctx, where=_filters(ctx), step=step)}
 GROUP BY time, branch
 ORDER BY time, branch
 """.strip()
 
 
 def _hour_columns(tz: str) -> str:
-    connected = outcome_list(CONNECTED_OUTCOMES)
     cols = []
     for h in range(24):
-        hour = f"toHour(occurred_at, {literal(tz)}) = {h}"
-        cols.append(f"  countIf(outcome = 'hung_up' AND {hour}) / "
-                    f"nullIf(countIf(outcome IN {connected} AND {hour}), 0) AS `{h:02d}`")
+        hour = f"toHour(bucket_start, {literal(tz)}) = {h}"
+        cols.append(f"  sumIf(c_hung_up, {hour}) / nullIf(sumIf(c_connected, {hour}), 0) AS `{h:02d}`")
     return ",\n".join(cols)
 
 
 # Branch x hour of day (local time) as a pivot: one row per branch, one column per hour; a
 # colour-coded table is the heatmap Grafana's heatmap panel cannot draw for a categorical y
-# axis and a non-time x axis.
+# axis and a non-time x axis. Hours and minutes only (a day row has no hour of day).
 @query("branch_hour_heatmap", "Hang-up rate by branch (rows) and local hour of day (columns).", time="range",
        since="7d")
 def branch_hour_heatmap(ctx: Context) -> str:
@@ -124,8 +118,7 @@ SELECT
   branch,
   {CONNECTED} AS connected,
 {_hour_columns(ctx.tz)}
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx)}
+FROM {rollup_rows(ctx, where=_filters(ctx), days=False)}
 GROUP BY branch
 ORDER BY branch
 """.strip()
@@ -135,14 +128,15 @@ ORDER BY branch
        Param("factor", "script_version", "the factor to compare", str, lambda ctx: tuple(COMPARISONS)),
        time="range", since="24h")
 def comparison(ctx: Context, factor: str) -> str:
+    facet, value = COMPARISONS[factor]
+    columns = ("attempts", "connected", "hung_up", "declined", "refused")
     return f"""
 SELECT
-  {COMPARISONS[factor]} AS {factor},
+  {value} AS {factor},
   {_HEADLINE},
   {REFUSAL_RATE} AS refusal_rate,
   {CONTACT_RATE} AS contact_rate
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx)}
+FROM {rollup_rows(ctx, facet, columns, where=_filters(ctx))}
 GROUP BY {factor}
 ORDER BY {factor}
 """.strip()
@@ -155,13 +149,16 @@ def hangup_stage_breakdown(ctx: Context) -> str:
     return f"""
 SELECT
   hangup_stage AS stage,
-  countIf(outcome = 'hung_up') AS hung_up,
-  countIf(outcome = 'refused') AS refused
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx, "outcome IN ('hung_up', 'refused') AND hangup_stage IS NOT NULL")}
+  sum(c_hung_up) AS hung_up,
+  sum(c_refused) AS refused
+FROM {rollup_rows(ctx, "stage", ("hung_up", "refused"), where=f"{_filters(ctx)} AND hangup_stage != '(none)'")}
 GROUP BY stage
+HAVING hung_up + refused > 0
 ORDER BY indexOf({STAGE_ARRAY}, stage), stage
 """.strip()
+
+
+_AGENT_COUNTS: Final = ("attempts", "connected", "hung_up")
 
 
 @query("top_agents", "Agents with the highest hang-up rate (at least alerts.min_connected connected calls).",
@@ -171,11 +168,10 @@ def top_agents(ctx: Context, limit: int) -> str:
 SELECT
   agent_id,
   branch,
-  count() AS attempts,
+  sum(c_attempts) AS attempts,
   {CONNECTED} AS connected,
   {HANGUP_RATE} AS hangup_rate
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx, "agent_id IS NOT NULL")}
+FROM {rollup_rows(ctx, "agent", _AGENT_COUNTS, where=f"{_filters(ctx)} AND agent_id != '(none)'")}
 GROUP BY agent_id, branch
 HAVING connected >= {int(ctx.min_connected)}
 ORDER BY hangup_rate DESC, connected DESC
@@ -190,8 +186,7 @@ def branch_rates(ctx: Context) -> str:
 SELECT
   branch,
   {_HEADLINE}
-FROM {ctx.db}.call_events FINAL
-WHERE {_where(ctx)}
+FROM {rollup_rows(ctx, where=_filters(ctx))}
 GROUP BY branch
 ORDER BY hangup_rate DESC, branch
 """.strip()
@@ -199,10 +194,9 @@ ORDER BY hangup_rate DESC, branch
 
 @query("events_per_minute", "Distinct events per minute of event time.", time="range", since="1h")
 def events_per_minute(ctx: Context) -> str:
-    return f"""SELECT toStartOfMinute(occurred_at) AS minute, count() AS events,
-       countIf(outcome = 'hung_up') AS hung_up, countIf(outcome = 'declined') AS declined
-FROM {ctx.db}.call_events FINAL
-WHERE {ctx.frame.time_filter("occurred_at")}
+    return f"""SELECT bucket_start AS minute, sum(c_attempts) AS events, sum(c_hung_up) AS hung_up,
+       sum(c_declined) AS declined
+FROM {rollup_rows(ctx, columns=("attempts", "hung_up", "declined"), step=str(60))}
 GROUP BY minute
 ORDER BY minute"""
 
@@ -216,8 +210,7 @@ def hangup_spike_by_branch(ctx: Context) -> str:
 SELECT
   branch,
   {HANGUP_RATE} AS hangup_rate
-FROM {ctx.db}.call_events FINAL
-WHERE {ctx.frame.time_filter("occurred_at")}
+FROM {rollup_rows(ctx, columns=("connected", "hung_up"))}
 GROUP BY branch
 HAVING {CONNECTED} >= {int(ctx.min_connected)}
 ORDER BY branch

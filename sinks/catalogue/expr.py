@@ -45,14 +45,6 @@ if tuple(DIMENSION_SQL) != tuple(DIMENSIONS):  # the contract gained or lost a d
     raise RuntimeError(f"the catalogue knows dimensions {list(DIMENSION_SQL)}, the contract has {list(DIMENSIONS)}")
 
 
-# --- rates from call_events (one row per event) ----------------------------------------
-CONNECTED: Final = f"countIf(outcome IN {CONNECTED_LIST})"
-# nullIf keeps a rate NULL (a gap, not 0) when there is nothing to divide by.
-HANGUP_RATE: Final = f"countIf(outcome = 'hung_up') / nullIf({CONNECTED}, 0)"
-DECLINE_RATE: Final = "countIf(outcome = 'declined') / nullIf(count(), 0)"
-REFUSAL_RATE: Final = f"countIf(outcome = 'refused') / nullIf({CONNECTED}, 0)"
-CONTACT_RATE: Final = f"{CONNECTED} / nullIf(count(), 0)"
-
 # --- rates from stored window counts (hangup_rates, read through current_cells) -------
 ROUNDED_RATES: Final = """if(connected > 0, round(hung_up / connected, 4), NULL) AS hangup_rate,
        if(attempts > 0, round(declined / attempts, 4), NULL) AS decline_rate,

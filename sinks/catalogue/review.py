@@ -5,17 +5,16 @@ with all four rates."""
 from __future__ import annotations
 
 from hangwatch.sinks.catalogue import params
-from hangwatch.sinks.catalogue.expr import (
+from hangwatch.sinks.catalogue.expr import EVIDENCE_ARRAYS, FLAG_COLUMNS, current_flags
+from hangwatch.sinks.catalogue.registry import Context, Param, query
+from hangwatch.sinks.catalogue.rollup import (
     CONNECTED,
     CONTACT_RATE,
     DECLINE_RATE,
-    EVIDENCE_ARRAYS,
-    FLAG_COLUMNS,
     HANGUP_RATE,
     REFUSAL_RATE,
-    current_flags,
+    rollup_rows,
 )
-from hangwatch.sinks.catalogue.registry import Context, Param, query
 
 _EVIDENCE = (*EVIDENCE_ARRAYS, "evidence_channel")
 _STATUSES = {"open": "f_status != 'resolved'", "all": "1=1"}
@@ -79,15 +78,14 @@ ORDER BY time, rule_id
 def period_summary(ctx: Context) -> str:
     return f"""
 SELECT
-  count() AS attempts,
+  sum(c_attempts) AS attempts,
   {CONNECTED} AS connected,
-  countIf(outcome = 'hung_up') AS hung_up,
-  countIf(outcome = 'declined') AS declined,
-  countIf(outcome = 'refused') AS refused,
+  sum(c_hung_up) AS hung_up,
+  sum(c_declined) AS declined,
+  sum(c_refused) AS refused,
   {HANGUP_RATE} AS hangup_rate,
   {DECLINE_RATE} AS decline_rate,
   {REFUSAL_RATE} AS refusal_rate,
   {CONTACT_RATE} AS contact_rate
-FROM {ctx.db}.call_events FINAL
-WHERE {ctx.frame.time_filter("occurred_at")}
+FROM {rollup_rows(ctx)}
 """.strip()

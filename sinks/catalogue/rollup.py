@@ -40,6 +40,14 @@ FACET_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "agent": ("agent_id",),
 }
 
+# Rates from summed counts of rollup_rows (c_<count>); NULL (a gap, not 0) when there is
+# nothing to divide by.
+CONNECTED: Final = "sum(c_connected)"
+HANGUP_RATE: Final = "sum(c_hung_up) / nullIf(sum(c_connected), 0)"
+DECLINE_RATE: Final = "sum(c_declined) / nullIf(sum(c_attempts), 0)"
+REFUSAL_RATE: Final = "sum(c_refused) / nullIf(sum(c_connected), 0)"
+CONTACT_RATE: Final = "sum(c_connected) / nullIf(sum(c_attempts), 0)"
+
 
 def utc_offset_s(tz: str) -> int:
     """The zone's current offset from UTC in seconds (Asia/Shanghai: 28800)."""
@@ -69,7 +77,7 @@ class _Bounds:
     def __init__(self, ctx: Context, hours: str, days: str) -> None:
         f = ctx.frame
         self.a = f"(intDiv(toUInt32({f.from_time()}), {MINUTE}) * {MINUTE})"
-        self.b = f"((intDiv(toUInt32({f.to_time()}), {MINUTE}) + 1) * {MINUTE})"
+        self.b = f"((intDiv(toUInt32({f.to_time('now()')}), {MINUTE}) + 1) * {MINUTE})"
         self.h1 = f"if({hours}, intDiv({self.a} + {HOUR - 1}, {HOUR}) * {HOUR}, {self.b})"
         self.h2 = f"if({hours}, intDiv({self.b}, {HOUR}) * {HOUR}, {self.b})"
         floor_day = "toUInt32(toStartOfDay(toDateTime({x}, 'UTC'), " + literal(ctx.tz) + "))"

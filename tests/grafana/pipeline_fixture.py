@@ -22,7 +22,7 @@ import orjson
 from hangwatch.schemas.call_outcome import CallOutcome, format_ts
 from hangwatch.schemas.records import OUTCOME_COUNT_FIELDS
 from hangwatch.simulator import FaultConfig, SimConfig, SpikeConfig, generate
-from hangwatch.sinks import convert, migrate, tables
+from hangwatch.sinks import convert, migrate, rollup, tables
 from hangwatch.sinks.backends.base import Backend
 from hangwatch.streams.core.flags import apply_events
 from hangwatch.streams.core.rules_config import default_rules
@@ -30,6 +30,7 @@ from testkit.fakes import FakeMessage
 from testkit.oracles.rates import dedupe, oracle_counts
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai, a Monday
+TZ = "Asia/Shanghai"  # the settings' zone in these tests: the day rollups follow its midnight
 HOURS = 4
 END = START + timedelta(hours=HOURS)
 SPIKE_BRANCH = "shanghai-pudong"
@@ -83,8 +84,12 @@ def build(backend: Backend, db: str) -> Fixture:
             ingested.setdefault(rec.event.event_id, now_s)
         else:
             dlq_rows.append(convert.dead_letter_record_row(_dead_letter(msg, rec.error_kind, rec.error_field), now_s))
-    _insert(backend, db, tables.CALL_EVENTS, event_rows)
-    _insert(backend, db, tables.CALL_EVENTS, dup_rows)
+    for rows in (event_rows, dup_rows):  # as the sink does after each flush: copies and rollups
+        _insert(backend, db, tables.CALL_EVENTS, rows)
+        _insert(backend, db, tables.BORROWER_CALLS, [_project(tables.CALL_EVENTS, tables.BORROWER_CALLS, r)
+                                                     for r in rows])
+        times = [int(r[tables.CALL_EVENTS.columns.index("occurred_at")]) for r in rows]
+        rollup.refresh(backend, db, rollup.Touched.of(times, TZ))
     _insert(backend, db, tables.DEAD_LETTERS, dlq_rows)
 
     events = dedupe(r.event for r in records if r.event is not None)
@@ -100,6 +105,10 @@ def build(backend: Backend, db: str) -> Fixture:
     _insert(backend, db, tables.SINK_BATCHES, batches)
     return Fixture(db=db, events=events, ingested_at=ingested, dead_letters=len(dlq_rows), open_alerts=1,
                    sink_batches=batches, rows=event_rows + dup_rows, flags=flags)
+
+
+def _project(source: tables.TableSpec, target: tables.TableSpec, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(row[source.columns.index(c)] for c in target.columns)
 
 
 def _insert(backend: Backend, db: str, spec: tables.TableSpec, rows: list[tuple[Any, ...]]) -> None:

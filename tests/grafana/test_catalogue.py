@@ -77,7 +77,7 @@ def test_settings_reach_the_sql() -> None:
     assert "HAVING connected >= 50" in render("top_agents", ctx)
     assert ">= 50" in render("hangup_spike_by_branch", ctx)
     assert "> 900" in render("late_events", ctx)
-    assert "toHour(occurred_at, 'UTC')" in render("branch_hour_heatmap", ctx)
+    assert "toHour(bucket_start, 'UTC')" in render("branch_hour_heatmap", ctx)
 
 
 # --- outcome sets from the contract -------------------------------------------------------
@@ -210,7 +210,7 @@ def test_cli_lists_the_valid_choices() -> None:
     code, out = _cli("query", "freshness", "--since", "1h", "--sql")
     assert code == 2 and "takes no --since" in out
     code, out = _cli("query", "comparison", "-p", "factor=channel", "--since", "2h", "--sql")
-    assert code == 0 and "toString(channel) AS channel" in out
+    assert code == 0 and "channel AS channel" in out and "rollup_1m" in out
 
 
 def test_cli_times_follow_the_one_grammar(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,7 +230,8 @@ def test_cli_times_follow_the_one_grammar(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.parametrize("name", NAMES)
 def test_every_query_runs_on_every_server(name: str, backend: Backend, fixture_db: Fixture) -> None:
     """As `hangwatch query NAME` and the report run it (concrete times), on chdb and on 18.16."""
-    params = {"factor": "credit_grade"} if name == "comparison" else {}
+    params = {"comparison": {"factor": "credit_grade"},
+              "borrower_calls": {"borrower": fixture_db.events[0].borrower_id}}.get(name, {})
     ctx = Context.of(S, FixedFrame(START, END, 300), fixture_db.db)
     r = backend.query(render(name, ctx, **params))
     assert r.columns

@@ -4,15 +4,17 @@ their buckets, and a rebuild from call_events; on the 18.16 server and on chdb."
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.sinks import rollup
+from hangwatch.sinks.catalogue import Context, FixedFrame, run
 from hangwatch.sinks.rollup import COUNTS, KEY
 from hangwatch.sinks.writer.flush import Flusher
 from testkit.events import BASE_MS, event_records, make_events
-from testkit.oracles.rollups import Key, rollup_counts
+from testkit.oracles.rollups import Key, rollup_counts, totals
 from testkit.sinks import Store, batch_of, router_for
 
 TZ = "Asia/Shanghai"
@@ -82,3 +84,62 @@ def test_borrower_calls_hold_every_stored_event_once_per_event_id(store: Store) 
     rows = store.backend.query(f"SELECT event_id FROM {store.db}.borrower_calls WHERE borrower_id = "
                                f"'{borrower}' ORDER BY occurred_at LIMIT 1 BY event_id").rows
     assert sorted(r[0] for r in rows) == sorted({e.event_id for e in EARLY if e.borrower_id == borrower})
+
+
+# --- reading a range: days, hours and minutes without overlap ---------------------------------
+
+WIDE = make_events(3000, seed=33, start_ms=BASE_MS, span_s=3 * 86400)
+RANGES = [  # (start, end) epoch s: inside an hour, across hours, across local midnights, days
+    (T0 + 3 * 3600 + 7 * 60 + 13, T0 + 3 * 3600 + 41 * 60 + 5),
+    (T0 + 10 * 3600 + 59 * 60, T0 + 13 * 3600 + 60),
+    (T0 + 15 * 3600 + 30 * 60 + 1, T0 + 41 * 3600 + 12 * 60),
+    (T0 + 5 * 60, T0 + 3 * 86400 - 1),
+    (T0 - 86400, T0 + 4 * 86400),
+]
+
+
+def _ctx(store: Store, start: int, end: int, step: int = 300) -> Context:
+    return Context(db=store.db, frame=FixedFrame(datetime.fromtimestamp(start, tz=UTC),
+                                                 datetime.fromtimestamp(end, tz=UTC), step), tz=TZ)
+
+
+def _widened(start: int, end: int) -> tuple[int, int]:
+    """The range as rollups read it: from the start's minute to the end of the end's minute."""
+    return start // 60 * 60, end // 60 * 60 + 60
+
+
+def test_range_totals_equal_a_recount_over_the_widened_range(store: Store) -> None:
+    _flush(store, WIDE + WIDE[:200])
+    for start, end in RANGES:
+        lo, hi = _widened(start, end)
+        summary = run(store.backend, "live_summary", _ctx(store, start, end)).dicts()[0]
+        expected = totals(WIDE, lo, hi).get("all", {"attempts": 0, "connected": 0})
+        assert (summary["attempts"], summary["connected"]) == (expected["attempts"], expected["connected"])
+        by_branch = {r["branch"]: r["attempts"]
+                     for r in run(store.backend, "branch_rates", _ctx(store, start, end)).dicts()}
+        assert by_branch == {k: v["attempts"] for k, v in totals(WIDE, lo, hi, "branch").items()}
+        notified = {r["pre_notified"]: r["attempts"] for r in
+                    run(store.backend, "comparison", _ctx(store, start, end), factor="pre_notified").dicts()}
+        assert notified == {("pre-notified" if k == "True" else "not notified"): v["attempts"]
+                            for k, v in totals(WIDE, lo, hi, "pre_notified").items()}
+
+
+def test_series_sum_to_the_range_and_filters_apply(store: Store) -> None:
+    _flush(store, WIDE)
+    start, end = RANGES[3]
+    lo, hi = _widened(start, end)
+    branch = WIDE[0].branch
+    for step in (60, 900, 3600, 86400):
+        ctx = _ctx(store, start, end, step)
+        rows = run(store.backend, "events_per_minute" if step == 60 else "hangup_rate_by_branch", ctx).dicts()
+        assert rows
+    minutes = run(store.backend, "events_per_minute", _ctx(store, start, end)).dicts()
+    assert sum(r["events"] for r in minutes) == totals(WIDE, lo, hi)["all"]["attempts"]
+    filtered = dataclasses.replace(_ctx(store, start, end), frame=FixedFrame(
+        datetime.fromtimestamp(start, tz=UTC), datetime.fromtimestamp(end, tz=UTC), 3600, {"branch": [branch]}))
+    summary = run(store.backend, "live_summary", filtered).dicts()[0]
+    assert summary["attempts"] == totals(WIDE, lo, hi, where={"branch": {branch}})["all"]["attempts"]
+    agents = run(store.backend, "top_agents", filtered, limit=1000).dicts()
+    expected = {k: v for k, v in totals(WIDE, lo, hi, "agent_id", where={"branch": {branch}}).items()
+                if k != "(none)" and v["connected"] >= filtered.min_connected}
+    assert {r["agent_id"]: r["attempts"] for r in agents} == {k: v["attempts"] for k, v in expected.items()}
