@@ -13,6 +13,7 @@ from statsmodels.stats import proportion as smp
 from statsmodels.stats.contingency_tables import StratifiedTable
 
 from hangwatch.analytics.stats import (
+    ClusterSums,
     SlotCounts,
     Stratum,
     best_times,
@@ -20,7 +21,9 @@ from hangwatch.analytics.stats import (
     cmh,
     compare_proportions,
     design_effect,
+    estimated_design_effect,
     icc_anova,
+    icc_from_sums,
     mix_shift,
     newcombe_interval,
     sample_size_per_group,
@@ -198,3 +201,19 @@ def test_best_times() -> None:
     assert r.slots[2].attempts == 400 and r.insufficient == 1 and not r.slots[3].sufficient
     with pytest.raises(ValueError):
         best_times([SlotCounts(0, 10, 10, 11, 0)])
+
+
+def test_design_effect_from_cluster_sums() -> None:
+    rng = random.Random(5)
+    clusters = []
+    for _ in range(300):  # borrowers with their own propensity to hang up: correlated calls
+        p, m = rng.random(), rng.randint(1, 6)
+        clusters.append((sum(rng.random() < p for _ in range(m)), m))
+    sums = ClusterSums(len(clusters), sum(m for _, m in clusters), sum(k for k, _ in clusters),
+                       sum(k * k / m for k, m in clusters), sum(m * m for _, m in clusters))
+    icc = icc_anova(clusters)
+    assert icc_from_sums(sums) == pytest.approx(icc) and icc > 0.2
+    m_bar = sum(m * m for _, m in clusters) / sum(m for _, m in clusters)
+    assert estimated_design_effect(sums) == pytest.approx(1 + (m_bar - 1) * icc)
+    # one call per borrower: nothing to estimate, the calls are the borrowers
+    assert estimated_design_effect(ClusterSums(50, 50, 20, 20.0, 50)) == 1.0
