@@ -26,6 +26,7 @@ RULE_GROUP_INTERVAL_S: Final = 60
 
 LIVE_UID: Final = "hangwatch-hangup-risk-live"
 HEALTH_UID: Final = "hangwatch-pipeline-health"
+REMEDIES_UID: Final = "hangwatch-remedies"
 SCHEMA_VERSION: Final = 39  # Grafana 10.3-11.x; newer Grafanas migrate it on load
 
 # Environment variables read by Grafana's provisioning ($VAR) and by `grafana deploy`.

@@ -10,7 +10,7 @@ from typing import Any
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
-from hangwatch.grafana import health, live
+from hangwatch.grafana import health, live, remedies
 from hangwatch.grafana.constants import SCHEMA_VERSION
 from hangwatch.platform.settings import Settings
 
@@ -18,6 +18,7 @@ from hangwatch.platform.settings import Settings
 BUILDERS: dict[str, Callable[[Settings], dm.Dashboard]] = {
     "hangup-risk-live": live.build,
     "pipeline-health": health.build,
+    "remedies": remedies.build,
 }
 
 

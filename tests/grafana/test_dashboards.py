@@ -15,10 +15,17 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from hangwatch.grafana import files
-from hangwatch.grafana.constants import DATASOURCE_UID, HEALTH_UID, LIVE_UID, PLUGIN_ID, PLUGIN_VERSION
+from hangwatch.grafana.constants import (
+    DATASOURCE_UID,
+    HEALTH_UID,
+    LIVE_UID,
+    PLUGIN_ID,
+    PLUGIN_VERSION,
+    REMEDIES_UID,
+)
 
 DASHBOARD_DIR = files.DEPLOY_DIR / "dashboards"
-NAMES = ["hangup-risk-live", "pipeline-health"]
+NAMES = ["hangup-risk-live", "pipeline-health", "remedies"]
 
 # The dashboard contract of docs/dashboards.md ("Grafana's formats") as a JSON Schema (draft-07). The SDK's
 # wheel ships no JSON Schema, so its model is checked by the round trip below instead.
@@ -203,3 +210,25 @@ def test_health_dashboard_content() -> None:
     for needed in ("Event freshness", "Dead letters", "Latest dead letters", "Late events", "Sink batch size",
                    "Events per second: in, stored, dead-lettered"):
         assert needed in titles
+
+
+def test_remedies_dashboard_content() -> None:
+    """The remedies dashboard (docs/analytics.md): comparisons with interval and p-value, the
+    weekday x hour grids and the best slots, with the settings' minimum sample in their SQL."""
+    from hangwatch.platform.settings import load_settings
+
+    s = load_settings().analytics
+    d = _english("remedies")
+    assert _load("remedies")["uid"] == REMEDIES_UID and _load("remedies")["title"] == "挂断整改 — 效果与拨打时段"
+    assert [v["name"] for v in d["templating"]["list"]] == ["branch", "campaign", "channel", "script_version"]
+    panels = {p["title"]: p["targets"][0]["rawSql"] for p in d["panels"]}
+    for factor in ("Each script version against the rest", "Pre-notified against not", "Human against robot",
+                   "Each credit grade against the rest"):
+        sql = panels[f"{factor}: hang-up rate"]
+        assert "AS ci_low" in sql and "AS p_value" in sql and "rollup_1m" in sql
+    for segment in ("Best slots by credit grade", "Best slots: first-time borrowers or not", "Best slots by campaign",
+                    "Best slots, all calls"):
+        assert f"attempts >= {s.best_time_min_attempts} AND connected >= {s.best_time_min_connected}" in panels[segment]
+        assert f"LIMIT {s.best_time_top} BY segment" in panels[segment]
+    grid = panels["Contact rate: weekday × hour (Asia/Shanghai)"]
+    assert f">= {s.best_time_min_attempts}, 1, NULL" in grid and "rollup_1d" not in grid  # hours: no day rows
