@@ -55,7 +55,7 @@ def alert_config(s: Settings) -> AlertConfig:
         min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase,
         resolve_after_windows=a.resolve_after_windows, timezone=s.worker.timezone, seasonal_days=a.seasonal_days,
         min_seasonal_connected=a.min_seasonal_connected, seasonal_relative_increase=a.seasonal_relative_increase,
-        pair_z=a.pair_z)
+        pair_z=a.pair_z, rate_drift=a.rate_drift)
 
 
 class MergeStage(Stage[MergeRates]):

@@ -204,24 +204,31 @@ class AlertSettings(BaseModel):
     baseline_s: int = 24 * 3600
     min_connected: int = 30
     min_baseline_connected: int = 100
-    # z of the Wilson lower bound (one-sided test per window). 3.5 (not 1.96): every series is
-    # tested every 5 minutes, ~17,000 tests a day per 100 series; 1.96 paged ~10 times a day.
-    z: float = 3.5
-    # Margin over the TRAILING baseline: fire when the lower bound exceeds baseline * (1 + margin).
+    # Threshold of a window's evidence: standard deviations of its hang-ups above what its
+    # baseline expects (streams/core/spikes.py). 4 (not 1.96): every series is tested every 5
+    # minutes, ~17,000 tests a day per 100 series, and window counts have heavier tails than a
+    # binomial; 1.96 paged ~10 times a day per 100 series.
+    z: float = 4.0
+    # Margin over the TRAILING baseline: the expected rate is baseline * (1 + margin).
     # 0.5: the daily rhythm of hang-ups (lunch, evenings) is a real but expected change that a
     # trailing baseline does not know about.
     min_relative_increase: float = 0.5
     # Consecutive non-spiking final windows that resolve a firing alert (hysteresis).
     resolve_after_windows: int = 2
     # Seasonal baseline: the same hour of the previous seasonal_days days (0 = trailing only),
-    # used once it holds min_seasonal_connected connected calls, with its own smaller margin
-    # (it already knows the daily rhythm).
+    # used once it holds min_seasonal_connected connected calls, with its own margin (0: it
+    # already knows the daily rhythm; rate_drift covers its wander).
     seasonal_days: Annotated[int, Field(ge=0)] = 7
     min_seasonal_connected: Annotated[int, Field(ge=0)] = 300
-    seasonal_relative_increase: float = 0.1
-    # A window also counts as spiking when it and the previous window, summed, pass at this z
-    # (0 = off): a spike that began inside the previous window is seen with twice the calls.
+    seasonal_relative_increase: float = 0.0
+    # A window also counts as spiking when it and the previous window, each against its own
+    # baseline, pass at this z (0 = off): a spike that began inside the previous window is seen
+    # with twice the calls.
     pair_z: float = 4.0
+    # Relative wander of a series' hang-up rate around its baseline over minutes to an hour
+    # (the mix of first calls and retries moves): a variance term (rate_drift x expected
+    # hang-ups)^2, so busy series need a relative excess too. ~0.03-0.05 on the simulator.
+    rate_drift: Annotated[float, Field(ge=0)] = 0.03
 
 
 class PrivacySettings(BaseModel):

@@ -18,15 +18,31 @@ Decision rule, per window W of (dimension, value), H = W's hour (start - start m
 - Otherwise (a new series, the first days) the trailing baseline: the normal windows of the
   hours [H - baseline_s, H] (the previous `baseline_s` and the current hour so far), with the
   wider margin `min_relative_increase`, which must absorb the daily rhythm itself.
-- W is spiking when connected >= min_connected, baseline connected >= min_baseline_connected,
-  and the Wilson lower bound of W's hang-up rate at `z` > baseline_rate * (1 + margin).
-  The lower bound is a one-sided score test; `z` (3.5 by default) is set for many tests: about
-  100 series x 168 calling windows a day are judged, so a per-window false-alarm probability of
-  the order of 1e-5 or less is needed for at most one false alert a day per 100 series; the
-  margin above the baseline makes it far smaller where traffic is high (docs/contract.md).
-- Or (pair_z > 0, W has connected calls and the window just before it arrived) W and that
-  window, their counts summed, pass the same test at `pair_z`: a spike that began inside the
-  previous window is seen with twice the calls.
+- Evidence of a set of windows (`evidence`): each window i has its OWN baseline (bc_i
+  connected, bh_i hung up, computed when it was judged) and margin m_i; p_i = bh_i / bc_i x
+  (1 + m_i), expected hang-ups e_i = c_i p_i. With E = sum e_i and H = sum h_i,
+
+      z = (H - E) / sqrt(sum c_i p_i (1 - p_i) + (sum c_i sqrt(p_i (1 - p_i) / bc_i))^2 + (drift x E)^2)
+
+  the binomial variance of the windows, the baseline's own sampling error (taken as common to
+  the windows: conservative), and `rate_drift`, the relative wander of a series' rate around
+  its seasonal baseline over minutes to an hour (the mix of first calls and retries moves;
+  measured ~3-5 % on the simulator, bench/HISTORY.md). With drift 0, one window and a baseline
+  of many calls (its error term vanishes), z > `z` is "the Wilson lower bound at `z` is above
+  baseline x (1 + margin)" (the Wilson interval is the score test's).
+  The drift term makes the test demand a relative excess where traffic is high (where a
+  binomial test would page for a few percent of mix shift) and costs almost nothing at 150
+  calls per window, where the margin of the former rule cost the most recall.
+- W is spiking when connected >= min_connected, its baseline connected >= min_baseline_connected
+  and z(W) > `z`; or (pair_z > 0, W has connected calls, the window just before it arrived
+  and had a sufficient baseline, the two hold >= min_connected) z(previous, W) > `pair_z`: a
+  spike that began inside the previous window is seen with twice the calls. Each window keeps
+  its own baseline in the pair: across an hour boundary (13:55 lunch, 14:00 afternoon) the
+  previous window is not judged against the next hour's rate.
+- Thresholds for many tests: about 100 series x 168 calling windows a day are judged, so a
+  per-window false-alarm probability of the order of 1e-5 is needed for at most one false
+  alert a day per 100 series; window counts have heavier tails than binomial (the simulator's
+  retry waves), hence z 4 rather than the normal quantile.
 - No alert open and W spiking: fire (status firing, version 1, alert_id
   "<dimension>|<value>|<W start>"). Alert open and W spiking: nothing is emitted.
 - Alert open and W not spiking: the alert resolves (same alert_id, status resolved, version 2)
@@ -55,7 +71,7 @@ import orjson
 from hangwatch.schemas.call_outcome import format_ts
 from hangwatch.schemas.records import HangupAlert
 
-STATE_VERSION: Final = 2  # 1: per-window history (still decoded)
+STATE_VERSION: Final = 3  # 1: per-window history, 2: no baseline of the last window (both still decoded)
 DAY_S: Final = 86_400
 HOUR_S: Final = 3_600
 
@@ -85,14 +101,15 @@ class AlertConfig:
     baseline_s: int = 86_400  # span of the trailing baseline (the fallback)
     min_connected: int = 30
     min_baseline_connected: int = 100
-    z: float = 3.5
+    z: float = 4.0
     min_relative_increase: float = 0.5  # margin over the trailing baseline (absorbs the daily rhythm)
     resolve_after_windows: int = 2  # consecutive non-spiking windows that resolve an alert
     timezone: str = "Asia/Shanghai"  # only for the times in explanations
     seasonal_days: int = 7  # same hour of the previous days; 0 = trailing baseline only
     min_seasonal_connected: int = 300
-    seasonal_relative_increase: float = 0.1  # margin over the seasonal baseline
+    seasonal_relative_increase: float = 0.0  # margin over the seasonal baseline
     pair_z: float = 4.0  # > 0: a window also spikes when it and the previous window, summed, pass at this z
+    rate_drift: float = 0.03  # relative wander of a series' rate around its baseline (variance term)
 
     def __post_init__(self) -> None:
         if self.window_size_s <= 0 or self.baseline_s < self.window_size_s:
@@ -103,6 +120,8 @@ class AlertConfig:
             raise ValueError("resolve_after_windows must be >= 1")
         if self.seasonal_days < 0:
             raise ValueError("seasonal_days must be >= 0")
+        if self.rate_drift < 0:
+            raise ValueError("rate_drift must be >= 0")
 
 
 class SpikeState:
@@ -114,6 +133,9 @@ class SpikeState:
     last_start_s   start of the last window applied (replays at or before it are ignored).
     alert_start_s  start of the window that fired the open alert (its id), or None.
     clear_streak   consecutive non-spiking windows seen while the alert is open.
+    last_counts    [connected, hung_up, baseline_connected, baseline_hung_up, seasonal 0/1] of
+                   the window last_start_s (the pair test's previous window, with its own
+                   baseline; baseline_connected 0: unknown, no pair test).
     """
 
     __slots__ = ("alert_start_s", "clear_streak", "hours", "last_counts", "last_start_s")
@@ -125,7 +147,7 @@ class SpikeState:
         self.last_start_s = last_start_s
         self.alert_start_s = alert_start_s
         self.clear_streak = clear_streak
-        self.last_counts: list[int] = last_counts if last_counts is not None else [0, 0]  # of last_start_s
+        self.last_counts: list[int] = last_counts if last_counts is not None else [0, 0, 0, 0, 0]  # of last_start_s
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"v": STATE_VERSION, "b": self.hours, "l": self.last_start_s,
@@ -141,6 +163,8 @@ class SpikeState:
                 if not in_alert:
                     _add_hour(hours, start - start % HOUR_S, conn, hung)
             return cls(hours, d["l"], d["a"], d["c"])
+        if v == 2:  # last_counts without the last window's baseline: no pair test for the next window
+            return cls(d["b"], d["l"], d["a"], d["c"], [d["p"][0], d["p"][1], 0, 0, 0])
         if v != STATE_VERSION:
             raise ValueError(f"unsupported SpikeState version {v!r}")
         return cls(d["b"], d["l"], d["a"], d["c"], d["p"])
@@ -203,28 +227,37 @@ def on_final_window(state: SpikeState | None, dimension: str, value: str, window
             at = st.last_start_s + need * size
             bc, bh, seasonal = baseline(st.hours, at, cfg)
             out.append(_record("resolved", dimension, value, st.alert_start_s, at, 0, 0, bc, bh, seasonal, cfg,
-                               now_ms))
+                               now_ms, 0.0, False))
             st.alert_start_s, st.clear_streak = None, 0
         elif gap > 0:
             st.clear_streak += gap
     bc, bh, seasonal = baseline(st.hours, window_start_s, cfg)
-    spiking = is_spiking(connected, hung_up, bc, bh, cfg, seasonal)
-    if not spiking and connected and cfg.pair_z > 0 and st.last_start_s == window_start_s - size:
-        pc, ph = st.last_counts[0] + connected, st.last_counts[1] + hung_up
-        spiking = is_spiking(pc, ph, bc, bh, dataclasses.replace(cfg, z=cfg.pair_z), seasonal)
+    z = -math.inf
+    pair = False
+    if connected >= cfg.min_connected and bc >= cfg.min_baseline_connected:
+        z = evidence([(connected, hung_up, bc, bh, _margin(cfg, seasonal))], cfg.rate_drift)
+    spiking = z > cfg.z
+    prev = st.last_counts
+    if (not spiking and connected and cfg.pair_z > 0 and st.last_start_s == window_start_s - size
+            and bc >= cfg.min_baseline_connected and prev[2] >= cfg.min_baseline_connected
+            and prev[0] + connected >= cfg.min_connected):
+        pz = evidence([(prev[0], prev[1], prev[2], prev[3], _margin(cfg, prev[4] == 1)),
+                       (connected, hung_up, bc, bh, _margin(cfg, seasonal))], cfg.rate_drift)
+        if pz > cfg.pair_z:
+            spiking, pair, z = True, True, pz
     in_alert = False
     if st.alert_start_s is None:
         if spiking:
             st.alert_start_s, st.clear_streak, in_alert = window_start_s, 0, True
             out.append(_record("firing", dimension, value, window_start_s, window_start_s, connected, hung_up, bc, bh,
-                               seasonal, cfg, now_ms))
+                               seasonal, cfg, now_ms, z, pair))
     elif spiking:
         st.clear_streak, in_alert = 0, True
     else:
         st.clear_streak += 1
         if st.clear_streak >= cfg.resolve_after_windows:
             out.append(_record("resolved", dimension, value, st.alert_start_s, window_start_s, connected, hung_up,
-                               bc, bh, seasonal, cfg, now_ms))
+                               bc, bh, seasonal, cfg, now_ms, 0.0, False))
             st.alert_start_s, st.clear_streak = None, 0
         else:
             in_alert = True
@@ -234,21 +267,39 @@ def on_final_window(state: SpikeState | None, dimension: str, value: str, window
     if st.hours and st.hours[0][0] < keep_from:
         st.hours = [w for w in st.hours if w[0] >= keep_from]
     st.last_start_s = window_start_s
-    st.last_counts = [connected, hung_up]
+    st.last_counts = [connected, hung_up, bc, bh, 1 if seasonal else 0]
     return st, out
 
 
-def is_spiking(connected: int, hung_up: int, baseline_connected: int, baseline_hung_up: int,
-               cfg: AlertConfig, seasonal: bool = False) -> bool:
-    if connected < cfg.min_connected or baseline_connected < cfg.min_baseline_connected or connected == 0:
-        return False
-    rate = baseline_hung_up / baseline_connected
-    margin = cfg.seasonal_relative_increase if seasonal else cfg.min_relative_increase
-    return wilson_interval(hung_up, connected, cfg.z)[0] > rate * (1.0 + margin)
+def _margin(cfg: AlertConfig, seasonal: bool) -> float:
+    return cfg.seasonal_relative_increase if seasonal else cfg.min_relative_increase
+
+
+def evidence(windows: list[tuple[int, int, int, int, float]], drift: float) -> float:
+    """Standard deviations by which the windows' hang-ups exceed what their baselines expect
+    (module docstring). windows: (connected, hung_up, baseline_connected, baseline_hung_up,
+    margin), each baseline_connected > 0. +inf when the excess is certain (a baseline without
+    hang-ups and some now), -inf when none is possible (baseline rate x (1 + margin) >= 1)."""
+    hung = 0
+    expected = binomial = base_sd = 0.0
+    for c, h, bc, bh, margin in windows:
+        p = bh / bc * (1.0 + margin)
+        if p >= 1.0:
+            return -math.inf
+        hung += h
+        expected += c * p
+        binomial += c * p * (1.0 - p)
+        base_sd += c * math.sqrt(p * (1.0 - p) / bc)
+    excess = hung - expected
+    var = binomial + base_sd * base_sd + (drift * expected) * (drift * expected)
+    if var <= 0.0:
+        return math.inf if excess > 0 else -math.inf
+    return excess / math.sqrt(var)
 
 
 def _record(status: str, dimension: str, value: str, alert_start_s: int, window_start_s: int, connected: int,
-            hung_up: int, base_c: int, base_h: int, seasonal: bool, cfg: AlertConfig, now_ms: int) -> HangupAlert:
+            hung_up: int, base_c: int, base_h: int, seasonal: bool, cfg: AlertConfig, now_ms: int, z: float,
+            pair: bool) -> HangupAlert:
     size = cfg.window_size_s
     low, high = wilson_interval(hung_up, connected, cfg.z)
     rate = hung_up / connected if connected else 0.0
@@ -259,8 +310,10 @@ def _record(status: str, dimension: str, value: str, alert_start_s: int, window_
     vs = f"vs {base_rate:.0%} baseline ({base_c:,} connected) {over}"
     if status == "firing":
         conf = 2 * NormalDist().cdf(cfg.z) - 1
+        above = "above a baseline without hang-ups" if math.isinf(z) else f"{z:.1f} standard deviations above it"
+        with_before = " (with the window before)" if pair else ""
         explanation = (f"{dimension} {value}: hang-up rate {rate:.0%} ({hung_up}/{connected} connected) {span} {vs}; "
-                       f"{_percent(conf)} Wilson lower bound {low:.0%}")
+                       f"{above}{with_before}; {_percent(conf)} Wilson lower bound {low:.0%}")
     else:
         since = f"firing since {_local(alert_start_s, cfg.timezone, with_date=False)}"
         lasted = _duration(window_start_s - alert_start_s)

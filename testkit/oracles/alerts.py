@@ -3,20 +3,25 @@ the alert dimensions), then a walk over a dense grid of windows (gaps explicit) 
 streams/core/spikes.py's docstring, recomputed from the plain windows at every step (no hourly
 sums, no state): the seasonal baseline is the normal windows whose hour is 1..seasonal_days
 days before the current one, else the trailing one is the normal windows of the hours
-[hour - baseline_s, hour] that precede the current window; the pair test sums the current
-window with the one just before it, when that one had calls.
+[hour - baseline_s, hour] that precede the current window. Every window's baseline is kept
+as it was when the window was judged; the evidence of a window (or of the pair of it and the
+window just before it, when that one arrived) is written out from its definition: hang-ups
+minus the sum of connected x baseline rate x (1 + margin) of each window, over the square root
+of the binomial variance, the baseline's sampling error (one common error, its standard
+deviations summed) and (rate_drift x expected)^2.
 
-Independent of streams.core.spikes except for `wilson_interval`, which
-tests/streams/core/test_spikes.py checks against published values.
+Independent of streams.core.spikes (AlertConfig aside); tests/streams/core/test_spikes.py
+checks the evidence against the Wilson interval's published values and a plain computation.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
 from hangwatch.schemas.call_outcome import CallOutcome
-from hangwatch.streams.core.spikes import AlertConfig, wilson_interval
+from hangwatch.streams.core.spikes import AlertConfig
 from testkit.oracles.rates import window_counts
 
 ALERT_DIMENSIONS = ("branch", "campaign", "script_version")
@@ -26,6 +31,22 @@ def oracle_window_counts(events: Iterable[CallOutcome], size_s: int) -> dict[tup
     """(dimension, value, window_start_s) -> (connected, hung_up) for every window with an event."""
     return {(dim, value, start): (c["connected"], c["hung_up"])
             for (_, start, dim, value), c in window_counts(events, [size_s]).items() if dim in ALERT_DIMENSIONS}
+
+
+def _z(windows: list[tuple[int, int, int, int, float]], drift: float) -> float:
+    """(sum h - sum c p) / sqrt(sum c p (1 - p) + (sum c sqrt(p (1 - p) / bc))^2 + (drift sum c p)^2),
+    p = bh / bc x (1 + margin) per window; -inf when some p >= 1."""
+    ps = [bh / bc * (1.0 + m) for _, _, bc, bh, m in windows]
+    if any(p >= 1.0 for p in ps):
+        return -math.inf
+    e = sum(c * p for (c, *_), p in zip(windows, ps, strict=True))
+    base_sd = sum(c * math.sqrt(p * (1.0 - p) / bc) for (c, _, bc, _, _), p in zip(windows, ps, strict=True))
+    binomial = sum(c * p * (1.0 - p) for (c, *_), p in zip(windows, ps, strict=True))
+    var = binomial + base_sd * base_sd + drift * e * (drift * e)
+    excess = sum(h for _, h, *_ in windows) - e
+    if var <= 0.0:
+        return math.inf if excess > 0 else -math.inf
+    return excess / math.sqrt(var)
 
 
 def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]],
@@ -38,6 +59,7 @@ def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]
     size = cfg.window_size_s
     for (dim, value), wins in sorted(series.items()):
         excluded: set[int] = set()
+        judged: dict[int, tuple[int, int, float]] = {}  # window start -> its baseline (connected, hung up, margin)
         alert = None
         clear = 0
         for s in range(min(wins), max(wins) + size, size):
@@ -52,13 +74,15 @@ def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]
                 margin = cfg.min_relative_increase
             bc = sum(x[0] for x in seasonal)
             bh = sum(x[1] for x in seasonal)
-            rate = bh / bc if bc else 0.0
-            spiking = (c >= cfg.min_connected and c > 0 and bc >= cfg.min_baseline_connected
-                       and wilson_interval(h, c, cfg.z)[0] > rate * (1 + margin))
+            judged[s] = (bc, bh, margin)
+            spiking = (c >= cfg.min_connected and bc >= cfg.min_baseline_connected
+                       and _z([(c, h, bc, bh, margin)], cfg.rate_drift) > cfg.z)
             if not spiking and c > 0 and cfg.pair_z > 0 and s - size in wins:
-                pc, ph = c + wins[s - size][0], h + wins[s - size][1]
-                spiking = (pc >= cfg.min_connected and bc >= cfg.min_baseline_connected
-                           and wilson_interval(ph, pc, cfg.pair_z)[0] > rate * (1 + margin))
+                pc, ph = wins[s - size]
+                pbc, pbh, pm = judged[s - size]
+                spiking = (pc + c >= cfg.min_connected and bc >= cfg.min_baseline_connected
+                           and pbc >= cfg.min_baseline_connected
+                           and _z([(pc, ph, pbc, pbh, pm), (c, h, bc, bh, margin)], cfg.rate_drift) > cfg.pair_z)
             if alert is None:
                 if spiking:
                     alert = f"{dim}|{value}|{s}"

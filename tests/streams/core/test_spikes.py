@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.schemas.records import HangupAlert
-from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window, wilson_interval
+from hangwatch.streams.core.spikes import AlertConfig, SpikeState, evidence, on_final_window, wilson_interval
 from testkit.oracles.alerts import oracle_alerts, oracle_alerts_from_counts, oracle_window_counts
 
-# The lifecycle tests use the plain trailing rule at 95 % (no seasonal baseline, no margin).
-CFG = AlertConfig(z=1.96, min_relative_increase=0.0, seasonal_days=0, pair_z=0.0)
+# The lifecycle tests use the plain trailing rule at 95 % (no seasonal baseline, no margin, no drift).
+CFG = AlertConfig(z=1.96, min_relative_increase=0.0, seasonal_days=0, pair_z=0.0, rate_drift=0.0)
 W0 = 1_795_392_000  # 2026-11-23T00:00:00Z, aligned to 300 s
 NOW = 1_800_000_000_000
 
@@ -77,7 +77,7 @@ def test_spike_fires_once_and_resolves() -> None:
     assert fire["window_end"] == "2026-11-23T01:05:00.000Z" and fire["window_size_s"] == 300
     assert fire["explanation"] == ("branch br-1: hang-up rate 50% (20/40 connected) in 5 min from 2026-11-23 09:00 "
                                    "+0800 vs 10% baseline (480 connected) over the previous 24 h; "
-                                   "95% Wilson lower bound 35%")
+                                   "8.1 standard deviations above it; 95% Wilson lower bound 35%")
     # Hysteresis: the second consecutive normal window (index 16) resolves; spiking windows
     # 12-14 and the first normal one (15) stay out of its baseline.
     assert res["window_start"] == "2026-11-23T01:20:00.000Z" and res["baseline_connected"] == 480
@@ -178,6 +178,19 @@ def test_old_state_bytes_are_read() -> None:
         SpikeState.from_bytes(orjson.dumps({"v": 99}))
 
 
+def test_v2_state_bytes_are_read_without_the_last_baseline() -> None:
+    """SpikeState v2 kept the last window's counts but not its baseline: the next window gets
+    no pair test (its previous window's baseline is unknown), later ones do."""
+    cfg = AlertConfig(z=3.5, pair_z=3.0, seasonal_days=0, min_relative_increase=0.0, rate_drift=0.0)
+    s, _ = run([(i, 200, 20) for i in range(12)], cfg)
+    v2 = orjson.dumps({"v": 2, "b": s.hours, "l": s.last_start_s, "a": None, "c": 0, "p": [60, 14]})
+    old = SpikeState.from_bytes(v2)
+    assert old.last_counts == [60, 14, 0, 0, 0]
+    assert run([(12, 60, 14)], cfg, state=old)[1] == []  # the pair with window 11 would fire
+    _, alerts = run([(12, 60, 14), (13, 60, 14)], cfg, state=SpikeState.from_bytes(v2))
+    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-23T01:05:00.000Z")]
+
+
 DAY = 86_400
 
 
@@ -227,6 +240,96 @@ def test_pair_of_windows_sees_a_spike_split_across_them() -> None:
     assert run([*windows[:12], (12, 60, 14), (14, 60, 14)], cfg)[1] == []  # not adjacent: no pair
 
 
+def _plain_z(windows: list[tuple[int, int, int, int, float]], drift: float) -> float:
+    """The evidence written as a normal approximation of H - E: each window's hang-ups
+    binomial around c p, the baseline rate estimated from bc calls (one error, shared), the
+    rate wandering by drift relative: Var = sum c p (1-p) + (sum c sd(p_hat))^2 + (drift E)^2."""
+    ps = [bh / bc * (1 + m) for _, _, bc, bh, m in windows]
+    e = sum(w[0] * p for w, p in zip(windows, ps, strict=True))
+    var = sum(w[0] * p * (1 - p) for w, p in zip(windows, ps, strict=True))
+    var += sum(w[0] * (p * (1 - p) / w[2]) ** 0.5 for w, p in zip(windows, ps, strict=True)) ** 2
+    var += (drift * e) ** 2
+    return (sum(w[1] for w in windows) - e) / var ** 0.5
+
+
+def test_evidence_reference_values() -> None:
+    # 100 calls, 30 hung up, baseline 150/1000, drift 0.05: E = 15, Var = 12.75 + 1.275 + 0.5625
+    assert evidence([(100, 30, 1000, 150, 0.0)], 0.05) == pytest.approx(15 / 14.5875 ** 0.5, rel=1e-12)
+    # a margin raises the expected rate: p = 0.15 x 1.2 = 0.18
+    assert evidence([(100, 30, 1000, 150, 0.2)], 0.0) == pytest.approx(
+        12 / (100 * 0.18 * 0.82 + 100 ** 2 * 0.18 * 0.82 / 1000) ** 0.5, rel=1e-12)
+    # two windows with different baselines (13:55 at lunch, 14:00 in the afternoon)
+    pair = [(100, 20, 2000, 400, 0.0), (100, 12, 3000, 300, 0.0)]
+    assert evidence(pair, 0.03) == pytest.approx(_plain_z(pair, 0.03), rel=1e-12)
+    assert evidence([(50, 3, 500, 0, 0.0)], 0.03) == float("inf")  # a baseline without hang-ups
+    assert evidence([(50, 0, 500, 0, 0.0)], 0.03) == float("-inf")
+    assert evidence([(50, 50, 500, 400, 0.5)], 0.0) == float("-inf")  # expected rate 120 %: no excess possible
+
+
+@settings(max_examples=300, deadline=None)
+@given(c=st.integers(1, 3000), frac=st.floats(0, 1), bc=st.integers(1, 10**6), bfrac=st.floats(0.001, 0.9),
+       margin=st.sampled_from([0.0, 0.1, 0.5]), drift=st.sampled_from([0.0, 0.03, 0.1]), pair=st.booleans())
+def test_property_evidence_equals_the_plain_formula(c: int, frac: float, bc: int, bfrac: float, margin: float,
+                                                    drift: float, pair: bool) -> None:
+    h, bh = round(c * frac), max(1, round(bc * bfrac))
+    windows = [(c, h, bc, bh, margin)] + ([(c // 2 + 1, h // 3, bc * 2, bh, 0.0)] if pair else [])
+    if any(w[3] / w[2] * (1 + w[4]) >= 1 for w in windows):
+        assert evidence(windows, drift) == float("-inf")
+    else:
+        assert evidence(windows, drift) == pytest.approx(_plain_z(windows, drift), rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(c=st.integers(1, 2000), frac=st.floats(0, 1), rate=st.floats(0.01, 0.6), z=st.sampled_from([1.96, 3.5, 4.0]))
+def test_property_one_window_without_drift_is_the_wilson_test(c: int, frac: float, rate: float, z: float) -> None:
+    """With a baseline of very many calls (its error vanishes) and no drift, evidence > z is
+    'the Wilson lower bound at z is above the baseline rate' (the score test behind Wilson)."""
+    h = round(c * frac)
+    bc = 10**15
+    bh = round(bc * rate)
+    ev = evidence([(c, h, bc, bh, 0.0)], 0.0)
+    low = wilson_interval(h, c, z)[0]
+    if abs(ev - z) > 1e-6:  # not on the boundary itself
+        assert (ev > z) == (low > bh / bc)
+
+
+def test_pair_uses_each_windows_own_baseline() -> None:
+    """13:xx hangs up at 20 %, 14:xx at 10 % on ordinary days. An ordinary 13:55 followed by a
+    slightly high 14:00 is no spike; summed against 14:00's rate alone (the former pair test)
+    it looked like one."""
+    cfg = AlertConfig(z=4.0, pair_z=2.5, seasonal_days=2, min_seasonal_connected=300, seasonal_relative_increase=0.0,
+                      min_relative_increase=0.5, rate_drift=0.0)
+    def day(d: int) -> list[tuple[int, int, int]]:
+        return ([(d * 288 + 13 * 12 + j, 100, 20) for j in range(12)]
+                + [(d * 288 + 14 * 12 + j, 100, 10) for j in range(12)])
+    s, alerts = run(day(0) + day(1), dataclasses.replace(cfg, min_relative_increase=2.0))
+    assert alerts == []
+    edge = [(2 * 288 + 13 * 12 + 11, 100, 20), (2 * 288 + 14 * 12, 100, 16)]
+    assert run(edge, cfg, state=SpikeState.from_bytes(s.to_bytes()))[1] == []
+    # the same 14:00 window after an elevated 13:55 (30 %) is a spike across the boundary
+    _, alerts = run([(2 * 288 + 13 * 12 + 11, 100, 30), (2 * 288 + 14 * 12, 100, 16)], cfg,
+                    state=SpikeState.from_bytes(s.to_bytes()))
+    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-25T14:00:00.000Z")]
+    assert "(with the window before)" in alerts[0]["explanation"]
+    assert "at the same hour of the previous 2 days" in alerts[0]["explanation"]
+
+
+def test_rate_drift_asks_busy_series_for_a_relative_excess() -> None:
+    """11.5 % against a 10 % baseline is 3.4 standard deviations of a binomial at 5,000 calls,
+    not a spike worth a page; the drift term keeps it quiet. A 2.2x window at 150 calls barely
+    notices the term."""
+    base = [(i, 5000, 500) for i in range(12)]
+    quiet = AlertConfig(z=3.0, seasonal_days=0, min_relative_increase=0.0, pair_z=0.0, rate_drift=0.0)
+    assert [a["status"] for a in run([*base, (12, 5000, 575)], quiet)[1]] == ["firing"]
+    assert run([*base, (12, 5000, 575)], dataclasses.replace(quiet, rate_drift=0.03))[1] == []
+    small = [(i, 150, 15) for i in range(12)]
+    z0 = evidence([(150, 33, 1800, 180, 0.0)], 0.0)
+    z3 = evidence([(150, 33, 1800, 180, 0.0)], 0.03)
+    assert z0 > z3 > 0.99 * z0 and z3 > 4.0
+    assert [a["status"] for a in run([*small, (12, 150, 33)], dataclasses.replace(quiet, rate_drift=0.03))[1]] == [
+        "firing"]
+
+
 def test_default_config_equals_the_settings() -> None:
     from hangwatch.platform.settings import AlertSettings
     a, c = AlertSettings(), AlertConfig()
@@ -235,7 +338,8 @@ def test_default_config_equals_the_settings() -> None:
 
 def test_firing_explanation_at_the_default_z() -> None:
     _, alerts = run([*NORMAL, (12, 100, 60)], AlertConfig())
-    assert "99.95% Wilson lower bound" in alerts[0]["explanation"]
+    assert "99.99% Wilson lower bound" in alerts[0]["explanation"]
+    assert "11.4 standard deviations above it;" in alerts[0]["explanation"]
 
 
 def test_bad_counts_are_rejected() -> None:
@@ -246,7 +350,7 @@ def test_bad_counts_are_rejected() -> None:
 # --- property: stream == oracle -------------------------------------------------------------
 
 SMALL = AlertConfig(window_size_s=60, baseline_s=600, min_connected=5, min_baseline_connected=10, z=1.96,
-                    min_relative_increase=0.0, seasonal_days=0, pair_z=0.0)
+                    min_relative_increase=0.0, seasonal_days=0, pair_z=0.0, rate_drift=0.0)
 
 
 def feed_counts(counts: dict[tuple[str, str, int], tuple[int, int]], cfg: AlertConfig,
@@ -292,10 +396,11 @@ def window_series(draw: st.DrawFn) -> dict[tuple[str, str, int], tuple[int, int]
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=window_series(), seed=st.integers(0, 2**32), resolve_after=st.integers(1, 3),
-       inc=st.sampled_from([0.0, 0.5]), pair_z=st.sampled_from([0.0, 2.5]))
+       inc=st.sampled_from([0.0, 0.5]), pair_z=st.sampled_from([0.0, 2.5]), drift=st.sampled_from([0.0, 0.05]))
 def test_property_stream_equals_oracle(counts: dict, seed: int, resolve_after: int, inc: float,
-                                       pair_z: float) -> None:
-    cfg = dataclasses.replace(SMALL, resolve_after_windows=resolve_after, min_relative_increase=inc, pair_z=pair_z)
+                                       pair_z: float, drift: float) -> None:
+    cfg = dataclasses.replace(SMALL, resolve_after_windows=resolve_after, min_relative_increase=inc, pair_z=pair_z,
+                              rate_drift=drift)
     got = feed_counts(counts, cfg, random.Random(seed))
     assert got == oracle_alerts_from_counts(counts, cfg)
 
@@ -316,12 +421,13 @@ def day_series(draw: st.DrawFn) -> dict[tuple[str, str, int], tuple[int, int]]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=day_series(), seed=st.integers(0, 2**32), days=st.integers(0, 3), min_seasonal=st.sampled_from([20, 100]),
-       margins=st.sampled_from([(0.0, 0.0), (0.5, 0.2)]), baseline_h=st.sampled_from([1, 24]))
+       margins=st.sampled_from([(0.0, 0.0), (0.5, 0.2)]), baseline_h=st.sampled_from([1, 24]),
+       drift=st.sampled_from([0.0, 0.03]))
 def test_property_seasonal_stream_equals_oracle(counts: dict, seed: int, days: int, min_seasonal: int,
-                                                margins: tuple[float, float], baseline_h: int) -> None:
+                                                margins: tuple[float, float], baseline_h: int, drift: float) -> None:
     cfg = AlertConfig(min_connected=5, min_baseline_connected=10, z=1.96, seasonal_days=days, pair_z=2.5,
                       min_seasonal_connected=min_seasonal, min_relative_increase=margins[0],
-                      seasonal_relative_increase=margins[1], baseline_s=baseline_h * 3600)
+                      seasonal_relative_increase=margins[1], baseline_s=baseline_h * 3600, rate_drift=drift)
     got = feed_counts(counts, cfg, random.Random(seed))
     assert got == oracle_alerts_from_counts(counts, cfg)
 
