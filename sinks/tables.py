@@ -52,7 +52,8 @@ DEAD_LETTERS: Final = TableSpec("dead_letters", (
     "error_kind", "error_field", "error", "received_at", "worker", "ingested_at"), "month", "received_at")
 
 SINK_BATCHES: Final = TableSpec("sink_batches", (
-    "table", "rows", "rejected", "seconds", "flushed_at", "worker", "newest_event_ms"), "day", "flushed_at")
+    "table", "rows", "rejected", "seconds", "flushed_at", "worker", "newest_event_ms", "late_rows"), "day",
+    "flushed_at")
 
 # The same events as call_events, ordered by borrower (migration 0013): written with them.
 BORROWER_CALLS: Final = TableSpec("borrower_calls", (

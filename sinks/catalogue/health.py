@@ -103,23 +103,24 @@ WHERE flushed_at >= now() - INTERVAL 1 DAY AND {_STORED_EVENTS}
 """.strip()
 
 
-# Rows that reached call_events, by the time they were stored (no FINAL: redelivered copies
-# are rows the sink wrote too; the gap to what the stream counted shows them).
+# Rows stored into call_events, by the time they were stored, from the flush log (redelivered
+# copies are rows the sink wrote too; the gap to what the stream counted shows them).
 @query("events_stored_per_s", "Rows stored into call_events per second, per interval of storage time.",
        time="range", since="3h")
 def events_stored_per_s(ctx: Context) -> str:
     f = ctx.frame
-    return per_interval(ctx, "ingested_at", f"count() / {f.interval_s()} AS `rows stored /s`",
-                        f"{ctx.db}.call_events", f.time_filter("ingested_at"))
+    return per_interval(ctx, "flushed_at", f"sum(rows - rejected) / {f.interval_s()} AS `rows stored /s`",
+                        f"{ctx.db}.sink_batches", f"{f.time_filter('flushed_at')} AND `table` = 'call_events'")
 
 
-# Late: calls stored long after they happened (beyond the worker's grace), by storage time.
+# Late: calls stored long after they happened (beyond the worker's grace), by storage time:
+# the sink counts them per flush (sink_batches.late_rows, migration 0014).
 @query("late_events", "Calls stored more than worker.grace_s after they happened, per interval.", time="range",
        since="24h")
 def late_events(ctx: Context) -> str:
-    grace = int(ctx.grace_s)
-    late = f"countIf(dateDiff('second', occurred_at, ingested_at) > {grace}) AS `late calls (> {grace} s)`"
-    return per_interval(ctx, "ingested_at", late, f"{ctx.db}.call_events", ctx.frame.time_filter("ingested_at"))
+    late = f"sum(late_rows) AS `late calls (> {int(ctx.grace_s)} s)`"
+    return per_interval(ctx, "flushed_at", late, f"{ctx.db}.sink_batches",
+                        f"{ctx.frame.time_filter('flushed_at')} AND `table` = 'call_events'")
 
 
 # Also the "pipeline stalled" alert rule: the last flush that stored call_events rows, from

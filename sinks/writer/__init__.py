@@ -37,7 +37,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event, *, backend: Backend 
             return SinkStats()
         worker = f"sink@{socket.gethostname()}:{os.getpid()}"
         topic_tables = {settings.kafka.topic(topic): table for table, topic in settings.sink.topics.items()}
-        flusher = Flusher(store, db, worker, local_zone_name(settings))
+        flusher = Flusher(store, db, worker, local_zone_name(settings), late_after_s=settings.worker.grace_s)
         loop = SinkLoop(settings, Router(topic_tables, validators, worker), flusher, stop)
         return await loop.run()
     finally:

@@ -32,6 +32,7 @@ class TableFlush:
     rejected: int
     seconds: float
     newest_event_ms: int = 0  # the newest event time among the rows (sink_batches.newest_event_ms)
+    late_rows: int = 0  # stored calls older than the late limit when stored (sink_batches.late_rows)
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,13 +69,16 @@ _OCCURRED_AT = CALL_EVENTS.columns.index("occurred_at")
 
 
 class Flusher:
-    """`tz` is the zone whose calendar days the day rollups follow (the `timezone` setting)."""
+    """`tz` is the zone whose calendar days the day rollups follow (the `timezone` setting);
+    a stored call that happened more than `late_after_s` before its flush counts as late
+    (worker.grace_s: the stream had closed its windows)."""
 
-    def __init__(self, backend: Backend, db: str, worker: str, tz: str) -> None:
+    def __init__(self, backend: Backend, db: str, worker: str, tz: str, late_after_s: int = 0) -> None:
         self.backend = backend
         self.db = ident(db)
         self.worker = worker
         self.tz = tz
+        self.late_after_s = late_after_s
 
     def flush(self, batch: Batch) -> FlushReport:
         t_start = time.monotonic()
@@ -100,6 +104,7 @@ class Flusher:
             report.tables.append(TableFlush(spec.name, len(buf.rows), len(refused), time.monotonic() - t0,
                                             newest_event_ms(spec, buf.rows, {i for i, _ in refused})))
             if spec is CALL_EVENTS:
+                report.tables[-1].late_rows = self._late(buf.rows, {i for i, _ in refused}, now_s)
                 report.tables.extend(self._derive_from_events(buf.rows, {i for i, _ in refused}))
         if dead_rows:
             t0 = time.monotonic()
@@ -113,6 +118,12 @@ class Flusher:
             metrics.BATCHES.labels(t.table).inc()
         metrics.FLUSH_SECONDS.observe(report.seconds)
         return report
+
+    def _late(self, rows: Sequence[Sequence[Any]], refused: set[int], now_s: int) -> int:
+        if not self.late_after_s:
+            return 0
+        limit = now_s - self.late_after_s
+        return sum(1 for n, r in enumerate(rows) if n not in refused and int(r[_OCCURRED_AT]) < limit)
 
     def _derive_from_events(self, rows: Sequence[Sequence[Any]], refused: set[int]) -> list[TableFlush]:
         """The stored events' copies in borrower_calls, then their buckets' rollups recomputed.
@@ -148,7 +159,7 @@ class Flusher:
         return lost
 
     def _log_batches(self, report: FlushReport, now_s: int) -> None:
-        rows = [(t.table, t.rows, t.rejected, round(t.seconds, 6), now_s, self.worker, t.newest_event_ms)
+        rows = [(t.table, t.rows, t.rejected, round(t.seconds, 6), now_s, self.worker, t.newest_event_ms, t.late_rows)
                 for t in report.tables]
         if not rows:
             return

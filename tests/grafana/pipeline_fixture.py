@@ -6,7 +6,8 @@ by the pipeline's own code, stored with the sinks' real migrations.
 - hangup_rates: the batch oracle's window counts as RateUpdate records (plus an older,
   wrong version of some cells that FINAL must hide, and a few reconcile rows).
 - borrower_flags: the stream's flag rules (streams.core.flags) over each borrower's calls.
-- hangup_alerts and sink_batches: a few hand-made records with known answers.
+- hangup_alerts: a few hand-made records with known answers; sink_batches: the flush log
+  of the stored calls, as the sink writes it.
 Kafka and the Faust worker are not involved: the end-to-end suite covers them.
 """
 
@@ -30,6 +31,7 @@ from testkit.fakes import FakeMessage
 from testkit.oracles.rates import dedupe, oracle_counts
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai, a Monday
+LATE_AFTER_S = 600  # worker.grace_s of these tests' settings
 TZ = "Asia/Shanghai"  # the settings' zone in these tests: the day rollups follow its midnight
 HOURS = 4
 END = START + timedelta(hours=HOURS)
@@ -101,7 +103,7 @@ def build(backend: Backend, db: str) -> Fixture:
     alerts = _alerts()
     for a in alerts:  # one INSERT each: the resolved record supersedes the firing one only via FINAL
         _insert(backend, db, tables.HANGUP_ALERTS, [convert.alert_row(_json_msg("hangup-alerts", a), 0)])
-    batches = _sink_batches()
+    batches = _sink_batches(event_rows + dup_rows)
     _insert(backend, db, tables.SINK_BATCHES, batches)
     return Fixture(db=db, events=events, ingested_at=ingested, dead_letters=len(dlq_rows), open_alerts=1,
                    sink_batches=batches, rows=event_rows + dup_rows, flags=flags)
@@ -179,10 +181,18 @@ def _alerts() -> list[dict[str, Any]]:
             alert("beijing-haidian", other_start, "resolved", 2)]
 
 
-def _sink_batches() -> list[tuple[Any, ...]]:
-    rows = []
+def _sink_batches(event_rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The sink's flush log for the stored calls (one call_events flush per second in which
+    calls were stored, with their newest event time and the late ones: stored more than
+    LATE_AFTER_S after they happened) and a hangup_rates flush per minute."""
+    at, occurred, occurred_ms = (tables.CALL_EVENTS.columns.index(c) for c in ("ingested_at", "occurred_at",
+                                                                            "occurred_at_ms"))
+    per_second: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for r in event_rows:
+        per_second[int(r[at])].append(r)
+    rows = [("call_events", len(rs), 0, 0.05, t, "sink-1", max(int(r[occurred_ms]) for r in rs),
+             sum(1 for r in rs if t - int(r[occurred]) > LATE_AFTER_S)) for t, rs in sorted(per_second.items())]
     for i in range(HOURS * 60):
         t = int(START.timestamp()) + i * 60
-        rows.append(("call_events", 70 + i % 5, 0, 0.05, t, "sink-1", (t - 2) * 1000))
-        rows.append(("hangup_rates", 400, 0, 0.08, t, "sink-1", (t - 60) * 1000))
+        rows.append(("hangup_rates", 400, 0, 0.08, t, "sink-1", (t - 60) * 1000, 0))
     return rows

@@ -76,7 +76,7 @@ def test_settings_reach_the_sql() -> None:
     ctx = Context.of(s, MacroFrame())
     assert "HAVING connected >= 50" in render("top_agents", ctx)
     assert ">= 50" in render("hangup_spike_by_branch", ctx)
-    assert "> 900" in render("late_events", ctx)
+    assert "(> 900 s)" in render("late_events", ctx)
     assert "toHour(bucket_start, 'UTC')" in render("branch_hour_heatmap", ctx)
 
 
