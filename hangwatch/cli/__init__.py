@@ -18,6 +18,7 @@ from hangwatch.cli import native as _native
 from hangwatch.cli import query as _query
 from hangwatch.cli import reconcile as _reconcile
 from hangwatch.cli import report as _report
+from hangwatch.cli import rollups as _rollups
 from hangwatch.cli import simulate as _simulate
 from hangwatch.cli import sink as _sink
 from hangwatch.cli import topics as _topics
@@ -46,6 +47,7 @@ _migrate.register(app)
 _native.register(app)
 _query.register(app)
 _reconcile.register(app)
+_rollups.register(app)
 _report.register(app)
 _simulate.register(app)
 _sink.register(app)

@@ -8,6 +8,10 @@ import dataclasses
 import time
 from datetime import UTC, datetime
 
+import pytest
+from typer.testing import CliRunner
+
+from hangwatch.cli import app
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.sinks import rollup
 from hangwatch.sinks.catalogue import Context, FixedFrame, run
@@ -15,7 +19,7 @@ from hangwatch.sinks.rollup import COUNTS, KEY
 from hangwatch.sinks.writer.flush import Flusher
 from testkit.events import BASE_MS, event_records, make_events
 from testkit.oracles.rollups import Key, rollup_counts, totals
-from testkit.sinks import Store, batch_of, router_for
+from testkit.sinks import CH_URL, Store, batch_of, router_for
 
 TZ = "Asia/Shanghai"
 T0 = BASE_MS // 1000
@@ -143,3 +147,19 @@ def test_series_sum_to_the_range_and_filters_apply(store: Store) -> None:
     expected = {k: v for k, v in totals(WIDE, lo, hi, "agent_id", where={"branch": {branch}}).items()
                 if k != "(none)" and v["connected"] >= filtered.min_connected}
     assert {r["agent_id"]: r["attempts"] for r in agents} == {k: v["attempts"] for k, v in expected.items()}
+
+
+def test_the_rollups_command_rebuilds_a_range(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    _flush(store, EARLY)
+    for grain in ("1m", "1h", "1d"):
+        store.backend.execute(f"TRUNCATE TABLE {store.db}.rollup_{grain}")
+    if store.kind == "native":
+        monkeypatch.setenv("HANGWATCH_CLICKHOUSE__URL", CH_URL)
+    else:
+        monkeypatch.setenv("HANGWATCH_CLICKHOUSE__EMBEDDED_PATH", str(store.ch.embedded_path))
+    monkeypatch.setenv("HANGWATCH_CLICKHOUSE__DATABASE", store.db)
+    monkeypatch.setenv("HANGWATCH_TIMEZONE", TZ)
+    since = datetime.fromtimestamp(T0, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = CliRunner().invoke(app, ["rollups", "--since", since, "--until", "now"])
+    assert result.exit_code == 0, result.output
+    assert stored_rollups(store) == rollup_counts(EARLY, TZ)
