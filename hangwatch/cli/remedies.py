@@ -17,6 +17,7 @@ from hangwatch.cli.common import fail, fail_for, fail_text, parse_when, settings
 from hangwatch.i18n import Words
 from hangwatch.platform.timeparse import TIME_FORMS, format_local, local_zone
 from hangwatch.report import remedies
+from hangwatch.report.remedies import pct, slot_label
 from hangwatch.sinks.backends import BackendError, database_name, opened, where
 from hangwatch.sinks.catalogue import QueryError
 from hangwatch.sinks.catalogue.remedies import FACTORS, FILTERS, SEGMENTS
@@ -37,61 +38,16 @@ def _values(text: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (text or "").split(",") if v.strip())
 
 
-def _pct(v: float | None, signed: bool = False) -> str:
-    if v is None:
-        return "–"
-    return f"{v * 100:+.1f}" if signed else f"{v:.1%}"
-
-
-def _p(v: float) -> str:
-    return "<0.001" if v < 0.001 else f"{v:.3f}"
-
-
 def comparison_table(w: Words, c: remedies.Comparison, tz: Any) -> list[Table]:
     """The comparison as the CLI prints it: the rates, then the stratified estimate."""
-    a, b = ", ".join(c.a), ", ".join(c.b)
-    if c.mode == "rollout":
-        a = w.text("remedies.before", start=format_local(c.a_range[0], tz), end=format_local(c.a_range[1], tz))
-        b = w.text("remedies.after", start=format_local(c.b_range[0], tz), end=format_local(c.b_range[1], tz))
-        title = w.text("remedies.title.rollout", at=format_local(c.b_range[0], tz))
-    else:
-        title = w.text("remedies.title.groups", factor=w.name("dimension", c.factor),
-                       start=format_local(c.a_range[0], tz), end=format_local(c.a_range[1], tz))
-    level = f"{c.confidence:.0%}"
-    main = Table(w.text("remedies.col.rate"), w.text("remedies.col.group", group="a"),
-                 w.text("remedies.col.group", group="b"), w.text("remedies.col.difference"),
-                 w.text("remedies.col.ci", level=level), w.text("remedies.col.p"),
-                 w.text("remedies.col.needed"),
-                 w.text("remedies.col.deff"), title=f"{title}\na = {a}\nb = {b}")
-    for r in c.rates:
-        x = r.result
-        main.add_row(w.term(r.rate), f"{_pct(x.rate_a)} ({x.successes_a:,}/{x.n_a:,})",
-                     f"{_pct(x.rate_b)} ({x.successes_b:,}/{x.n_b:,})", _pct(x.difference, signed=True),
-                     f"{_pct(x.ci_low, True)} … {_pct(x.ci_high, True)}", _p(x.p_value),
-                     "–" if r.needed_per_group is None else f"{r.needed_per_group:,} {w.term(r.unit)}",
-                     f"{c.design_effects[r.rate]:.2f}")
-    strat = Table(w.text("remedies.col.rate"), w.text("remedies.col.strata"), w.text("remedies.col.risk_difference"),
-                  w.text("remedies.col.ci", level=level), w.text("remedies.col.odds_ratio"), w.text("remedies.col.p"),
-                  title=w.text("remedies.title.cmh", strata=" × ".join(w.name("dimension", s) for s in c.strata)))
-    for r in c.rates:
-        s = r.stratified
-        odds = "–" if s.odds_ratio is None else (
-            f"{s.odds_ratio:.2f} ({s.or_ci_low or 0:.2f} … {s.or_ci_high or 0:.2f})")
-        strat.add_row(w.term(r.rate), str(s.strata_used), _pct(s.risk_difference, signed=True),
-                      f"{_pct(s.rd_ci_low, True)} … {_pct(s.rd_ci_high, True)}", odds, _p(s.p_value))
+    v = remedies.view(w, c, tz)
+    main = Table(*(v.headers[k] for k in remedies.MAIN_COLUMNS), title=f"{v.title}\na = {v.a}\nb = {v.b}")
+    for row in v.rows:
+        main.add_row(*(row[k] for k in remedies.MAIN_COLUMNS))
+    strat = Table(*(v.headers[k] for k in remedies.STRATIFIED_COLUMNS), title=v.stratified_title)
+    for row in v.rows:
+        strat.add_row(*(row[k] for k in remedies.STRATIFIED_COLUMNS))
     return [main, strat]
-
-
-def comparison_notes(w: Words, c: remedies.Comparison) -> list[str]:
-    notes = [w.text("remedies.note.units", change=f"{c.detect_relative_change:.0%}", alpha=f"{1 - c.confidence:.2g}",
-                    power=f"{c.power:.0%}"),
-             w.text(f"remedies.note.deff.{c.design_effect_source}",
-                    values=", ".join(f"{w.term(k)} {v:.2f}" for k, v in c.design_effects.items()))]
-    if c.mix is not None:
-        key = "remedies.mix.shifted" if c.mix.shifted else "remedies.mix.stable"
-        stratum, moved = c.mix.largest_change
-        notes.append(w.text(key, p=_p(c.mix.p_value), stratum=stratum or "–", change=f"{moved * 100:+.1f}"))
-    return notes
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -170,7 +126,7 @@ def compare(
     out = Console(soft_wrap=False)
     for t in comparison_table(w, result, tz):
         out.print(t)
-    for line in comparison_notes(w, result):
+    for line in remedies.view(w, result, tz).notes:
         out.print(line, soft_wrap=True)
 
 
@@ -212,18 +168,12 @@ def best_times(
     for r in result:
         for x in (r.best.slots if all_slots else r.best.recommended):
             t.add_row(w.name(kind, r.value), slot_label(w, x.weekday, x.hour), f"{x.attempts:,}",
-                      _pct(x.contact_rate), _pct(x.hangup_rate), _pct(x.reach_low))
+                      pct(x.contact_rate), pct(x.hangup_rate), pct(x.reach_low))
     out = Console(soft_wrap=False)
     out.print(t)
     out.print(w.text("remedies.note.min_sample", attempts=s.analytics.best_time_min_attempts,
                      connected=s.analytics.best_time_min_connected,
                      skipped=sum(r.best.insufficient for r in result)), soft_wrap=True)
-
-
-def slot_label(w: Words, weekday: int, hour: int) -> str:
-    """A slot in the reader's language: 周二 10:00–11:00 / Tue 10:00–11:00 (weekday 0 = Monday)."""
-    return w.text("remedies.slot", weekday=w.text(f"remedies.weekday.{weekday}"), start=f"{hour:02d}:00",
-                  end=f"{(hour + 1) % 24:02d}:00")
 
 
 def commands() -> dict[str, typer.Typer]:

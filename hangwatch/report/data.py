@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hangwatch.platform.settings import Settings
+from hangwatch.report import remedies
 from hangwatch.sinks.backends.base import Backend, Result
 from hangwatch.sinks.catalogue import Context, FixedFrame, run, step_for
 from hangwatch.sinks.catalogue.events import COMPARISONS
@@ -50,6 +51,14 @@ class ReportData:
     previous_flags_raised: int = 0
     alert_window_s: int = 300
     rules: RuleSet | None = None  # explanations and the rules' version (fingerprint, with the zone)
+    # Intervention impact (docs/analytics.md): pre-notified vs not, robot vs human, the two
+    # script versions with most calls; and the best time to call per credit grade over
+    # best_times_start .. end (at least analytics.best_time_days: one day holds too few calls).
+    impact: list[remedies.Comparison] = dataclasses.field(default_factory=list)
+    best_times: list[remedies.SegmentBestTimes] = dataclasses.field(default_factory=list)
+    best_times_start: datetime | None = None
+    # Flagged borrower -> their segment values as of their latest call (borrower_segments).
+    flag_segments: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def collect(backend: Backend, settings: Settings, database: str, start: datetime, end: datetime) -> ReportData:
@@ -68,6 +77,9 @@ def collect(backend: Backend, settings: Settings, database: str, start: datetime
         rules: RuleSet | None = load_rules(settings.worker.rules_file, settings.timezone)
     except RulesConfigError:
         rules = None  # explanations fall back to the stored sentences
+    comparisons = {factor: table("comparison", factor=factor) for factor in COMPARISONS}
+    flags = table("flag_review_list", limit=50)
+    best_start = min(start, end - timedelta(days=settings.analytics.best_time_days))
     return ReportData(
         start=start, end=end, interval_s=step_for(start, end), tz=ctx.tz, min_connected=ctx.min_connected,
         summary=summary[0] if summary else {},
@@ -76,14 +88,43 @@ def collect(backend: Backend, settings: Settings, database: str, start: datetime
         rates_over_time=table("rates_over_time"),
         branches=table("branch_rates"),
         agents=table("top_agents"),
-        comparisons={factor: table("comparison", factor=factor) for factor in COMPARISONS},
+        comparisons=comparisons,
         stages=table("hangup_stage_breakdown"),
         heatmap=table("branch_hour_heatmap"),
-        flags=table("flag_review_list", limit=50),
+        flags=flags,
         alerts=table("firing_alerts_in_range"),
         previous_start=previous_start, current=current[0] if current else {},
         previous=previous[0] if previous else {}, flag_trend=trend,
         flags_raised=sum(int(r["raised"]) for r in trend.rows),
         previous_flags_raised=sum(int(r["raised"]) for r in run(backend, "flag_trend", prev).dicts()),
         alert_window_s=settings.alerts.window_size_s, rules=rules,
+        impact=impact(backend, settings, database, start, end, comparisons["script_version"]),
+        best_times=remedies.best_times(backend, settings, database, "credit_grade", best_start, end),
+        best_times_start=best_start,
+        flag_segments=_segments(run(backend, "borrower_segments", ctx, borrowers=",".join(
+            sorted({str(r["borrower_id"]) for r in flags.rows}))).dicts()),
     )
+
+
+def impact(backend: Backend, settings: Settings, database: str, start: datetime, end: datetime,
+           scripts: Table) -> list[remedies.Comparison]:
+    """The period's comparisons: the natural pairs, and the two script versions with most calls
+    (the lower version as the reference); a pair without calls on one side is left out."""
+    pairs = [(factor, *groups) for factor, groups in remedies.NATURAL_GROUPS.items() if factor != "first_time_borrower"]
+    versions = sorted((r for r in scripts.rows if r.get("script_version") not in (None, "(none)")),
+                      key=lambda r: -int(r.get("attempts") or 0))[:2]
+    if len(versions) == 2:
+        a, b = sorted(str(r["script_version"]) for r in versions)
+        pairs.insert(0, ("script_version", (a,), (b,)))
+    out = []
+    for factor, a_values, b_values in pairs:
+        try:
+            out.append(remedies.compare_groups(backend, settings, database, factor, a_values, b_values, start, end))
+        except remedies.RemedyError:
+            continue  # e.g. no robot calls in the period: nothing to compare
+    return out
+
+
+def _segments(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {str(r["borrower_id"]): {k.removeprefix("last_"): str(v) for k, v in r.items() if k.startswith("last_")}
+            for r in rows}

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Final
 
 from hangwatch.analytics import stats
+from hangwatch.i18n import Words
 from hangwatch.platform.settings import Settings
+from hangwatch.platform.timeparse import format_local
 from hangwatch.sinks.backends.base import Backend
 from hangwatch.sinks.catalogue import Context, FixedFrame, run
 from hangwatch.sinks.catalogue.remedies import FACTORS, FILTERS, RATES, SEGMENTS
@@ -221,3 +223,88 @@ def best_times(backend: Backend, settings: Settings, db: str, segment: str, star
     return [SegmentBestTimes(segment, value, stats.best_times(
         c, min_attempts=an.best_time_min_attempts, min_connected=an.best_time_min_connected, top=an.best_time_top,
         confidence=an.confidence)) for value, c in sorted(cells.items())]
+
+
+def p_text(v: float) -> str:
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def slot_label(w: Words, weekday: int, hour: int) -> str:
+    """A slot in the reader's language: 周二 10:00–11:00 / Tue 10:00–11:00 (weekday 0 = Monday)."""
+    return w.text("remedies.slot", weekday=w.text(f"remedies.weekday.{weekday}"), start=f"{hour:02d}:00",
+                  end=f"{(hour + 1) % 24:02d}:00")
+
+
+def pct(v: float | None, signed: bool = False) -> str:
+    """A rate as a percentage, or a difference in signed percentage points; – for none."""
+    if v is None:
+        return "–"
+    return f"{v * 100:+.1f}" if signed else f"{v:.1%}"
+
+
+MAIN_COLUMNS: Final = ("rate", "a", "b", "difference", "ci", "p", "needed", "deff")
+STRATIFIED_COLUMNS: Final = ("rate", "strata_used", "pooled_difference", "pooled_ci", "odds_ratio", "pooled_p")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ComparisonView:
+    """A comparison in words and formatted numbers (the CLI's tables and the report's section)."""
+
+    title: str
+    a: str
+    b: str
+    headers: dict[str, str]
+    rows: list[dict[str, str]]  # per rate, every column of MAIN_COLUMNS and STRATIFIED_COLUMNS
+    stratified_title: str
+    notes: list[str]
+
+
+def view(w: Words, c: Comparison, tz: tzinfo) -> ComparisonView:
+    a, b = ", ".join(c.a), ", ".join(c.b)
+    if c.mode == "rollout":
+        a = w.text("remedies.before", start=format_local(c.a_range[0], tz), end=format_local(c.a_range[1], tz))
+        b = w.text("remedies.after", start=format_local(c.b_range[0], tz), end=format_local(c.b_range[1], tz))
+        title = w.text("remedies.title.rollout", at=format_local(c.b_range[0], tz))
+    else:
+        title = w.text("remedies.title.groups", factor=w.name("dimension", c.factor),
+                       start=format_local(c.a_range[0], tz), end=format_local(c.a_range[1], tz))
+    level = f"{c.confidence:.0%}"
+    headers = {"rate": w.text("remedies.col.rate"), "a": w.text("remedies.col.group", group="a"),
+               "b": w.text("remedies.col.group", group="b"), "difference": w.text("remedies.col.difference"),
+               "ci": w.text("remedies.col.ci", level=level), "p": w.text("remedies.col.p"),
+               "needed": w.text("remedies.col.needed"), "deff": w.text("remedies.col.deff"),
+               "strata_used": w.text("remedies.col.strata"),
+               "pooled_difference": w.text("remedies.col.risk_difference"),
+               "pooled_ci": w.text("remedies.col.ci", level=level), "odds_ratio": w.text("remedies.col.odds_ratio"),
+               "pooled_p": w.text("remedies.col.p")}
+    rows = []
+    for r in c.rates:
+        x, s = r.result, r.stratified
+        rows.append({
+            "rate": w.term(r.rate), "a": f"{pct(x.rate_a)} ({x.successes_a:,}/{x.n_a:,})",
+            "b": f"{pct(x.rate_b)} ({x.successes_b:,}/{x.n_b:,})", "difference": pct(x.difference, signed=True),
+            "ci": f"{pct(x.ci_low, True)} … {pct(x.ci_high, True)}", "p": p_text(x.p_value),
+            "needed": "–" if r.needed_per_group is None else f"{r.needed_per_group:,} {w.term(r.unit)}",
+            "deff": f"{c.design_effects[r.rate]:.2f}", "strata_used": str(s.strata_used),
+            "pooled_difference": pct(s.risk_difference, signed=True),
+            "pooled_ci": f"{pct(s.rd_ci_low, True)} … {pct(s.rd_ci_high, True)}",
+            "odds_ratio": "–" if s.odds_ratio is None else
+            f"{s.odds_ratio:.2f} ({s.or_ci_low or 0:.2f} … {s.or_ci_high or 0:.2f})",
+            "pooled_p": p_text(s.p_value)})
+    notes = [w.text("remedies.note.units", change=f"{c.detect_relative_change:.0%}", alpha=f"{1 - c.confidence:.2g}",
+                    power=f"{c.power:.0%}"),
+             w.text(f"remedies.note.deff.{c.design_effect_source}",
+                    values=", ".join(f"{w.term(k)} {v:.2f}" for k, v in c.design_effects.items()))]
+    if c.mix is not None:
+        key = "remedies.mix.shifted" if c.mix.shifted else "remedies.mix.stable"
+        stratum, moved = c.mix.largest_change
+        notes.append(w.text(key, p=p_text(c.mix.p_value), stratum=stratum or "–", change=f"{moved * 100:+.1f}"))
+    return ComparisonView(title, a, b, headers, rows, w.text(
+        "remedies.title.cmh", strata=" × ".join(w.name("dimension", s) for s in c.strata)), notes)
+
+
+def best_slots_text(w: Words, best: stats.BestTimes) -> str:
+    """The recommended slots in a line, or why there are none."""
+    if not best.recommended:
+        return w.text("remedies.no_slot", attempts=best.min_attempts, connected=best.min_connected)
+    return w.text("list.separator").join(slot_label(w, s.weekday, s.hour) for s in best.recommended)

@@ -13,7 +13,7 @@ import jinja2
 
 from hangwatch.i18n import Words
 from hangwatch.i18n.explain import alert_explanation, evidence_lines, flag_explanation, next_action_text
-from hangwatch.report import charts, period
+from hangwatch.report import charts, period, remedies
 from hangwatch.report.data import ReportData
 from hangwatch.report.fonts import use_cjk_font
 
@@ -95,7 +95,7 @@ def render(d: ReportData, w: Words, generated: datetime | None = None, font_file
     use_cjk_font(font_file)
     tz = ZoneInfo(d.tz)
     flags = [{**r, "explain": flag_explanation(w, r, d.rules, tz), "evidence_text": evidence_lines(w, r, tz),
-              "next_action_text": next_action_text(w, r)}
+              "next_action_text": next_action_text(w, r), "best_slot_text": flag_best_slot(w, d, r)}
              for r in d.flags.rows]
     alerts = [{**r, "explain": alert_explanation(w, r, d.alert_window_s, tz)} for r in d.alerts.rows]
     return _ENV.get_template("report.html.j2").render(
@@ -103,4 +103,22 @@ def render(d: ReportData, w: Words, generated: datetime | None = None, font_file
         title=period.title(w, d.start, d.end, tz), generated=generated or datetime.now(tz=UTC),
         previous_end=d.start, previous_start=d.previous_start or d.start - timedelta(0),
         comparison=comparison(w, d.current, d.previous, d.flags_raised, d.previous_flags_raised),
-        rules=d.rules.fingerprint if d.rules else "-")
+        rules=d.rules.fingerprint if d.rules else "-", impact=[remedies.view(w, c, tz) for c in d.impact],
+        impact_columns=remedies.MAIN_COLUMNS, stratified_columns=remedies.STRATIFIED_COLUMNS,
+        best_times=[{"value": w.name("credit_grade", b.value), "slots": remedies.best_slots_text(w, b.best),
+                     "judged": sum(s.sufficient for s in b.best.slots), "insufficient": b.best.insufficient}
+                    for b in d.best_times],
+        best_times_start=d.best_times_start or d.start)
+
+
+def flag_best_slot(w: Words, d: ReportData, row: dict[str, Any]) -> str:
+    """The best slots of a flagged borrower's credit grade (best-times query over the report's
+    best-time range), to place beside the flag's suggested action; '' when resolved or unknown."""
+    if row.get("status") == "resolved":
+        return ""
+    grade = d.flag_segments.get(str(row.get("borrower_id")), {}).get("credit_grade")
+    best = next((b.best for b in d.best_times if b.value == grade), None)
+    if grade is None or best is None:
+        return ""
+    return w.text("report.flag_best_slot", grade=w.name("credit_grade", grade),
+                  slots=remedies.best_slots_text(w, best))

@@ -277,3 +277,21 @@ FROM (
 )
 ORDER BY grp
 """.strip()
+
+
+@query("borrower_segments", "Each named borrower's segment values (credit grade, first-time borrower, campaign) as of "
+       "their latest call: the report looks up the segment's best slot for a flagged borrower.",
+       Param("borrowers", "", "comma-separated borrower ids (pseudonymous)"))
+def borrower_segments(ctx: Context, borrowers: str) -> str:
+    chosen = _values(borrowers) or ("",)
+    latest = ",\n  ".join(f"argMax({DIMENSION_SQL[s]}, occurred_at_ms) AS last_{s}"
+                          for s in ("credit_grade", "first_time_borrower", "campaign", "channel"))
+    return f"""
+SELECT
+  borrower_id,
+  {latest}
+FROM {ctx.db}.borrower_calls
+WHERE borrower_id IN {literal(chosen)}
+GROUP BY borrower_id
+ORDER BY borrower_id
+""".strip()

@@ -133,3 +133,30 @@ def test_report_has_no_sql_of_its_own() -> None:
 
     source = Path(data.__file__).read_text(encoding="utf-8")
     assert "SELECT" not in source, "the report runs the catalogue's queries"
+
+
+def test_intervention_impact_and_best_times(data: ReportData, html: str, html_zh: str, fixture_db: Fixture) -> None:
+    """The remedies sections (docs/analytics.md): the natural pairs and the two busiest script
+    versions judged on the period's calls, the best slots per credit grade with the minimum
+    sample, and beside each open flag the best slots of the borrower's credit grade."""
+    from hangwatch.report.remedies import RATES
+
+    period = [e for e in fixture_db.events if START.timestamp() <= e.occurred_at_ms / 1000 < END.timestamp()]
+    by = {c.factor: c for c in data.impact}
+    assert {"script_version", "pre_notified", "channel"} <= set(by)
+    notified = by["pre_notified"]
+    assert (notified.a, notified.b) == (("false",), ("true",))
+    for r in notified.rates:
+        k, n = RATES[r.rate]
+        for group, pre in ((r.result.successes_a, False), (r.result.successes_b, True)):
+            calls = [e for e in period if e.pre_notified is pre]
+            count = {"hung_up": sum(e.outcome == "hung_up" for e in calls),
+                     "declined": sum(e.outcome == "declined" for e in calls),
+                     "connected": sum(e.outcome in ("completed", "hung_up", "refused", "wrong_party") for e in calls)}
+            assert group == count[k], (r.rate, pre, n)
+    assert data.best_times and any(b.best.recommended for b in data.best_times)
+    assert all(s.attempts >= 200 for b in data.best_times for s in b.best.recommended)  # analytics' minimum
+    assert "Intervention impact: is a difference real?" in html and "Cochran-Mantel-Haenszel" in html
+    assert "Best time to call, by credit grade" in html and "at least 200 attempts" in html
+    assert "best slots for credit grade" in html
+    assert "干预效果：差异是否真实" in html_zh and "最佳拨打时段（按信用等级）" in html_zh and "设计效应" in html_zh
