@@ -297,10 +297,11 @@ class AnalyticsSettings(BaseModel):
     # rate (0.2: a fifth fewer hang-ups, e.g. 30 % -> 24 %), two-sided, at `power`.
     detect_relative_change: Annotated[float, Field(gt=0, lt=1)] = 0.2
     power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8
-    # Calls of one borrower are not independent (docs/analytics.md, "Borrowers"). None: the
-    # design effect of each rate is estimated from the borrowers' calls in the range
-    # (borrower_calls; Kish, 1 + (m - 1) x ICC); a number >= 1 fixes it (1 = calls independent).
-    # Panels, which run on the dashboards' time range without the estimate, use this number or 1.
+    # Calls of one borrower are not independent:
+    # docs/analytics.md, "Borrowers: calls are not independent". None: the design effect of
+    # each rate is estimated from the borrowers' calls in the range (borrower_calls; Kish,
+    # 1 + (m - 1) x ICC); a number >= 1 fixes it (1 = calls independent). Panels, which run on
+    # the dashboards' time range without the estimate, use this number or 1.
     design_effect: Annotated[float, Field(ge=1)] | None = None
     # Before/after a rollout: days on either side of the rollout date.
     rollout_days: Annotated[int, Field(ge=1)] = 14
