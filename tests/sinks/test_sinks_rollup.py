@@ -163,3 +163,19 @@ def test_the_rollups_command_rebuilds_a_range(store: Store, monkeypatch: pytest.
     result = CliRunner().invoke(app, ["rollups", "--since", since, "--until", "now"])
     assert result.exit_code == 0, result.output
     assert stored_rollups(store) == rollup_counts(EARLY, TZ)
+
+
+def test_a_long_table_prints_as_plain_aligned_text(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    _flush(store, WIDE)
+    if store.kind == "native":
+        monkeypatch.setenv("HANGWATCH_CLICKHOUSE__URL", CH_URL)
+    else:
+        monkeypatch.setenv("HANGWATCH_CLICKHOUSE__EMBEDDED_PATH", str(store.ch.embedded_path))
+    monkeypatch.setenv("HANGWATCH_CLICKHOUSE__DATABASE", store.db)
+    since, until = (datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for t in (T0, T0 + 3 * 86400))
+    result = CliRunner().invoke(app, ["query", "events_per_minute", "--since", since, "--until", until])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    minutes = len({e.occurred_at_ms // 60_000 for e in WIDE})
+    assert minutes > 2000 and len(lines) == minutes + 3
+    assert set(lines[2]) <= {"-", " "} and len({len(x) for x in lines[3:] if x.count(" ") > 2}) >= 1
