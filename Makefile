@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?= -q
 
 .PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench bench-alerts soak \
-        native native-clean \
+        native native-clean cluster-start cluster-stop cluster-status cluster-test \
         dashboards clean-local fuzz
 
 help:  ## list the targets
@@ -64,6 +64,18 @@ bench:  ## benchmarks (bench/README.md)
 SOAK_MINUTES ?= 30
 soak: install  ## fault soak: live traffic, 2 workers + sink, random kills/outages/pauses vs the oracle (SOAK_MINUTES=30)
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
+
+cluster-start: install  ## local cluster (root): 3 Kafka brokers, ZooKeeper, ClickHouse 2 shards x 2 replicas, each host a network namespace
+	deploy/local/cluster.sh start
+
+cluster-stop:  ## stop the local cluster; removes its namespaces, veths and bridge
+	deploy/local/cluster.sh stop
+
+cluster-status:  ## hosts, processes and ports of the local cluster
+	deploy/local/cluster.sh status
+
+cluster-test: install  ## start the local cluster, run tests/cluster (failover vs the oracle), stop it (~2 min)
+	deploy/local/cluster.sh test $(PYTEST_ARGS)
 
 bench-alerts:  ## alert quality of the spike detector, in-process (bench/alert_quality.py, ~4.5 min; 1 s cached)
 	$(BIN)/python -m bench.alert_quality

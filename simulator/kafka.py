@@ -83,6 +83,9 @@ async def produce(
         **kafka.aiokafka_kwargs(),
         client_id="hangwatch-simulator",
         acks=acks,
+        # With acks=all the producer is idempotent: a batch retried after its acknowledgement was
+        # lost (a leader broker dying mid-request) is not written twice.
+        enable_idempotence=acks == "all",
         linger_ms=linger_ms,
         max_batch_size=max_batch_size,
         compression_type=None if compression == "none" else compression,

@@ -25,6 +25,7 @@ usage: deploy/local/cluster.sh COMMAND [ARGS]
   cut HOST [SECONDS]  take HOST's link down (for SECONDS, then back up; without: until `heal`)
   heal HOST           bring HOST's link back up
   reset               stop, then remove the cluster's data
+  test [PYTEST_ARG...]  start (unless up), check, run tests/cluster, stop what it started
 Environment: HANGWATCH_LOCAL_STATE (state folder), KAFKA_HEAP_OPTS (default -Xmx384m -Xms128m),
 CH_CLUSTER_NAME (default hangwatch), ZK_HEAP_OPTS (default -Xmx256m).
 USAGE
@@ -429,8 +430,21 @@ cut_host() {
   fi
 }
 
+# The cluster suite (make cluster-test): a cluster that was already up is left running.
+run_tests() {
+  local was_up=0 rc=0
+  if [ -f "$CDIR/cluster.json" ] && status >/dev/null 2>&1; then was_up=1; fi
+  if [ $was_up = 0 ]; then trap 'stop' EXIT; fi
+  start
+  check
+  cd "$ROOT"
+  HANGWATCH_CLUSTER_TESTS=1 HANGWATCH_LOCAL_STATE="$STATE_DIR" "$ROOT/.venv/bin/python" -m pytest "$@" tests/cluster || rc=$?
+  return $rc
+}
+
 case "${1:-}" in
   start) shift; start "$@" ;;
+  test) shift; run_tests "$@" ;;
   stop) stop ;;
   status) status ;;
   check) check ;;

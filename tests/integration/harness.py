@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,10 @@ class WorkerDied(RuntimeError):
 
 
 class WorkerProcess:
-    def __init__(self, env: KafkaEnv, name: str = "w1", host: str | None = None) -> None:
+    def __init__(self, env: KafkaEnv, name: str = "w1", host: str | None = None, wrap: Sequence[str] = ()) -> None:
         """`host`: whose data dir to use (default: its own); a worker restarted on the same
-        host finds the local state its predecessor left."""
+        host finds the local state its predecessor left. `wrap`: a command prefix the worker
+        runs under, e.g. `ip netns exec NS` (a host of the local cluster, tests/cluster)."""
         self.log_path = ROOT / ".local" / "test-logs" / f"{env.app_id}-{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop)
@@ -75,7 +76,7 @@ class WorkerProcess:
         # Each worker its own data dir (RocksDB borrower store); a restarted worker of the same
         # name finds its local state again, as on a real host.
         data_dir = ROOT / ".local" / "faust-test" / env.app_id / (host or name)
-        self.proc = subprocess.Popen([sys.executable, "-m", "hangwatch", "worker", "--faust-log-level", "info",
+        self.proc = subprocess.Popen([*wrap, sys.executable, "-m", "hangwatch", "worker", "--faust-log-level", "info",
                                       "--data-dir", str(data_dir)],
                                      env=env.env(), cwd=ROOT,
                                      stdout=self._log, stderr=subprocess.STDOUT)
