@@ -3,13 +3,19 @@ chosen language, times in the configured zone (hangwatch.exports)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hangwatch.cli.common import console, fail_text, settings, time_range, words
+from hangwatch.i18n import Words
 from hangwatch.platform.timeparse import TIME_FORMS, format_local, local_zone
+
+if TYPE_CHECKING:
+    from hangwatch.platform.settings import Settings
+    from hangwatch.sinks.backends import Backend
 
 export_app = typer.Typer(help="Files for people: the flag review / re-dial list.", no_args_is_help=True)
 
@@ -42,6 +48,7 @@ def flags(
     try:
         with opened(s.clickhouse) as (backend, _):
             rows = backend.query(sql).dicts()
+            slots = _best_slots(w, backend, s, database_name(s.clickhouse), rows, end)
     except BackendError as e:
         raise fail_text("error.store", error=e, where=where(s.clickhouse)) from e
     try:
@@ -52,10 +59,22 @@ def flags(
     title = w.text("export.info", **period, tz=s.timezone, n=len(rows),
                    rules=rules.fingerprint if rules else "-")
     try:
-        write(review_list(w, rows, rules, tz, title), out)
+        write(review_list(w, rows, rules, tz, title, slots), out)
     except OSError as e:
         raise fail_text("error.out_dir", path=out, error=e.strerror or e) from e
     console.print(w.text("cli.wrote_export", path=out, n=len(rows), **period), soft_wrap=True)
+
+
+def _best_slots(w: Words, backend: Backend, s: Settings, db: str, rows: list[dict[str, Any]],
+                end: datetime) -> dict[str, str]:
+    """Borrower -> the best slots of their credit grade over the analytics.best_time_days before
+    the end (docs/analytics.md, "Next action on a flag")."""
+    from hangwatch.report import remedies
+
+    start = end - timedelta(days=s.analytics.best_time_days)
+    best = remedies.best_times(backend, s, db, "credit_grade", start, end)
+    segments = remedies.borrower_segments(backend, s, db, (str(r["borrower_id"]) for r in rows))
+    return remedies.best_slot_by_borrower(w, segments, best, rows)
 
 
 def register(app: typer.Typer) -> None:

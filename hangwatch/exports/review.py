@@ -19,7 +19,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("borrower_id", "borrower", "id"), ("loan_id", "loan", "id"), ("rule", "rule", ""),
     ("rule_version", "rule_version", "int"), ("severity", "severity", ""), ("status", "status", ""),
     ("calls", "calls", "int"), ("first_call", "first_call", "time"), ("last_call", "last_call", "time"),
-    ("explanation", "explanation", ""), ("next_action", "next_action", ""), ("outcomes", "outcomes", ""),
+    ("explanation", "explanation", ""), ("next_action", "next_action", ""), ("best_slot", "best_slot", ""),
+    ("outcomes", "outcomes", ""),
     ("stages", "stages", ""),
     ("channels", "channels", ""), ("agents", "agents", ""), ("script_versions", "script_version", ""),
     ("evidence", "evidence", ""), ("flag_id", "flag_id", "id"),
@@ -48,8 +49,10 @@ def _naive_local(t: Any, tz: tzinfo) -> datetime | None:
 
 
 def review_list(w: Words, rows: Sequence[Mapping[str, Any]], rules: RuleSet | None, tz: tzinfo,
-                title: str) -> ReviewList:
-    """The list in w's language; `title`: the line that says what it holds (export.info)."""
+                title: str, best_slots: Mapping[str, str] | None = None) -> ReviewList:
+    """The list in w's language; `title`: the line that says what it holds (export.info);
+    `best_slots`: borrower -> the best slots of their segment, beside the suggested action
+    (hangwatch.report.remedies.best_slot_by_borrower; docs/analytics.md, "Next action on a flag")."""
     out = []
     for r in rows:
         values = {
@@ -59,6 +62,7 @@ def review_list(w: Words, rows: Sequence[Mapping[str, Any]], rules: RuleSet | No
             "calls": int(r.get("calls") or 0), "first_call": _naive_local(r.get("first_event_at"), tz),
             "last_call": _naive_local(r.get("last_event_at"), tz),
             "explanation": flag_explanation(w, r, rules, tz), "next_action": next_action_text(w, r),
+            "best_slot": (best_slots or {}).get(str(r["borrower_id"]), ""),
             "outcomes": _counted(w, "outcome", list(r.get("ev_outcome") or [])),
             "stages": _counted(w, "stage", list(r.get("ev_hangup_stage") or [])),
             "channels": _counted(w, "channel", list(r.get("ev_channel") or [])),

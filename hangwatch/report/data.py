@@ -98,15 +98,15 @@ def collect(backend: Backend, settings: Settings, database: str, start: datetime
         flags_raised=sum(int(r["raised"]) for r in trend.rows),
         previous_flags_raised=sum(int(r["raised"]) for r in run(backend, "flag_trend", prev).dicts()),
         alert_window_s=settings.alerts.window_size_s, rules=rules,
-        impact=impact(backend, settings, database, start, end, comparisons["script_version"]),
+        impact=impact_comparisons(backend, settings, database, start, end, comparisons["script_version"]),
         best_times=remedies.best_times(backend, settings, database, "credit_grade", best_start, end),
         best_times_start=best_start,
-        flag_segments=_segments(run(backend, "borrower_segments", ctx, borrowers=",".join(
-            sorted({str(r["borrower_id"]) for r in flags.rows}))).dicts()),
+        flag_segments=remedies.borrower_segments(backend, settings, database,
+                                                 (str(r["borrower_id"]) for r in flags.rows)),
     )
 
 
-def impact(backend: Backend, settings: Settings, database: str, start: datetime, end: datetime,
+def impact_comparisons(backend: Backend, settings: Settings, database: str, start: datetime, end: datetime,
            scripts: Table) -> list[remedies.Comparison]:
     """The period's comparisons: the natural pairs, and the two script versions with most calls
     (the lower version as the reference); a pair without calls on one side is left out."""
@@ -124,7 +124,3 @@ def impact(backend: Backend, settings: Settings, database: str, start: datetime,
             continue  # e.g. no robot calls in the period: nothing to compare
     return out
 
-
-def _segments(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    return {str(r["borrower_id"]): {k.removeprefix("last_"): str(v) for k, v in r.items() if k.startswith("last_")}
-            for r in rows}

@@ -308,3 +308,32 @@ def best_slots_text(w: Words, best: stats.BestTimes) -> str:
     if not best.recommended:
         return w.text("remedies.no_slot", attempts=best.min_attempts, connected=best.min_connected)
     return w.text("list.separator").join(slot_label(w, s.weekday, s.hour) for s in best.recommended)
+
+
+def borrower_segments(backend: Backend, settings: Settings, db: str,
+                      borrowers: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Borrower -> their segment values (credit_grade, first_time_borrower, campaign, channel) as
+    of their latest call (borrower_segments, from borrower_calls)."""
+    chosen = sorted(set(borrowers))
+    if not chosen:
+        return {}
+    ctx = Context.of(settings, FixedFrame(), db)
+    rows = run(backend, "borrower_segments", ctx, borrowers=",".join(chosen)).dicts()
+    return {str(r["borrower_id"]): {k.removeprefix("last_"): str(v) for k, v in r.items() if k.startswith("last_")}
+            for r in rows}
+
+
+def best_slot_by_borrower(w: Words, segments: Mapping[str, Mapping[str, str]], best: Sequence[SegmentBestTimes],
+                          flags: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Flagged borrower -> the best slots of their credit grade (best_times per credit_grade), in
+    w's language, for open flags: what to put beside the flag's suggested next action."""
+    by_grade = {b.value: b.best for b in best if b.segment == "credit_grade"}
+    out = {}
+    for f in flags:
+        borrower = str(f.get("borrower_id"))
+        grade = segments.get(borrower, {}).get("credit_grade")
+        if f.get("status") == "resolved" or grade is None or grade not in by_grade:
+            continue
+        out[borrower] = w.text("report.flag_best_slot", grade=w.name("credit_grade", grade),
+                               slots=best_slots_text(w, by_grade[grade]))
+    return out

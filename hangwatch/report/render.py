@@ -94,8 +94,9 @@ def render(d: ReportData, w: Words, generated: datetime | None = None, font_file
     """The report in w's language."""
     use_cjk_font(font_file)
     tz = ZoneInfo(d.tz)
+    slots = remedies.best_slot_by_borrower(w, d.flag_segments, d.best_times, d.flags.rows)
     flags = [{**r, "explain": flag_explanation(w, r, d.rules, tz), "evidence_text": evidence_lines(w, r, tz),
-              "next_action_text": next_action_text(w, r), "best_slot_text": flag_best_slot(w, d, r)}
+              "next_action_text": next_action_text(w, r), "best_slot_text": slots.get(str(r["borrower_id"]), "")}
              for r in d.flags.rows]
     alerts = [{**r, "explain": alert_explanation(w, r, d.alert_window_s, tz)} for r in d.alerts.rows]
     return _ENV.get_template("report.html.j2").render(
@@ -109,16 +110,3 @@ def render(d: ReportData, w: Words, generated: datetime | None = None, font_file
                      "judged": sum(s.sufficient for s in b.best.slots), "insufficient": b.best.insufficient}
                     for b in d.best_times],
         best_times_start=d.best_times_start or d.start)
-
-
-def flag_best_slot(w: Words, d: ReportData, row: dict[str, Any]) -> str:
-    """The best slots of a flagged borrower's credit grade (best-times query over the report's
-    best-time range), to place beside the flag's suggested action; '' when resolved or unknown."""
-    if row.get("status") == "resolved":
-        return ""
-    grade = d.flag_segments.get(str(row.get("borrower_id")), {}).get("credit_grade")
-    best = next((b.best for b in d.best_times if b.value == grade), None)
-    if grade is None or best is None:
-        return ""
-    return w.text("report.flag_best_slot", grade=w.name("credit_grade", grade),
-                  slots=remedies.best_slots_text(w, best))

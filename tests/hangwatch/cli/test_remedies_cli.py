@@ -148,3 +148,11 @@ def test_help_says_how_borrowers_are_handled(capsys: pytest.CaptureFixture[str])
     assert "design effect" in out and "docs/analytics.md" in out and "--rollout" in out
     assert run(["query", "best-times", "--help"]) == 0
     assert "best_time_min_attempts" in " ".join(capsys.readouterr().out.split())
+
+
+def test_export_has_the_best_slot_column(env: None, filled: EmbeddedBackend, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "flags.csv"
+    assert run(["export", "flags", "--since", _iso(START), "--until", _iso(END), "--out", str(out)]) == 0
+    header = out.read_text(encoding="utf-8-sig").splitlines()[0]
+    assert "next action,best slot" in header, header
