@@ -74,7 +74,7 @@ cluster-stop:  ## stop the local cluster; removes its namespaces, veths and brid
 cluster-status:  ## hosts, processes and ports of the local cluster
 	deploy/local/cluster.sh status
 
-cluster-test: install  ## start the local cluster, run tests/cluster (failover vs the oracle), stop it (~2 min)
+cluster-test: install  ## start the local cluster, run tests/cluster (failovers vs the oracles), stop it (~5 min)
 	deploy/local/cluster.sh test $(PYTEST_ARGS)
 
 bench-alerts:  ## alert quality of the spike detector, in-process (bench/alert_quality.py, ~4.5 min; 1 s cached)

@@ -1,17 +1,24 @@
-"""Failover on the local cluster: the broker leading a call-outcomes partition is killed (kill -9)
-while the simulator produces, two workers (hosts worker1, worker2) compute and the sink stores;
-what is stored afterwards equals the oracles exactly: nothing lost, nothing doubled.
+"""Failover on the local cluster, each fault injected while the simulator produces, two workers
+(hosts worker1, worker2) compute and the sink stores; what is stored afterwards equals the
+oracles exactly: nothing lost, nothing doubled.
 
-Topics have 3 replicas and min.insync.replicas 2, producers acks=all: the two brokers left
-keep accepting writes, and no acknowledged record lived on the dead broker only. ClickHouse
-here is one server of the cluster (ch-s1r1) with the single-node schema."""
+- the broker leading a call-outcomes partition killed (kill -9): topics have 3 replicas and
+  min.insync.replicas 2, producers acks=all, so the two brokers left keep accepting writes and
+  no acknowledged record lived on the dead broker only;
+- worker1's host cut off the network for 30 s (its partitions move to worker2 after the session
+  timeout; it rejoins when the link is back);
+- worker1 killed (kill -9) and started again on its host (its local state left as it was).
+
+ClickHouse here is one server of the cluster (ch-s1r1) with the single-node schema."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import pytest
 from pydantic import SecretStr
@@ -27,7 +34,7 @@ from testkit.oracles.flags import oracle_flags
 from testkit.oracles.rates import oracle_counts
 from testkit.sinks import SinkThread
 from testkit.waits import wait_for
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import CLUSTER_SH, Cluster
 from tests.integration.harness import KafkaEnv, WorkerProcess
 from tests.integration.test_pipeline_e2e import COUNTS, SIZES, stored_final_rates
 from tests.integration.test_worker_flags_alerts import yesterday_8am_ms
@@ -75,7 +82,95 @@ class Producer:
             raise self.error
 
 
-def test_leader_broker_killed_mid_stream(cluster: Cluster, store: tuple[NativeBackend, ClickHouseSettings]) -> None:
+class Run:
+    """One test's pipeline: its topics (env), the workers now running, the producer."""
+
+    def __init__(self, cluster: Cluster, env: KafkaEnv, workers: list[WorkerProcess], producer: Producer) -> None:
+        self.cluster = cluster
+        self.env = env
+        self.workers = workers
+        self.producer = producer
+
+
+class Fault(Protocol):
+    def inject(self, run: Run) -> str:
+        """Do it (mid-stream); say what was done."""
+
+    def after_produced(self, run: Run) -> None:
+        """Once every record is produced: what must hold before the results are compared."""
+
+    def heal(self, run: Run) -> None:
+        """Leave the cluster whole (also when the test failed)."""
+
+
+class LeaderBrokerKilled:
+    """kill -9 the leader of call-outcomes[0]; restarted (and back in sync) at the end."""
+
+    def __init__(self) -> None:
+        self.host: str | None = None
+        self.leader = -1
+
+    def inject(self, run: Run) -> str:
+        self.leader = run.cluster.partitions(run.env.topic("call-outcomes"))[0]["leader"]
+        self.host = run.cluster.broker_host(self.leader)
+        run.cluster.kill(self.host)
+        return f"killed {self.host}, leader of call-outcomes[0]"
+
+    def after_produced(self, run: Run) -> None:
+        wait_for(lambda: run.cluster.partitions(run.env.topic("call-outcomes"))[0]["leader"] not in (self.leader, -1),
+                 60, "a new leader for partition 0")
+
+    def heal(self, run: Run) -> None:
+        if self.host is None:
+            return
+        run.cluster.restart(self.host)
+        topic = run.env.topic("call-outcomes")
+        wait_for(lambda: all(p["isr"] == [1, 2, 3] for p in run.cluster.partitions(topic).values()), 120,
+                 f"{self.host} back in sync")
+
+
+class WorkerHostCut:
+    """worker1's link down for 30 s (cluster.sh cut), the process left running."""
+
+    def __init__(self) -> None:
+        self.cut: subprocess.Popen[bytes] | None = None
+
+    def inject(self, run: Run) -> str:
+        self.cut = subprocess.Popen([str(CLUSTER_SH), "cut", "worker1", "30"], stderr=subprocess.DEVNULL)
+        return "cut worker1 off for 30 s"
+
+    def after_produced(self, run: Run) -> None:
+        self.heal(run)
+
+    def heal(self, run: Run) -> None:
+        if self.cut is not None and self.cut.wait(120) != 0:
+            raise AssertionError(f"cluster.sh cut failed ({self.cut.returncode})")
+
+
+class WorkerKilledAndRestarted:
+    """kill -9 worker1, then start it again on its host (same data dir)."""
+
+    def inject(self, run: Run) -> str:
+        run.workers[0].kill()
+        run.workers[0] = WorkerProcess(run.env, "worker1-restarted", host="worker1",
+                                       wrap=run.cluster.netns("worker1"))
+        return "killed worker1 (kill -9) and started it again"
+
+    def after_produced(self, run: Run) -> None:
+        pass
+
+    def heal(self, run: Run) -> None:
+        pass
+
+
+FAULTS: dict[str, Callable[[], Fault]] = {
+    "leader-broker-killed": LeaderBrokerKilled, "worker-host-cut-30s": WorkerHostCut,
+    "worker-killed-restarted": WorkerKilledAndRestarted}
+
+
+@pytest.mark.parametrize("fault_name", list(FAULTS))
+def test_fault_mid_stream_equals_the_oracles(cluster: Cluster, store: tuple[NativeBackend, ClickHouseSettings],
+                                             fault_name: str) -> None:
     backend, ch = store
     db = ch.database
     cfg = SimConfig(seed=18, rate=0.5, count=6000, start_ms=yesterday_8am_ms(days=3), borrowers=400,
@@ -91,25 +186,23 @@ def test_leader_broker_killed_mid_stream(cluster: Cluster, store: tuple[NativeBa
     settings = env.settings.model_copy(update={
         "clickhouse": ch, "sink": SinkSettings(group_id=f"{env.app_id}-sink", flush_interval_s=0.5)})
     workers = [WorkerProcess(env, name, wrap=cluster.netns(name)) for name in ("worker1", "worker2")]
-    killed: str | None = None
+    fault = FAULTS[fault_name]()
+    run: Run | None = None
     try:
         # both workers running and in the group before any traffic (a worker that starts while a
         # broker is down but still in the metadata can fail at start: see the report of issue 18)
         wait_for(lambda: cluster.group_members(env.app_id) == 2, 120, "both workers in the group", workers)
         with SinkThread(settings):
-            producer = Producer(records, env)
+            run = Run(cluster, env, workers, Producer(records, env))
+            producer = run.producer
             # mid-stream: a third of the records acknowledged and the sink storing them
             wait_for(lambda: producer.delivered >= len(records) // 3 and backend.query(
                 f"SELECT count() FROM {db}.call_events").scalar() > 0, 120, "a third produced and stored", workers)
-            leader = cluster.partitions(env.topic("call-outcomes"))[0]["leader"]
-            killed = cluster.broker_host(leader)
-            at_kill = producer.delivered
-            cluster.kill(killed)
-            print(f"killed {killed}, leader of call-outcomes[0], after {at_kill} of {len(records)} records")
+            at = producer.delivered
+            print(f"{fault.inject(run)} after {at} of {len(records)} records")
             producer.join()
             assert producer.delivered == len(records)
-            wait_for(lambda: cluster.partitions(env.topic("call-outcomes"))[0]["leader"] not in (leader, -1), 60,
-                     "a new leader for partition 0")
+            fault.after_produced(run)
 
             wait_for(lambda: backend.query(f"SELECT count() FROM {db}.call_events FINAL").scalar() == len(events),
                      180, "every distinct event stored", workers, every_s=1.0)
@@ -128,10 +221,6 @@ def test_leader_broker_killed_mid_stream(cluster: Cluster, store: tuple[NativeBa
     finally:
         for w in workers:
             w.stop()
-        if killed is not None:
-            cluster.restart(killed)
-            # whole again: the killed broker is back in sync on the test's topics
-            topic = env.topic("call-outcomes")
-            wait_for(lambda: all(p["isr"] == [1, 2, 3] for p in cluster.partitions(topic).values()), 120,
-                     f"{killed} back in sync")
+        if run is not None:
+            fault.heal(run)
         env.cleanup()
