@@ -6,7 +6,13 @@ the racy "already exists" errors old servers raise are tolerated, the status is 
 before each migration, and duplicate status rows collapse (read with GROUP BY version).
 
 Templates are Jinja2 with a strict context: `db`, `lc(type)` (LowCardinality where the
-server has it), `has` (sinks.features.Features), `retention` (days per table), `server`.
+server has it), `has` (sinks.features.Features), `retention` (days per table), `server`, and
+the engine templates that let one schema serve one server and a cluster (clickhouse.cluster):
+`t(name)` (the table that holds the rows: `db.name`, or `db.name_local` on a cluster),
+`on_cluster` ('' or ' ON CLUSTER <name>'), `engine(kind, *args, table=...)` (`kind(args)`, or
+`Replicated<kind>('<zookeeper path>', '{replica}', args)`), `distributed(name)` (nothing, or
+the Distributed table `db.name` over `db.name_local` sharded by SHARDING_KEYS[name]) and
+`cluster` (the name, '' on one server).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import re
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import jinja2
 
@@ -50,15 +57,75 @@ class MigrationStatus:
     changed_since_applied: bool
 
 
+DEFAULT_ZOOKEEPER_PATH: Final = "/clickhouse/tables/{shard}/{database}/{table}"
+# Cluster mode: the Distributed table of each table sends a row to the shard this expression
+# picks. Every copy of a row (a redelivery, a newer version) has the same key columns, so it
+# lands on the same shard as the original and the shard's ReplacingMergeTree and argMax
+# reads deduplicate it exactly as on one server.
+SHARDING_KEYS: Final = {
+    "schema_migrations": "version",
+    "call_events": "cityHash64(event_id)",
+    "borrower_calls": "cityHash64(borrower_id)",  # one borrower's calls on one shard
+    "hangup_rates": "cityHash64(window_size_s, dimension, value, window_start)",
+    "borrower_flags": "cityHash64(flag_id)",
+    "hangup_alerts": "cityHash64(alert_id)",
+    "dead_letters": "cityHash64(source_topic, source_partition, source_offset)",
+    "sink_batches": "rand()",  # a log: no key, no deduplication
+    **{f"rollup_{g}": ("cityHash64(facet, bucket_start, branch, campaign, channel, script_version, credit_grade, "
+                       "pre_notified, first_time_borrower, hangup_stage, agent_id)") for g in ("1m", "1h", "1d")},
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RenderContext:
     db: str
     server: ServerVersion
     retention: dict[str, int]
+    cluster: str = ""  # clickhouse.cluster; '' = one server
+    zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH
 
     @property
     def features(self) -> Features:
         return Features.for_version(self.server)
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {ident(self.cluster)}" if self.cluster else ""
+
+    def table(self, name: str) -> str:
+        return f"{ident(self.db)}.{ident(name)}_local" if self.cluster else f"{ident(self.db)}.{ident(name)}"
+
+    def engine(self, kind: str, *args: str, table: str) -> str:
+        if not self.cluster:
+            return f"{kind}({', '.join(args)})"
+        path = self.zookeeper_path.replace("{database}", self.db).replace("{table}", table)
+        return f"Replicated{kind}({', '.join((literal(path), literal('{replica}'), *args))})"
+
+    def distributed(self, name: str) -> str:
+        if not self.cluster:
+            return ""
+        db, c = ident(self.db), ident(self.cluster)
+        return (f"CREATE TABLE IF NOT EXISTS {db}.{ident(name)} ON CLUSTER {c} AS {db}.{ident(name)}_local\n"
+                f"ENGINE = Distributed({c}, {db}, {ident(name)}_local, {SHARDING_KEYS[name]});")
+
+    def redistributed(self, name: str) -> str:
+        """After an ALTER of `name`'s local tables: the Distributed table again, with the new
+        columns (it holds no rows; dropping it loses nothing)."""
+        if not self.cluster:
+            return ""
+        return f"DROP TABLE IF EXISTS {ident(self.db)}.{ident(name)}{self.on_cluster};\n{self.distributed(name)}"
+
+
+# Checksums of released migration files that were edited later without changing a statement
+# they run on one server (the engine templates of cluster mode). A store that applied such a
+# version is not reported as "changed since applied".
+EQUIVALENT_CHECKSUMS: Final[dict[int, frozenset[str]]] = {
+    v: frozenset({c}) for v, c in {
+        1: "e6acf2de338ccff7", 2: "e70e6fdcbb948b21", 3: "abb971723c27aeb1", 4: "c941eff04179d3a4",
+        5: "79888ac0a142ff21", 6: "6ba6a5d2138f6a20", 7: "143a448720712161", 8: "2a451a377fb90c6b",
+        9: "63cfb54e10defc46", 10: "9c70c7fba91cbd72", 11: "b7071da502c38718",
+    }.items()
+}
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -79,7 +146,9 @@ def render(m: Migration, ctx: RenderContext) -> list[str]:
     """The statements of a migration for this server, in order."""
     feats = ctx.features
     text = _jinja.from_string(m.template).render(
-        db=ident(ctx.db), lc=feats.lc, has=feats, retention=dict(ctx.retention), server=ctx.server)
+        db=ident(ctx.db), lc=feats.lc, has=feats, retention=dict(ctx.retention), server=ctx.server,
+        cluster=ctx.cluster, on_cluster=ctx.on_cluster, t=ctx.table, engine=ctx.engine, distributed=ctx.distributed,
+        redistributed=ctx.redistributed)
     return split_statements(text)
 
 
@@ -98,28 +167,31 @@ def applied(backend: Backend, db: str) -> dict[int, tuple[str, datetime]]:
 def status(backend: Backend, db: str, migrations: list[Migration] | None = None) -> list[MigrationStatus]:
     done = applied(backend, db)
     return [MigrationStatus(m, done[m.version][1] if m.version in done else None,
-                            m.version in done and done[m.version][0] != m.checksum)
+                            m.version in done and done[m.version][0] != m.checksum
+                            and done[m.version][0] not in EQUIVALENT_CHECKSUMS.get(m.version, frozenset()))
             for m in (migrations if migrations is not None else discover())]
 
 
 def plan(backend: Backend, db: str, retention: dict[str, int],
-         migrations: list[Migration] | None = None) -> list[tuple[Migration, list[str]]]:
+         migrations: list[Migration] | None = None, *, cluster: str = "",
+         zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH) -> list[tuple[Migration, list[str]]]:
     """The pending migrations with the SQL they would run on this server (for --dry-run)."""
     version = backend.server_version()
     check_supported(version)
-    ctx = RenderContext(db, version, retention)
+    ctx = RenderContext(db, version, retention, cluster, zookeeper_path)
     done = applied(backend, db)
     return [(m, render(m, ctx)) for m in (migrations if migrations is not None else discover())
             if m.version not in done]
 
 
 def apply(backend: Backend, db: str, retention: dict[str, int],
-          migrations: list[Migration] | None = None) -> list[Migration]:
+          migrations: list[Migration] | None = None, *, cluster: str = "",
+          zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH) -> list[Migration]:
     """Apply every pending migration; return the ones this call applied."""
     version = backend.server_version()
     check_supported(version)
-    ctx = RenderContext(db, version, retention)
-    _execute_tolerant(backend, f"CREATE DATABASE IF NOT EXISTS {ident(db)}")
+    ctx = RenderContext(db, version, retention, cluster, zookeeper_path)
+    _execute_tolerant(backend, f"CREATE DATABASE IF NOT EXISTS {ident(db)}{ctx.on_cluster}")
     done_now: list[Migration] = []
     for m in migrations if migrations is not None else discover():
         # Re-read before each step: another process may have applied it meanwhile.

@@ -47,13 +47,17 @@ def newest_day(partition_id: str, granularity: str) -> date | None:
 
 
 def plan_drops(backend: Backend, db: str, retention_days: dict[str, int],
-               today: date | None = None) -> list[PartitionDrop]:
+               today: date | None = None, cluster: str = "") -> list[PartitionDrop]:
     today = today or datetime.now(tz=UTC).date()
     res = backend.query(
         f"SELECT DISTINCT table, partition_id FROM system.parts WHERE database = {literal(db)} AND active "
         "ORDER BY table, partition_id")
     out: list[PartitionDrop] = []
     for table, pid in res.rows:
+        if cluster:  # the rows live in the <table>_local tables (sinks.migrate, cluster mode)
+            if not table.endswith("_local"):
+                continue
+            table = table.removesuffix("_local")
         spec = ALL_TABLES.get(table)
         days = retention_days.get(table)
         if spec is None or spec.partition is None or not days:
@@ -67,8 +71,9 @@ def plan_drops(backend: Backend, db: str, retention_days: dict[str, int],
     return out
 
 
-def plan_ttl(backend: Backend, db: str, retention_days: dict[str, int]) -> list[TtlChange]:
+def plan_ttl(backend: Backend, db: str, retention_days: dict[str, int], cluster: str = "") -> list[TtlChange]:
     """TTL statements for tables whose TTL differs from the settings (servers with TTL only)."""
+    suffix, on = ("_local", f" ON CLUSTER {ident(cluster)}") if cluster else ("", "")
     if not Features.for_version(backend.server_version()).ttl:
         return []
     ddl = dict(backend.query(
@@ -76,24 +81,30 @@ def plan_ttl(backend: Backend, db: str, retention_days: dict[str, int]) -> list[
     out: list[TtlChange] = []
     for table, days in sorted(retention_days.items()):
         spec = ALL_TABLES.get(table)
-        if spec is None or spec.time_column is None or table not in ddl or not days:
+        physical = table + suffix
+        if spec is None or spec.time_column is None or physical not in ddl or not days:
             continue
         want = f"TTL {spec.time_column} + toIntervalDay({days})"
-        if want not in ddl[table] and f"INTERVAL {days} DAY" not in ddl[table]:
-            out.append(TtlChange(table, days, f"ALTER TABLE {ident(db)}.{table} MODIFY TTL "
+        if want not in ddl[physical] and f"INTERVAL {days} DAY" not in ddl[physical]:
+            out.append(TtlChange(table, days, f"ALTER TABLE {ident(db)}.{physical}{on} MODIFY TTL "
                                               f"{spec.time_column} + INTERVAL {days} DAY"))
     return out
 
 
 def apply(backend: Backend, db: str, retention_days: dict[str, int], *, today: date | None = None,
-          dry_run: bool = False) -> tuple[list[PartitionDrop], list[TtlChange]]:
-    drops = plan_drops(backend, db, retention_days, today)
-    ttl = plan_ttl(backend, db, retention_days)
+          dry_run: bool = False, cluster: str = "") -> tuple[list[PartitionDrop], list[TtlChange]]:
+    """Drop expired partitions and align TTLs. On a cluster (clickhouse.cluster) the partitions
+    are listed on the connected server and dropped from the <table>_local tables of every host
+    (ON CLUSTER): shards hold the same days, since rows are spread by hash, not by time."""
+    drops = plan_drops(backend, db, retention_days, today, cluster)
+    ttl = plan_ttl(backend, db, retention_days, cluster)
+    target, on = ("_local", f" ON CLUSTER {ident(cluster)}") if cluster else ("", "")
     if not dry_run:
         for d in drops:
             log.info("retention: dropping %s.%s partition %s (newest day %s)",
                      db, d.table, d.partition_id, d.newest_day)
-            backend.execute(f"ALTER TABLE {ident(db)}.{d.table} DROP PARTITION ID {literal(d.partition_id)}")
+            backend.execute(f"ALTER TABLE {ident(db)}.{d.table}{target}{on} "
+                            f"DROP PARTITION ID {literal(d.partition_id)}")
         for t in ttl:
             log.info("retention: %s", t.sql)
             backend.execute(t.sql)

@@ -29,7 +29,8 @@ def migrate(
     try:
         with opened(ch) as (backend, db):
             if dry_run:
-                pending = migrations.plan(backend, db, ch.retention_days)
+                pending = migrations.plan(backend, db, ch.retention_days, cluster=ch.cluster,
+                                          zookeeper_path=ch.zookeeper_path)
                 if not pending:
                     console.print(f"nothing pending in {db} ({where(ch)})")
                 for m, stmts in pending:
@@ -37,7 +38,8 @@ def migrate(
                     for stmt in stmts:
                         typer.echo(stmt + ";\n")
                 return
-            done = migrations.apply(backend, db, ch.retention_days)
+            done = migrations.apply(backend, db, ch.retention_days, cluster=ch.cluster,
+                                    zookeeper_path=ch.zookeeper_path)
             console.print(f"{db} on {where(ch)} (ClickHouse {backend.server_version()}): "
                           + (f"applied {', '.join(f'{m.version:04d}_{m.name}' for m in done)}" if done
                              else "up to date"))
@@ -73,7 +75,7 @@ def retention_cmd(
     ch = settings().clickhouse
     try:
         with opened(ch) as (backend, db):
-            drops, ttl = retention.apply(backend, db, ch.retention_days, dry_run=dry_run)
+            drops, ttl = retention.apply(backend, db, ch.retention_days, dry_run=dry_run, cluster=ch.cluster)
     except (BackendError, ValueError) as e:
         raise fail_for(e, where=where(ch)) from e
     verb = "would drop" if dry_run else "dropped"

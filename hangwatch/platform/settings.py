@@ -109,10 +109,28 @@ class ClickHouseSettings(BaseModel):
     # sink pauses) within seconds, long enough for a large INSERT to a busy server.
     connect_timeout_s: float = 5.0
     send_receive_timeout_s: float = 60.0
+    # Cluster mode (docs/storage.md, "Cluster mode"): the name of a cluster in the servers'
+    # <remote_servers>. Set, the migrations create Replicated* tables named <table>_local on
+    # every host (ON CLUSTER, ZooKeeper paths from the <shard>/<replica> macros) and a
+    # Distributed table under the plain name; every read and write goes through those.
+    # Empty: one server, plain MergeTree tables.
+    cluster: str = ""
+    # Cluster mode: an INSERT returns once the rows are on this many replicas of their shard
+    # (insert_quorum; with insert_distributed_sync=1), so the sink commits offsets only then.
+    insert_quorum: int = Field(default=2, ge=0)
+    zookeeper_path: str = "/clickhouse/tables/{shard}/{database}/{table}"
 
     @property
     def embedded(self) -> bool:
         return self.url is None
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_name(cls, v: str) -> str:
+        if v and not v.replace("_", "").isalnum():
+            raise ValueError("clickhouse.cluster must be a plain name of the servers' <remote_servers> (letters, "
+                             "digits, _)")
+        return v
 
     @field_validator("url")
     @classmethod

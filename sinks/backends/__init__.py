@@ -23,8 +23,12 @@ def open_backend(ch: ClickHouseSettings) -> Backend:
     from hangwatch.sinks.backends.native import NativeBackend
     from hangwatch.sinks.backends.url import parse_url
 
+    # Cluster mode: an INSERT (also INSERT ... SELECT) through a Distributed table returns only
+    # once its rows are on insert_quorum replicas of their shard, so offsets committed after it
+    # never point past rows that one lost server held alone.
+    session = {"insert_distributed_sync": 1, "insert_quorum": ch.insert_quorum} if ch.cluster else {}
     return NativeBackend(parse_url(ch.url.get_secret_value()), connect_timeout_s=ch.connect_timeout_s,
-                         send_receive_timeout_s=ch.send_receive_timeout_s)
+                         send_receive_timeout_s=ch.send_receive_timeout_s, session_settings=session)
 
 
 def database_name(ch: ClickHouseSettings) -> str:

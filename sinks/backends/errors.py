@@ -36,12 +36,18 @@ TRANSIENT_ERROR_CODES: Final = frozenset({
     202,  # TOO_MANY_SIMULTANEOUS_QUERIES
     209,  # SOCKET_TIMEOUT
     210,  # NETWORK_ERROR
+    225,  # NO_ZOOKEEPER (cluster mode: replication is coordinated through it)
+    279,  # ALL_CONNECTION_TRIES_FAILED (a shard unreachable through a Distributed table)
+    285,  # TOO_FEW_LIVE_REPLICAS (insert_quorum cannot be met now)
+    286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
+    289,  # REPLICA_IS_NOT_IN_QUORUM
     241,  # MEMORY_LIMIT_EXCEEDED
     242,  # TABLE_IS_READ_ONLY
     252,  # TOO_MANY_PARTS
     319,  # UNKNOWN_STATUS_OF_INSERT
     394,  # QUERY_WAS_CANCELLED (server shutting down)
     425,  # SYSTEM_ERROR
+    999,  # KEEPER_EXCEPTION (ZooKeeper session lost)
 })
 # Codes a concurrent `CREATE ... IF NOT EXISTS` may still raise when two processes race
 # (the check and the create are not atomic on old servers).

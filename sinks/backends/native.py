@@ -39,7 +39,7 @@ class NativeBackend:
     name = "native"
 
     def __init__(self, target: NativeTarget, *, connect_timeout_s: float = 5.0,
-                 send_receive_timeout_s: float = 60.0) -> None:
+                 send_receive_timeout_s: float = 60.0, session_settings: dict[str, Any] | None = None) -> None:
         self.target = target
         kwargs: dict[str, Any] = {}
         if target.secure:
@@ -51,7 +51,8 @@ class NativeBackend:
         self._client = Client(
             host=target.host, port=target.port, user=target.user, password=target.password,
             database="default", connect_timeout=connect_timeout_s, send_receive_timeout=send_receive_timeout_s,
-            sync_request_timeout=connect_timeout_s, client_name="hangwatch", **kwargs,
+            sync_request_timeout=connect_timeout_s, client_name="hangwatch", settings=dict(session_settings or {}),
+            **kwargs,
         )
         self._version: ServerVersion | None = None
         self._server_tz: ZoneInfo | None = None

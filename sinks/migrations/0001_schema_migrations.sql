@@ -1,7 +1,7 @@
 -- Which migrations have been applied. One row per (migration, process that applied it):
 -- several processes may apply the same migration concurrently, so rows are deduplicated by
 -- version (ReplacingMergeTree) and read with GROUP BY version.
-CREATE TABLE IF NOT EXISTS {{ db }}.schema_migrations
+CREATE TABLE IF NOT EXISTS {{ t('schema_migrations') }}{{ on_cluster }}
 (
     version UInt32,
     name String,
@@ -10,5 +10,6 @@ CREATE TABLE IF NOT EXISTS {{ db }}.schema_migrations
     server_version String,
     applied_by String
 )
-ENGINE = ReplacingMergeTree()
+ENGINE = {{ engine('ReplacingMergeTree', table='schema_migrations') }}
 ORDER BY version;
+{{ distributed('schema_migrations') }}

@@ -4,7 +4,7 @@
 -- Partitioned by day of event time (retention drops days); ordered for the dashboards'
 -- filters (branch, campaign, then time), with event_id last as the deduplication key.
 -- No raw personal data: borrower_id and loan_id are pseudonymous by contract.
-CREATE TABLE IF NOT EXISTS {{ db }}.call_events
+CREATE TABLE IF NOT EXISTS {{ t('call_events') }}{{ on_cluster }}
 (
     event_id String,
     call_id String,
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS {{ db }}.call_events
     kafka_offset UInt64,
     ingested_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree()
+ENGINE = {{ engine('ReplacingMergeTree', table='call_events') }}
 PARTITION BY toYYYYMMDD(occurred_at)
 ORDER BY (branch, campaign, occurred_at, event_id)
 {%- if has.ttl and retention.get('call_events') %}
@@ -40,3 +40,4 @@ TTL occurred_at + INTERVAL {{ retention['call_events'] }} DAY
 {%- if has.ttl_only_drop_parts and retention.get('call_events') %}
 SETTINGS ttl_only_drop_parts = 1
 {%- endif %};
+{{ distributed('call_events') }}

@@ -3,7 +3,7 @@
 -- version per key (window_size_s, dimension, value, window_start), and reads use FINAL.
 -- Only counts are stored: every rate is derived from counts in the queries (sinks/queries.py),
 -- so a rate over several windows or values is always exact.
-CREATE TABLE IF NOT EXISTS {{ db }}.hangup_rates
+CREATE TABLE IF NOT EXISTS {{ t('hangup_rates') }}{{ on_cluster }}
 (
     window_size_s UInt32,
     window_start DateTime('UTC'),
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS {{ db }}.hangup_rates
     emitted_at DateTime('UTC'),
     ingested_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{ engine('ReplacingMergeTree', 'version', table='hangup_rates') }}
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (window_size_s, dimension, value, window_start)
 {%- if has.ttl and retention.get('hangup_rates') %}
@@ -36,3 +36,4 @@ TTL window_start + INTERVAL {{ retention['hangup_rates'] }} DAY
 {%- if has.ttl_only_drop_parts and retention.get('hangup_rates') %}
 SETTINGS ttl_only_drop_parts = 1
 {%- endif %};
+{{ distributed('hangup_rates') }}

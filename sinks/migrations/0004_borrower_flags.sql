@@ -2,7 +2,7 @@
 -- collapses, the latest emission wins (version emitted_at_ms). The current state of a flag
 -- is the row with the furthest status (raised < escalated < resolved), read with argMax.
 -- Partitioned by month of the episode's first event, which every transition of a flag shares.
-CREATE TABLE IF NOT EXISTS {{ db }}.borrower_flags
+CREATE TABLE IF NOT EXISTS {{ t('borrower_flags') }}{{ on_cluster }}
 (
     flag_id String,
     borrower_id String,
@@ -20,9 +20,10 @@ CREATE TABLE IF NOT EXISTS {{ db }}.borrower_flags
     emitted_at_ms UInt64,
     ingested_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree(emitted_at_ms)
+ENGINE = {{ engine('ReplacingMergeTree', 'emitted_at_ms', table='borrower_flags') }}
 PARTITION BY toYYYYMM(first_event_at)
 ORDER BY (flag_id, status)
 {%- if has.ttl and retention.get('borrower_flags') %}
 TTL first_event_at + INTERVAL {{ retention['borrower_flags'] }} DAY
 {%- endif %};
+{{ distributed('borrower_flags') }}

@@ -2,7 +2,7 @@
 -- of call-outcomes) and rows the sink itself could not write (error_kind sink_*), with the
 -- original bytes in base64 and the source position. One row per source position: a
 -- redelivery collapses; reads group by the position, so they are exact before merges.
-CREATE TABLE IF NOT EXISTS {{ db }}.dead_letters
+CREATE TABLE IF NOT EXISTS {{ t('dead_letters') }}{{ on_cluster }}
 (
     source_topic {{ lc('String') }},
     source_partition UInt32,
@@ -17,9 +17,10 @@ CREATE TABLE IF NOT EXISTS {{ db }}.dead_letters
     worker String,
     ingested_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree()
+ENGINE = {{ engine('ReplacingMergeTree', table='dead_letters') }}
 PARTITION BY toYYYYMM(received_at)
 ORDER BY (source_topic, source_partition, source_offset)
 {%- if has.ttl and retention.get('dead_letters') %}
 TTL received_at + INTERVAL {{ retention['dead_letters'] }} DAY
 {%- endif %};
+{{ distributed('dead_letters') }}

@@ -7,7 +7,7 @@
 -- One ALTER: a concurrent migrator that loses the race gets "column already exists" (code 44
 -- on 18.16, 15 on current versions), tolerated for this statement.
 -- tolerate: 44
-ALTER TABLE {{ db }}.borrower_flags
+ALTER TABLE {{ t('borrower_flags') }}{{ on_cluster }}
     ADD COLUMN evidence_event_id Array(String),
     ADD COLUMN evidence_call_id Array(String),
     ADD COLUMN evidence_occurred_at Array(DateTime('UTC')),
@@ -16,3 +16,4 @@ ALTER TABLE {{ db }}.borrower_flags
     ADD COLUMN evidence_agent_id Array(String),
     ADD COLUMN evidence_channel Array(String),
     ADD COLUMN evidence_script_version Array(String);
+{{ redistributed('borrower_flags') }}

@@ -12,6 +12,8 @@
 -- Swap first, copy second: on 18.16 a copy INTO the new table running beside another
 -- migrator's RENAME of it deadlocks the two queries (measured), so nothing reads or writes
 -- hangup_alerts_0009 but the CREATE and the RENAME.
+-- On a cluster 0005 already created the table with this key (clusters start fresh).
+{% if not cluster %}
 CREATE TABLE IF NOT EXISTS {{ db }}.hangup_alerts_0009
 (
     alert_id String,
@@ -46,3 +48,4 @@ SELECT alert_id, status, dimension, value, window_size_s, window_start, window_e
        hangup_rate, wilson_low, wilson_high, baseline_rate, baseline_connected, explanation, version,
        emitted_at, ingested_at
 FROM {{ db }}.hangup_alerts_0005;
+{% endif %}

@@ -5,4 +5,5 @@
 -- A concurrent migrator that loses the race gets "column already exists" (code 44 on 18.16,
 -- 15 on current versions), tolerated for this statement.
 -- tolerate: 44
-ALTER TABLE {{ db }}.sink_batches ADD COLUMN newest_event_ms UInt64;
+ALTER TABLE {{ t('sink_batches') }}{{ on_cluster }} ADD COLUMN newest_event_ms UInt64;
+{{ redistributed('sink_batches') }}

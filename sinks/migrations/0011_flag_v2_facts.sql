@@ -7,7 +7,7 @@
 -- One ALTER: a concurrent migrator that loses the race gets "column already exists" (code 44
 -- on 18.16, 15 on current versions), tolerated for this statement.
 -- tolerate: 44
-ALTER TABLE {{ db }}.borrower_flags
+ALTER TABLE {{ t('borrower_flags') }}{{ on_cluster }}
     ADD COLUMN schema_version UInt8 DEFAULT 1,
     ADD COLUMN fact_outcomes Array(String),
     ADD COLUMN fact_outcome_counts Array(UInt32),
@@ -25,3 +25,4 @@ ALTER TABLE {{ db }}.borrower_flags
     ADD COLUMN next_action_param_names Array(String),
     ADD COLUMN next_action_param_values Array(Int64),
     ADD COLUMN next_action_also Array(String);
+{{ redistributed('borrower_flags') }}

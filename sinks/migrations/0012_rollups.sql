@@ -13,7 +13,7 @@
 -- (it only grows as events arrive), so ReplacingMergeTree(version) and argMax(..., version)
 -- keep the newest complete recompute; an equal version means the same events.
 {% for grain, partition in (('1m', 'toYYYYMMDD'), ('1h', 'toYYYYMM'), ('1d', 'toYYYYMM')) %}
-CREATE TABLE IF NOT EXISTS {{ db }}.rollup_{{ grain }}
+CREATE TABLE IF NOT EXISTS {{ t('rollup_' ~ grain) }}{{ on_cluster }}
 (
     bucket_start DateTime('UTC'),
     facet {{ lc('String') }},
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS {{ db }}.rollup_{{ grain }}
     version UInt64,
     computed_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{ engine('ReplacingMergeTree', 'version', table='rollup_' ~ grain) }}
 PARTITION BY {{ partition }}(bucket_start)
 ORDER BY (facet, bucket_start, branch, campaign, channel, script_version, credit_grade, pre_notified,
           first_time_borrower, hangup_stage, agent_id)
@@ -50,4 +50,5 @@ TTL bucket_start + INTERVAL {{ retention['rollup_' ~ grain] }} DAY
 {%- if has.ttl_only_drop_parts and retention.get('rollup_' ~ grain) %}
 SETTINGS ttl_only_drop_parts = 1
 {%- endif %};
+{{ distributed('rollup_' ~ grain) }}
 {% endfor %}

@@ -4,7 +4,7 @@
 -- the sink with call_events, row for row; copies of a redelivered event collapse on merge
 -- and reads take one row per event_id (LIMIT 1 BY event_id). Pseudonymous ids only, like
 -- call_events.
-CREATE TABLE IF NOT EXISTS {{ db }}.borrower_calls
+CREATE TABLE IF NOT EXISTS {{ t('borrower_calls') }}{{ on_cluster }}
 (
     borrower_id String,
     occurred_at DateTime('UTC'),
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS {{ db }}.borrower_calls
     script_version {{ lc('Nullable(String)') }},
     ingested_at DateTime('UTC')
 )
-ENGINE = ReplacingMergeTree()
+ENGINE = {{ engine('ReplacingMergeTree', table='borrower_calls') }}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (borrower_id, occurred_at, event_id)
 {%- if has.ttl and retention.get('borrower_calls') %}
@@ -36,3 +36,4 @@ TTL occurred_at + INTERVAL {{ retention['borrower_calls'] }} DAY
 {%- if has.ttl_only_drop_parts and retention.get('borrower_calls') %}
 SETTINGS ttl_only_drop_parts = 1
 {%- endif %};
+{{ distributed('borrower_calls') }}

@@ -3,4 +3,5 @@
 -- the "late calls" panel reads the small flush log instead of scanning call_events by
 -- ingestion time. 0 in rows written before this migration and for the other tables.
 -- tolerate: 44
-ALTER TABLE {{ db }}.sink_batches ADD COLUMN late_rows UInt64;
+ALTER TABLE {{ t('sink_batches') }}{{ on_cluster }} ADD COLUMN late_rows UInt64;
+{{ redistributed('sink_batches') }}

@@ -64,7 +64,8 @@ async def _prepare_store(store: Backend, db: str, settings: Settings, stop: asyn
 
 def _schema_validators(store: Backend, db: str, settings: Settings, apply_migrations: bool) -> dict[str, RowValidator]:
     if apply_migrations:
-        for m in migrate.apply(store, db, settings.clickhouse.retention_days):
+        for m in migrate.apply(store, db, settings.clickhouse.retention_days, cluster=settings.clickhouse.cluster,
+                                   zookeeper_path=settings.clickhouse.zookeeper_path):
             log.info("applied migration %04d_%s", m.version, m.name)
     else:
         pending = [s.migration for s in migrate.status(store, db) if s.applied_at is None]
