@@ -318,7 +318,7 @@ def borrower_segments(backend: Backend, settings: Settings, db: str,
     if not chosen:
         return {}
     ctx = Context.of(settings, FixedFrame(), db)
-    rows = run(backend, "borrower_segments", ctx, borrowers=",".join(chosen)).dicts()
+    rows = run(backend, "borrower_segments", ctx, borrowers=",".join(chosen), limit=len(chosen)).dicts()
     return {str(r["borrower_id"]): {k.removeprefix("last_"): str(v) for k, v in r.items() if k.startswith("last_")}
             for r in rows}
 

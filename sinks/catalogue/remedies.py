@@ -16,6 +16,7 @@ from __future__ import annotations
 from statistics import NormalDist
 from typing import Final
 
+from hangwatch.sinks.catalogue import params
 from hangwatch.sinks.catalogue.expr import CONNECTED_LIST, DIMENSION_SQL
 from hangwatch.sinks.catalogue.registry import Context, Param, QueryError, query
 from hangwatch.sinks.catalogue.rollup import FACET_COLUMNS, SEGMENT, rollup_rows
@@ -109,7 +110,9 @@ def borrower_clustering(ctx: Context, factor: str, groups: str) -> str:
     for rate, (k, m) in RATES.items():
         name = rate.removesuffix("_rate")
         sums.append(f"countIf(b_{m} > 0) AS {name}_borrowers, sum(b_{m}) AS {name}_units, "
-                    f"sum(b_{k}) AS {name}_successes, sumIf(b_{k} * b_{k} / b_{m}, b_{m} > 0) AS {name}_between, "
+                    f"sum(b_{k}) AS {name}_successes, "
+                    # rounded: a float sum's last digits depend on the order the parts are added in
+                    f"round(sumIf(b_{k} * b_{k} / b_{m}, b_{m} > 0), 6) AS {name}_between, "
                     f"sum(b_{m} * b_{m}) AS {name}_m2")
     body = ",\n  ".join(sums)
     return f"""
@@ -279,11 +282,15 @@ ORDER BY grp
 """.strip()
 
 
-@query("borrower_segments", "Each named borrower's segment values (credit grade, first-time borrower, campaign) as of "
-       "their latest call: the report looks up the segment's best slot for a flagged borrower.",
-       Param("borrowers", "", "comma-separated borrower ids (pseudonymous)"))
-def borrower_segments(ctx: Context, borrowers: str) -> str:
-    chosen = _values(borrowers) or ("",)
+@query("borrower_segments", "Each borrower's segment values (credit grade, first-time borrower, campaign, channel) as "
+       "of their latest call in the range: the report and the review list look up a flagged borrower's best slot.",
+       Param("borrowers", "", "comma-separated borrower ids (pseudonymous; empty: every borrower called)"),
+       params.limit(1000), time="range", since="24h")
+def borrower_segments(ctx: Context, borrowers: str, limit: int) -> str:
+    chosen = _values(borrowers)
+    where = ctx.frame.time_filter("occurred_at")
+    if chosen:
+        where += f" AND borrower_id IN {literal(chosen)}"
     latest = ",\n  ".join(f"argMax({DIMENSION_SQL[s]}, occurred_at_ms) AS last_{s}"
                           for s in ("credit_grade", "first_time_borrower", "campaign", "channel"))
     return f"""
@@ -291,7 +298,8 @@ SELECT
   borrower_id,
   {latest}
 FROM {ctx.db}.borrower_calls
-WHERE borrower_id IN {literal(chosen)}
+WHERE {where}
 GROUP BY borrower_id
 ORDER BY borrower_id
+LIMIT {int(limit)}
 """.strip()
