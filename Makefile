@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -q
 
-.PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench bench-alerts soak \
+.PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench bench-alerts bench-serving soak \
         native native-clean cluster-start cluster-stop cluster-status cluster-test \
         dashboards clean-local fuzz
 
@@ -79,6 +79,10 @@ cluster-test: install  ## start the local cluster, run tests/cluster (failovers 
 
 bench-alerts:  ## alert quality of the spike detector, in-process (bench/alert_quality.py, ~4.5 min; 1 s cached)
 	$(BIN)/python -m bench.alert_quality
+
+SERVING_ARGS ?=
+bench-serving: install  ## serving bench: 100 M calls over 365 days into the ClickHouse server, every panel, query and report timed (bench/serving.py; SERVING_ARGS="--events 200000 --days 7" for a short run)
+	source deploy/local/common.sh && start_services clickhouse && $(BIN)/python -m bench.serving $(SERVING_ARGS)
 
 clean-local:  ## remove local service data (Kafka, ClickHouse, chdb)
 	-deploy/local/kafka.sh reset

@@ -673,6 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--grafana-password", default=os.environ.get("HANGWATCH_GRAFANA_CH_PASSWORD", "grafana"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--label", default="", help="recorded in the JSON (e.g. 'before: catalogue of 76c4b55')")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="print the tables, targets and chart of a saved run (e.g. one cut short) without running")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("clickhouse_driver", "hangwatch"):
@@ -684,13 +686,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     borrowers = a.borrowers or max(1000, min(10_000_000, a.events // 10))
     server = _server_from_url(a.ch_url)
     grafana = dataclasses.replace(server, user=a.grafana_user, password=a.grafana_password)
-    try:
-        grafana.client().execute("SELECT 1")
-    except Exception as e:
-        log.warning("no read-only user %r (%s); the refresh runs as %s", a.grafana_user, _one_line(e), server.user)
-        grafana = server
+    if not a.from_json:
+        try:
+            grafana.client().execute("SELECT 1")
+        except Exception as e:
+            log.warning("no read-only user %r (%s); the refresh runs as %s", a.grafana_user, _one_line(e),
+                        server.user)
+            grafana = server
     a.out.mkdir(parents=True, exist_ok=True)
-    result = run(a, server, grafana, ranges, borrowers)
+    if a.from_json:
+        result = json.loads(a.from_json.read_text())
+        ranges = [r for r in RANGES if any(x["range"] == r for recs in result["phases"].values() for x in recs)]
+    else:
+        result = run(a, server, grafana, ranges, borrowers)
     console = Console(file=sys.stdout, width=200)
     for phase, recs in result["phases"].items():
         print_phase(console, phase, recs, ranges)

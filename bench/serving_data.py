@@ -545,7 +545,8 @@ def load(backends: Sequence[Backend], db: str, shape: Shape, *, cell_days: int =
 
     def flags_alerts() -> None:
         stmts = []
-        months = _month_edges(first_s, end_s - 3 * 86_400)
+        # first calls up to three days back (a flag's episode lasts up to three days)
+        months = _month_edges(first_s, max(first_s + (end_s - first_s) // 2, end_s - 3 * 86_400))
         total_flags = shape.borrowers // 100
         per = _spread(total_flags, [hi - lo for lo, hi in months])
         first = 0
