@@ -77,8 +77,9 @@ cluster-status:  ## hosts, processes and ports of the local cluster
 cluster-test: install  ## start the local cluster, run tests/cluster (failovers vs the oracles), stop it (~5 min)
 	deploy/local/cluster.sh test $(PYTEST_ARGS)
 
-bench-alerts:  ## alert quality of the spike detector, in-process (bench/alert_quality.py, ~4.5 min; 1 s cached)
-	$(BIN)/python -m bench.alert_quality
+ALERTS_ARGS ?=
+bench-alerts:  ## alert quality of the spike detector, in-process (bench/alert_quality.py, ~7 min; 2 s cached); ALERTS_ARGS=--e2e adds the worker check (Kafka + ClickHouse)
+	$(BIN)/python -m bench.alert_quality $(ALERTS_ARGS)
 
 SERVING_ARGS ?=
 bench-serving: install  ## serving bench: 100 M calls over 365 days into the ClickHouse server, every panel, query and report timed (bench/serving.py; SERVING_ARGS="--events 200000 --days 7" for a short run)

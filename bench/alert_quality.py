@@ -21,9 +21,24 @@ every other unmatched alert is false. Time to detect = end of the firing window 
 the alert is emitted when the window is final, `worker.grace_s` later. Days before
 `--warmup-days` are left out of both scenarios' counts (the detector's baselines fill up).
 
+Seeds (`--seeds`, default 11 12): each seed is its own simulated world (population, traffic,
+spike times); the figures are pooled over them (92 spikes of which 46 are 2x >= 15 min per
+two seeds, 448 steady series-days), so one lucky or unlucky spike moves the 2x figure by ~1
+point rather than ~2. Every 2x spike of >= 15 min that is missed or detected late is listed
+(series, offset of its start in its window, length, calls per window, the counts of the two
+windows the deadline allows): the analysis of what the detector cannot see in time.
+
+`--e2e`: also one short scenario (6 h of calls with a 3x and a 2x spike, ~90,000 events)
+through the real worker and sink, against the Kafka broker and ClickHouse server of
+HANGWATCH_BENCH_KAFKA / HANGWATCH_BENCH_CLICKHOUSE_URL (bench/env.py; own topics and
+database, removed afterwards): every alert record the worker wrote to its topic and the sink
+to `hangup_alerts` must equal the record of the detector replayed here on the same events'
+window cells (every field but emitted_at). A mismatch makes the command exit 1.
+
 Output: a table on the terminal and bench/results/alert-quality-<stamp>.json (+
 alert-quality-latest.json). Window cells are cached under .local/bench/alert-quality/ (keyed by
-the scenario), so a rerun that changes only the detector takes seconds.
+the scenario), so a rerun that changes only the detector takes seconds (the first run of a
+seed counts its cells: ~3.5 min per seed on the 2-core machine).
 """
 
 from __future__ import annotations
@@ -46,7 +61,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hangwatch.platform.settings import Settings
-from hangwatch.schemas.records import ALERT_DIMENSIONS
+from hangwatch.schemas.records import ALERT_DIMENSIONS, HangupAlert
 from hangwatch.simulator import SegmentSpike, SimConfig, generate_events
 from hangwatch.simulator.config import CAMPAIGN_NAMES, SCRIPT_VERSIONS
 from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window
@@ -63,6 +78,7 @@ HUNG_UP = COUNT_FIELDS.index("hung_up")
 FACTORS = (2.0, 1.5, 2.0, 3.0)  # cycled: 2x spikes get half the slots (the target is about them)
 MINUTES = (15.0, 30.0, 10.0, 60.0, 20.0)
 MIN_TRAFFIC = 150  # connected calls per 5 min (series mean over the calling day): the stated traffic of the target
+TARGET_GROUP = "2x >= 15 min"
 
 Cells = dict[tuple[str, str], dict[int, tuple[int, int]]]  # (dim, value) -> start -> (connected, hung_up)
 
@@ -128,9 +144,9 @@ class Alert:
     start_s: int  # firing window start
 
 
-def replay(cells: Cells, cfg: AlertConfig) -> list[Alert]:
-    """Every series' windows in start order through on_final_window; the firing alerts."""
-    out: list[Alert] = []
+def replay_records(cells: Cells, cfg: AlertConfig) -> list[HangupAlert]:
+    """Every series' windows in start order through on_final_window; every alert record."""
+    out: list[HangupAlert] = []
     for (dim, value), wins in sorted(cells.items()):
         state: SpikeState | None = None
         for i, start in enumerate(sorted(wins)):
@@ -138,8 +154,14 @@ def replay(cells: Cells, cfg: AlertConfig) -> list[Alert]:
                 state = SpikeState.from_bytes(state.to_bytes())  # as a restart from the changelog would
             c, h = wins[start]
             state, alerts = on_final_window(state, dim, value, start, c, h, cfg, 0)
-            out += [Alert(dim, value, start) for a in alerts if a["status"] == "firing"]
+            out += alerts
     return out
+
+
+def replay(cells: Cells, cfg: AlertConfig) -> list[Alert]:
+    """The firing alerts of replay_records."""
+    return [Alert(a["dimension"], a["value"], int(a["alert_id"].rsplit("|", 1)[1]))
+            for a in replay_records(cells, cfg) if a["status"] == "firing"]
 
 
 def _pct(xs: list[int], q: float) -> int | None:
@@ -173,27 +195,70 @@ def score(alerts: list[Alert], spikes: list[SegmentSpike], cfg: AlertConfig, fro
                 false += 1
     groups: dict[str, dict[str, Any]] = {}
     for label, pick in (("1.5x", lambda s: s.factor == 1.5), ("2x", lambda s: s.factor == 2.0),
-                        ("2x >= 15 min", lambda s: s.factor == 2.0 and s.minutes >= 15),
+                        (TARGET_GROUP, lambda s: s.factor == 2.0 and s.minutes >= 15),
                         (f"2x >= 15 min, >= {MIN_TRAFFIC}/5 min",
                          lambda s: s.factor == 2.0 and s.minutes >= 15 and (s.dimension, s.value) in (busy or set())),
                         ("3x", lambda s: s.factor == 3.0)):
         idx = [i for i, s in enumerate(spikes) if pick(s)]
-        found = [detect[i] for i in idx if i in detect]
-        groups[label] = {
-            "spikes": len(idx), "detected": len(found),
-            "recall": len(found) / len(idx) if idx else None,
-            "within_target": sum(1 for t in found if t <= target_s) / len(idx) if idx else None,
-            "detect_s_median": statistics.median(found) if found else None, "detect_s_p90": _pct(found, 0.9),
-            "by_dimension": {d: f"{sum(1 for i in idx if i in detect and spikes[i].dimension == d)}/"
-                                f"{sum(1 for i in idx if spikes[i].dimension == d)}" for d in ALERT_DIMENSIONS},
-        }
+        groups[label] = _group([detect.get(i) for i in idx], [spikes[i].dimension for i in idx], target_s)
     true_alerts = len(matched)
+    return _totals(len(alerts), true_alerts, false, collateral, days, n_series, groups, detect)
+
+
+def _group(times: list[int | None], dims: list[str], target_s: int) -> dict[str, Any]:
+    """A group of spikes: time to detect of each (None: missed) and its dimension."""
+    found = [t for t in times if t is not None]
+    n = len(times)
     return {
-        "alerts": len(alerts), "true": true_alerts, "false": false, "collateral": collateral,
-        "precision": true_alerts / (true_alerts + false) if true_alerts + false else None,
-        "false_per_day_per_100_series": 100 * false / (days * n_series),
-        "groups": groups,
+        "spikes": n, "detected": len(found), "in_time": sum(1 for t in found if t <= target_s),
+        "recall": len(found) / n if n else None,
+        "within_target": sum(1 for t in found if t <= target_s) / n if n else None,
+        "detect_s_median": statistics.median(found) if found else None, "detect_s_p90": _pct(found, 0.9),
+        "by_dimension": {d: [sum(1 for t, x in zip(times, dims, strict=True) if x == d and t is not None),
+                             sum(1 for x in dims if x == d)] for d in ALERT_DIMENSIONS},
+        "times": times, "dims": dims,
     }
+
+
+def _totals(alerts: int, true_alerts: int, false: int, collateral: int, days: float, n_series: int,
+            groups: dict[str, dict[str, Any]], detect: dict[int, int] | None = None) -> dict[str, Any]:
+    return {
+        "alerts": alerts, "true": true_alerts, "false": false, "collateral": collateral,
+        "precision": true_alerts / (true_alerts + false) if true_alerts + false else None,
+        "series_days": days * n_series,
+        "false_per_day_per_100_series": 100 * false / (days * n_series),
+        "groups": groups, "detect_by_spike": detect or {},
+    }
+
+
+def pool(runs: list[dict[str, Any]], target_s: int) -> dict[str, Any]:
+    """The scores of several seeds as one: counts summed, times to detect joined."""
+    groups = {label: _group([t for r in runs for t in r["groups"][label]["times"]],
+                            [d for r in runs for d in r["groups"][label]["dims"]], target_s)
+              for label in runs[0]["groups"]}
+    series_days = sum(r["series_days"] for r in runs)
+    alerts, true_alerts, false, collateral = (sum(r[k] for r in runs)
+                                              for k in ("alerts", "true", "false", "collateral"))
+    return _totals(alerts, true_alerts, false, collateral, series_days, 1, groups)
+
+
+def late_or_missed(spikes: list[SegmentSpike], cells: Cells, detect: dict[int, int], size_s: int,
+                   target_s: int) -> list[dict[str, Any]]:
+    """The 2x spikes of >= 15 min not detected within the target: where they start in their
+    window, how long they last, the series' calls per window, and the counts (connected,
+    hung up) of the window before, the one they start in and the next (the last the
+    deadline allows)."""
+    out = []
+    for i, sp in enumerate(spikes):
+        if sp.factor != 2.0 or sp.minutes < 15 or detect.get(i, target_s + 1) <= target_s:
+            continue
+        start = sp.at_ms // 1000
+        w0 = start - start % size_s
+        wins = cells[(sp.dimension, sp.value)]
+        out.append({"series": f"{sp.dimension}={sp.value}", "start_offset_s": start - w0, "minutes": sp.minutes,
+                    "detect_s": detect.get(i),
+                    "windows": [list(wins.get(w0 + k * size_s, (0, 0))) for k in (-1, 0, 1)]})
+    return out
 
 
 def traffic(cells: Cells, from_s: int) -> dict[str, dict[str, float]]:
@@ -219,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=10.0,
                     help="calls/s over all series at the day's mean (default %(default)s: ~260 connected "
                          "calls per 5 min per branch)")
-    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12],
+                    help="simulated worlds, pooled (default %(default)s)")
+    ap.add_argument("--e2e", action="store_true",
+                    help="also one short scenario through the real worker and sink (Kafka + ClickHouse)")
     ap.add_argument("--label", default="", help="a name for this run in the JSON (e.g. before / after)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     a = ap.parse_args(argv)
@@ -228,27 +296,38 @@ def main(argv: list[str] | None = None) -> int:
     cfg = alert_config(settings)
     grace = settings.worker.grace_s
     target_s = 600
-    base = SimConfig(seed=a.seed, rate=a.rate, duration_s=a.days * 86_400, start_ms=START_MS, daily_rhythm=True,
-                     borrowers=2_000_000)
-    spikes = spike_plan(a.days, a.warmup_days, base.branches, a.seed)
     from_s = (START_MS + a.warmup_days * DAY_MS) // 1000
     measured_days = a.days - a.warmup_days
     t0 = time.perf_counter()
-    console.print(f"alert quality: {a.steady_days} steady days + {a.days} with spikes at {a.rate} calls/s, "
-                  f"{len(spikes)} spikes; detector {cfg}")
-    steady_cfg = dataclasses.replace(base, duration_s=a.steady_days * 86_400)
-    steady_cells, _ = cached_cells(steady_cfg, cfg.window_size_s, console)
-    spike_cells, _ = cached_cells(dataclasses.replace(base, spikes=tuple(spikes)), cfg.window_size_s, console)
-    n_series = len(steady_cells)
-    tr = traffic(steady_cells, from_s)
-    busy = {k for k, w in steady_cells.items() if _mean_connected(w, from_s) >= MIN_TRAFFIC}
-    t1 = time.perf_counter()
-    steady = score(replay(steady_cells, cfg), [], cfg, from_s, a.steady_days - a.warmup_days, n_series, target_s)
-    spiky = score(replay(spike_cells, cfg), spikes, cfg, from_s, measured_days, n_series, target_s, busy)
-    replay_s = time.perf_counter() - t1
-
-    t = Table(title=f"Spike alerts: {n_series} series, {measured_days} days ({a.steady_days - a.warmup_days} steady) "
-                    f"after {a.warmup_days} warm-up, "
+    console.print(f"alert quality: seeds {a.seeds}, each {a.steady_days} steady days + {a.days} with spikes at "
+                  f"{a.rate} calls/s; detector {cfg}")
+    per_seed: dict[int, dict[str, Any]] = {}
+    steadies, spikies = [], []
+    replay_s = 0.0
+    for seed in a.seeds:
+        base = SimConfig(seed=seed, rate=a.rate, duration_s=a.days * 86_400, start_ms=START_MS, daily_rhythm=True,
+                         borrowers=2_000_000)
+        spikes = spike_plan(a.days, a.warmup_days, base.branches, seed)
+        steady_cells, _ = cached_cells(dataclasses.replace(base, duration_s=a.steady_days * 86_400),
+                                       cfg.window_size_s, console)
+        spike_cells, _ = cached_cells(dataclasses.replace(base, spikes=tuple(spikes)), cfg.window_size_s, console)
+        n_series = len(steady_cells)
+        busy = {k for k, w in steady_cells.items() if _mean_connected(w, from_s) >= MIN_TRAFFIC}
+        t1 = time.perf_counter()
+        steady = score(replay(steady_cells, cfg), [], cfg, from_s, a.steady_days - a.warmup_days, n_series, target_s)
+        spiky = score(replay(spike_cells, cfg), spikes, cfg, from_s, measured_days, n_series, target_s, busy)
+        replay_s += time.perf_counter() - t1
+        steadies.append(steady)
+        spikies.append(spiky)
+        per_seed[seed] = {"series": n_series, "traffic": traffic(steady_cells, from_s),
+                          "steady": _brief(steady), "spikes": _brief(spiky),
+                          "late_or_missed": late_or_missed(spikes, spike_cells, spiky["detect_by_spike"],
+                                                           cfg.window_size_s, target_s),
+                          "spike_plan": [dataclasses.asdict(s) for s in spikes]}
+    steady, spiky = pool(steadies, target_s), pool(spikies, target_s)
+    n_series = per_seed[a.seeds[0]]["series"]
+    t = Table(title=f"Spike alerts: seeds {' '.join(map(str, a.seeds))} x {n_series} series, {measured_days} days "
+                    f"({a.steady_days - a.warmup_days} steady) after {a.warmup_days} warm-up, "
                     f"target: detected within {target_s // 60} min of the start (+ {grace // 60} min grace)")
     for col in ("spikes", "n", "recall", f"≤ {target_s // 60} min", "detect median / p90", "by dimension b/c/s"):
         t.add_column(col, justify="right")
@@ -256,22 +335,37 @@ def main(argv: list[str] | None = None) -> int:
         med, p90 = g["detect_s_median"], g["detect_s_p90"]
         t.add_row(label, str(g["spikes"]), _fmt(g["recall"]), _fmt(g["within_target"]),
                   f"{med / 60:.1f} / {p90 / 60:.1f} min" if med is not None and p90 is not None else "-",
-                  " ".join(g["by_dimension"].values()))
+                  " ".join(f"{x}/{n}" for x, n in g["by_dimension"].values()))
     console.print(t)
+    for seed, r in per_seed.items():
+        g = r["spikes"]["groups"][TARGET_GROUP]
+        console.print(f"seed {seed}: 2x >= 15 min within target {g['in_time']}/{g['spikes']}; false alerts steady "
+                      f"{r['steady']['false']} ({r['steady']['false_per_day_per_100_series']:.2f} per day per 100 "
+                      f"series), spike run {r['spikes']['false']}")
+        for m in r["late_or_missed"]:
+            when = "missed" if m["detect_s"] is None else f"{m['detect_s'] / 60:.1f} min"
+            console.print(f"  late/missed: {m['series']} starts {m['start_offset_s'] / 60:.1f} min into its window, "
+                          f"{m['minutes']:.0f} min; connected/hung up of the windows before/start/next "
+                          f"{', '.join(f'{c}/{h}' for c, h in m['windows'])}; detected {when}")
     console.print(f"spike run: {spiky['alerts']} alerts, {spiky['true']} true, {spiky['false']} false, "
                   f"{spiky['collateral']} collateral; precision {_fmt(spiky['precision'])}")
-    console.print(f"steady run: {steady['false']} false alerts = {steady['false_per_day_per_100_series']:.2f} "
-                  f"per day per 100 series (spike run outside spikes: {spiky['false_per_day_per_100_series']:.2f})")
-    console.print("traffic: " + "; ".join(f"{d} {v['series']:.0f} series, {v['connected_per_window']:.0f} connected "
-                                          f"per 5 min (smallest series {v['min_series_connected_per_window']:.0f}), "
-                                          f"hang-up rate {v['hangup_rate']:.1%}" for d, v in tr.items()))
+    console.print(f"steady run: {steady['false']} false alerts in {steady['series_days']:.0f} series-days = "
+                  f"{steady['false_per_day_per_100_series']:.2f} per day per 100 series (spike run outside spikes: "
+                  f"{spiky['false_per_day_per_100_series']:.2f})")
+    tr = per_seed[a.seeds[0]]["traffic"]
+    console.print(f"traffic (seed {a.seeds[0]}): " + "; ".join(
+        f"{d} {v['series']:.0f} series, {v['connected_per_window']:.0f} connected per 5 min (smallest series "
+        f"{v['min_series_connected_per_window']:.0f}), hang-up rate {v['hangup_rate']:.1%}" for d, v in tr.items()))
+    e2e: dict[str, Any] | None = None
+    if a.e2e:
+        from bench.alert_e2e import run_e2e
+        e2e = run_e2e(console)
     result = {
         "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "label": a.label, "code": _commit(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
         "detector": dataclasses.asdict(cfg), "grace_s": grace, "target_s": target_s, "series": n_series,
-        "traffic": tr, "steady": steady, "spikes": spiky, "replay_s": round(replay_s, 2),
-        "total_s": round(time.perf_counter() - t0, 1),
-        "spike_plan": [dataclasses.asdict(s) for s in spikes],
+        "steady": _brief(steady), "spikes": _brief(spiky), "per_seed": per_seed, "e2e": e2e,
+        "replay_s": round(replay_s, 2), "total_s": round(time.perf_counter() - t0, 1),
     }
     a.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -279,7 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     (a.out / f"alert-quality-{stamp}.json").write_text(text)
     (a.out / "alert-quality-latest.json").write_text(text)
     console.print(f"written {a.out / f'alert-quality-{stamp}.json'} ({result['total_s']} s)")
-    return 0
+    return 0 if e2e is None or e2e["equal"] else 1
+
+
+def _brief(score: dict[str, Any]) -> dict[str, Any]:
+    """A score without its per-spike lists (kept in per_seed's late_or_missed instead)."""
+    return {**{k: v for k, v in score.items() if k != "detect_by_spike"},
+            "groups": {label: {k: v for k, v in g.items() if k not in ("times", "dims")}
+                       for label, g in score["groups"].items()}}
 
 
 def _mean_connected(wins: dict[int, tuple[int, int]], from_s: int) -> float:
