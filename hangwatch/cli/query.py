@@ -143,6 +143,12 @@ def _list() -> None:
                  for p in q.params]
         rng = {"range": f"--since {q.since or '(all)'}", "end": "--until", "": ""}[q.time]
         t.add_row(q.name, "\n".join(parts), rng, q.description)
+    t.add_row("compare", "--by --a --b | --rollout --days; --filter", "--since 14d",
+              "Is a difference real? Two groups or before/after a rollout, with intervals, p-values, sample sizes "
+              "and a stratified estimate (hangwatch query compare --help).")
+    t.add_row("best-times", "--segment; --filter", "--since 28d",
+              "The best local weekday x hour slots to call per segment, with the minimum sample "
+              "(hangwatch query best-times --help).")
     Console(soft_wrap=False).print(t)  # the list is data too: stdout
 
 

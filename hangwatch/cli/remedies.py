@@ -95,9 +95,11 @@ def compare(
     a Cochran-Mantel-Haenszel estimate stratified by credit grade x campaign; for a rollout, a warning when that
     mix shifted between the periods.
 
-    Calls of one borrower are not independent: every count is divided by the rate's design effect
-    1 + (m - 1) x ICC (m: size-weighted mean calls per borrower, ICC: intra-borrower correlation), estimated
-    from the borrowers' calls in the range, or analytics.design_effect when set (docs/analytics.md)."""
+    Calls of one borrower are not independent: every count is divided by
+    the rate's design effect, Kish's approximation deff = 1 + (m - 1) x ICC
+    with m the size-weighted mean calls per borrower and ICC the
+    intra-borrower correlation, both estimated from the borrowers' calls in
+    the range (or the setting analytics.design_effect; docs/analytics.md)."""
     s = settings()
     filters = _filters(filter_)
     tz = local_zone(s)
@@ -146,8 +148,10 @@ def best_times(
     """When to call: contact and hang-up rate per local weekday x hour (the `timezone` setting) per segment value,
     and the best slots where the data suffices: a slot is judged only with analytics.best_time_min_attempts
     attempts and analytics.best_time_min_connected connected calls, and slots are ranked by the Wilson lower
-    bound of the reach rate (connected and not hung up, per attempt). Counts are calls, not borrowers
-    (docs/analytics.md: raise the minimum sample by the design effect when few borrowers make many calls)."""
+    bound of the reach rate (connected and not hung up, per attempt).
+
+    Counts are calls, not borrowers: where few borrowers make many calls,
+    raise the minimum sample by the design effect (docs/analytics.md)."""
     s = settings()
     filters = _filters(filter_)
     start, end = time_range(since or f"{s.analytics.best_time_days}d", until)
