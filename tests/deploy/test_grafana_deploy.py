@@ -47,7 +47,7 @@ def test_dry_run_shapes() -> None:
     assert folder["if_missing"] == {"method": "POST", "path": "/api/folders",
                                     "body": {"uid": FOLDER_UID, "title": "hangwatch"}}
     dashboards = [r for r in reqs if r["path"] == "/api/dashboards/db"]
-    assert len(dashboards) == 2
+    assert len(dashboards) == 3  # live, pipeline health, remedies
     for d in dashboards:
         assert d["method"] == "POST" and set(d["body"]) == {"dashboard", "folderUid", "overwrite", "message"}
         assert d["body"]["overwrite"] is True and d["body"]["dashboard"]["id"] is None
@@ -147,7 +147,7 @@ def test_deploy_is_idempotent() -> None:
     deploy.deploy(_api(fake), plan)
     assert fake.objects == first
     assert not any(m == "POST" and p in ("/api/datasources", "/api/folders") for m, p in fake.log)  # updated only
-    assert len(first) == 1 + 1 + 2 + 5 + 1 + 1 + 2 + 1
+    assert len(first) == 1 + 1 + 3 + 5 + 1 + 1 + 2 + 1
     assert first["/api/v1/provisioning/contact-points/hangwatch-notify-wecom"]["settings"]["url"] == CHANNELS[
         "HANGWATCH_WECOM_URL"]
     assert any(m == "POST" and p == "/api/v1/provisioning/contact-points" for m, p in log_first)
