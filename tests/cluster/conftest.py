@@ -11,16 +11,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 
 from hangwatch.platform.settings import ROOT
 
 CLUSTER_SH = ROOT / "deploy" / "local" / "cluster.sh"
+# A killed broker stays in the metadata until the controller fences it (broker.session.timeout.ms, 9 s).
+ADMIN_RETRY_S = 30.0
+T = TypeVar("T")
 
 
 def facts_path() -> Path:
@@ -63,23 +68,30 @@ class Cluster:
     def admin(self) -> KafkaAdminClient:
         return KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","), client_id="cluster-tests")
 
+    def _admin_call(self, call: Callable[[KafkaAdminClient], T]) -> T:
+        """`call` with a fresh admin client; again while a broker that just died still answers
+        for a partition or a group (kafka-python's admin gives up on it at once)."""
+        deadline = time.monotonic() + ADMIN_RETRY_S
+        while True:
+            admin = self.admin()
+            try:
+                return call(admin)
+            except (KafkaConnectionError, NodeNotReadyError, KafkaTimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+            finally:
+                admin.close()
+            time.sleep(0.5)
+
     def partitions(self, topic: str) -> dict[int, dict[str, Any]]:
         """partition -> {"leader": broker id, "replicas": [...], "isr": [...]}."""
-        admin = self.admin()
-        try:
-            (d,) = admin.describe_topics([topic])
-        finally:
-            admin.close()
+        (d,) = self._admin_call(lambda admin: admin.describe_topics([topic]))
         return {p["partition_index"]: {"leader": p["leader_id"], "replicas": sorted(p["replica_nodes"]),
                                        "isr": sorted(p["isr_nodes"])} for p in d["partitions"]}
 
     def group_members(self, group: str) -> int:
         """Members of a consumer group once it is stable (0 while it rebalances)."""
-        admin = self.admin()
-        try:
-            g = admin.describe_groups([group]).get(group, {})
-        finally:
-            admin.close()
+        g = self._admin_call(lambda admin: admin.describe_groups([group])).get(group, {})
         return len(g.get("members", [])) if g.get("group_state") == "Stable" else 0
 
     def broker_host(self, broker_id: int) -> str:
