@@ -663,6 +663,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="do not drop the database at the end")
     ap.add_argument("--minute-days", type=int, default=35,
                     help="days of rollup_1m built (its retention); older days get hours and days only")
+    ap.add_argument("--rollup-days", type=int, default=None,
+                    help="build the rollups for the local days of the last so many days only (default: all)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the database's call_events if it holds --events rows (a load cut short) and "
+                         "load the rest")
+    ap.add_argument("--events-took", type=float, default=None,
+                    help="with --resume: the seconds the cut-short load took for call_events (recorded as its step)")
     ap.add_argument("--hourly-cells", action="store_true",
                     help="also 3600 s window cells of every dimension over the whole period (from rollup_1h)")
     ap.add_argument("--cli-timeout", type=float, default=600.0)
@@ -741,8 +748,19 @@ def run(a: argparse.Namespace, server: Server, grafana: Server, ranges: Sequence
             result["load"] = marker["load"]
             reused = True
             log.info("reusing %s (%s, loaded for end %s)", db, shape_key, end.isoformat())
+    events_loaded = False
+    if not reused and a.resume:
+        have = admin.execute(f"SELECT count() FROM system.tables WHERE database = {literal(db)} "
+                             "AND name = 'call_events'")[0][0]
+        events_loaded = bool(have) and admin.execute(f"SELECT count() FROM {db}.call_events")[0][0] == a.events
+        if events_loaded:
+            end = datetime.fromtimestamp(admin.execute(f"SELECT toUInt32(max(occurred_at)) + 60 - "
+                                                       f"toUInt32(max(occurred_at)) % 60 FROM {db}.call_events")
+                                         [0][0], tz=UTC)
+            log.info("resuming %s: call_events holds %d events up to %s", db, a.events, end.isoformat())
     if not reused:
-        admin.execute(f"DROP DATABASE IF EXISTS {db}")
+        if not events_loaded:
+            admin.execute(f"DROP DATABASE IF EXISTS {db}")
         backends = [NativeBackend(parse_url(server.url()), send_receive_timeout_s=3600)
                     for _ in range(max(a.connections, 1))]
         migrate.apply(backends[0], db, settings.clickhouse.retention_days)
@@ -750,10 +768,14 @@ def run(a: argparse.Namespace, server: Server, grafana: Server, ranges: Sequence
         cpu = MachineCpu()
         t0 = time.perf_counter()
         with _phase_timer(f"load {a.events:,} events over {a.days} days into {db}"):
-            times = sd.load(backends, db, shape, minute_days=a.minute_days, hourly_cells=a.hourly_cells)
+            times = sd.load(backends, db, shape, minute_days=a.minute_days, hourly_cells=a.hourly_cells,
+                            rollup_days=a.rollup_days, events_loaded=events_loaded)
             drops, _ = retention.apply(backends[0], db, settings.clickhouse.retention_days,
                                        today=end.date())
+        if events_loaded and a.events_took is not None:
+            times.steps["call_events"] = a.events_took
         result["load"] = {"steps": times.steps, "rows": times.rows, "detail": times.detail,
+                          "resumed": events_loaded, "rollup_days": a.rollup_days, "minute_days": a.minute_days,
                           "total_s": round(time.perf_counter() - t0, 1),
                           "retention_dropped_partitions": len(drops), "machine": cpu.since_start()}
         for b in backends:

@@ -507,7 +507,8 @@ def timed(times: LoadTimes, name: str, fn: Callable[[], object]) -> None:
 
 
 def load(backends: Sequence[Backend], db: str, shape: Shape, *, cell_days: int = 2,
-         hourly_cells: bool = False, minute_days: int = 35) -> LoadTimes:
+         hourly_cells: bool = False, minute_days: int = 35, rollup_days: int | None = None,
+         events_loaded: bool = False) -> LoadTimes:
     """Everything, timed per step: call_events, rollups (the sink's own rebuild), borrower_calls,
     the stream's window cells, flags, alerts, dead letters and the flush log. `backends`: one
     connection per concurrent statement (2 on a 2-core machine)."""
@@ -516,10 +517,12 @@ def load(backends: Sequence[Backend], db: str, shape: Shape, *, cell_days: int =
     plans = shape.day_plans()
     days = [p for p in plans if p.events > 0]
     first_s, end_s = plans[0].start_s, int(shape.end.timestamp())
-    timed(times, "call_events", lambda: _parallel(backends, [events_sql(db, p, shape) for p in days],
-                                                  "call_events"))
+    if not events_loaded:  # else: call_events holds the shape already (a resumed load)
+        timed(times, "call_events", lambda: _parallel(backends, [events_sql(db, p, shape) for p in days],
+                                                      "call_events"))
     rollup_detail: dict[str, float] = {}
-    timed(times, "rollups", lambda: rollup_detail.update(_rebuild_parallel(backends, db, shape, minute_days)))
+    timed(times, "rollups", lambda: rollup_detail.update(
+        _rebuild_parallel(backends, db, shape, minute_days, rollup_days)))
     times.detail["rollups"] = rollup_detail
     timed(times, "borrower_calls", lambda: _parallel(
         backends, [borrower_calls_sql(db, p.start_s, p.end_s) for p in days], "borrower_calls"))
@@ -584,13 +587,19 @@ def load(backends: Sequence[Backend], db: str, shape: Shape, *, cell_days: int =
     return times
 
 
-def _rebuild_parallel(backends: Sequence[Backend], db: str, shape: Shape, minute_days: int) -> dict[str, float]:
+def _rebuild_parallel(backends: Sequence[Backend], db: str, shape: Shape, minute_days: int,
+                      rollup_days: int | None = None) -> dict[str, float]:
     """The rollups over the whole period with the sink's own SQL, one local day per statement,
     the days split between the connections: hangwatch.sinks.rollup.rebuild (minutes, hours,
     days) for the last `minute_days` days, the days within rollup_1m's retention; before
     them the hours and days only (the same statements rebuild runs, less the minutes, which
-    retention would drop). Returns the seconds per statement kind (summed over connections)."""
+    retention would drop). `rollup_days`: only the local days that overlap the last so many
+    days (the longest range timed), to save time on a busy machine. Returns the seconds per
+    statement kind (summed over connections)."""
     starts = shape.local_days()
+    if rollup_days is not None:
+        first = int(shape.end.timestamp()) - rollup_days * 86_400
+        starts = [s for s in starts if rollup.local_day(s, shape.tz)[1] > first]
     cut = int(shape.end.timestamp()) - minute_days * 86_400
     spent = {"minutes": 0.0, "hours": 0.0, "days": 0.0, "rebuild_days": 0.0}
     counted = {"rebuild_days": 0}
