@@ -12,7 +12,10 @@ the engine templates that let one schema serve one server and a cluster (clickho
 `on_cluster` ('' or ' ON CLUSTER <name>'), `engine(kind, *args, table=...)` (`kind(args)`, or
 `Replicated<kind>('<zookeeper path>', '{replica}', args)`), `distributed(name)` (nothing, or
 the Distributed table `db.name` over `db.name_local` sharded by SHARDING_KEYS[name]) and
-`cluster` (the name, '' on one server).
+`cluster` (the name, '' on one server). The dashboard database (0015, docs/privacy.md):
+`dash` (its name), `mask` (the private database of the masking views) and `dash_cluster`
+(the cluster its Distributed tables read through, '' where the server has none: views and
+Merge tables instead).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Final
 
 import jinja2
 
-from hangwatch.sinks.backends import Backend, BackendError
+from hangwatch.platform.settings import Settings
+from hangwatch.sinks.backends import Backend, BackendError, database_name
 from hangwatch.sinks.backends.base import ServerVersion
 from hangwatch.sinks.backends.errors import ALREADY_EXISTS_CODES
 from hangwatch.sinks.features import Features, check_supported
@@ -58,6 +62,8 @@ class MigrationStatus:
 
 
 DEFAULT_ZOOKEEPER_PATH: Final = "/clickhouse/tables/{shard}/{database}/{table}"
+# privacy.dashboard_cluster's default: the loopback cluster deploy/ configures.
+DEFAULT_DASHBOARD_CLUSTER: Final = "hangwatch_dashboards"
 # Cluster mode: the Distributed table of each table sends a row to the shard this expression
 # picks. Every copy of a row (a redelivery, a newer version) has the same key columns, so it
 # lands on the same shard as the original and the shard's ReplacingMergeTree and argMax
@@ -83,6 +89,16 @@ class RenderContext:
     retention: dict[str, int]
     cluster: str = ""  # clickhouse.cluster; '' = one server
     zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH
+    dash_db: str = ""  # the dashboard database; '' = <db>_dash
+    dash_cluster: str = ""  # the cluster the dashboard database reads through; '' = none
+
+    @property
+    def dash(self) -> str:
+        return ident(self.dash_db or dashboard_database(self.db))
+
+    @property
+    def mask(self) -> str:
+        return ident(f"{self.dash}_mask")
 
     @property
     def features(self) -> Features:
@@ -128,6 +144,38 @@ EQUIVALENT_CHECKSUMS: Final[dict[int, frozenset[str]]] = {
 }
 
 
+def dashboard_database(db: str, name: str = "") -> str:
+    """The dashboard database of the store `db` (privacy.dashboard_database; '' = <db>_dash)."""
+    return ident(name or f"{db}_dash")
+
+
+def shown_database(settings: Settings) -> str:
+    """The database dashboards, alert rules and the report read: the dashboard database, where
+    borrower ids are masked, unless privacy.show_borrower_ids."""
+    db = database_name(settings.clickhouse)
+    if settings.privacy.show_borrower_ids:
+        return ident(db)
+    return dashboard_database(db, settings.privacy.dashboard_database)
+
+
+def _dashboard_cluster(backend: Backend, wanted: str, cluster: str) -> str:
+    """The cluster the dashboard database reads through: the store's own cluster in cluster
+    mode, else privacy.dashboard_cluster if this server has it ('' = views; logged)."""
+    if cluster:
+        return cluster
+    if not wanted or backend.name == "embedded":  # no users to keep out of the embedded store
+        return ""
+    try:
+        found = backend.query(f"SELECT count() FROM system.clusters WHERE cluster = {literal(wanted)}").scalar()
+    except BackendError:
+        found = 0
+    if not found:
+        log.warning("the server has no cluster %r (privacy.dashboard_cluster): the dashboard database gets plain "
+                    "views, which a user limited to it cannot read on ClickHouse 18.16 (docs/privacy.md)", wanted)
+        return ""
+    return wanted
+
+
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     out: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
@@ -148,7 +196,8 @@ def render(m: Migration, ctx: RenderContext) -> list[str]:
     text = _jinja.from_string(m.template).render(
         db=ident(ctx.db), lc=feats.lc, has=feats, retention=dict(ctx.retention), server=ctx.server,
         cluster=ctx.cluster, on_cluster=ctx.on_cluster, t=ctx.table, engine=ctx.engine, distributed=ctx.distributed,
-        redistributed=ctx.redistributed)
+        redistributed=ctx.redistributed, dash=ctx.dash, mask=ctx.mask,
+        dash_cluster=ident(ctx.dash_cluster) if ctx.dash_cluster else "")
     return split_statements(text)
 
 
@@ -174,11 +223,13 @@ def status(backend: Backend, db: str, migrations: list[Migration] | None = None)
 
 def plan(backend: Backend, db: str, retention: dict[str, int],
          migrations: list[Migration] | None = None, *, cluster: str = "",
-         zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH) -> list[tuple[Migration, list[str]]]:
+         zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH, dash_db: str = "",
+         dash_cluster: str = DEFAULT_DASHBOARD_CLUSTER) -> list[tuple[Migration, list[str]]]:
     """The pending migrations with the SQL they would run on this server (for --dry-run)."""
     version = backend.server_version()
     check_supported(version)
-    ctx = RenderContext(db, version, retention, cluster, zookeeper_path)
+    ctx = RenderContext(db, version, retention, cluster, zookeeper_path, dash_db,
+                        _dashboard_cluster(backend, dash_cluster, cluster))
     done = applied(backend, db)
     return [(m, render(m, ctx)) for m in (migrations if migrations is not None else discover())
             if m.version not in done]
@@ -186,11 +237,13 @@ def plan(backend: Backend, db: str, retention: dict[str, int],
 
 def apply(backend: Backend, db: str, retention: dict[str, int],
           migrations: list[Migration] | None = None, *, cluster: str = "",
-          zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH) -> list[Migration]:
+          zookeeper_path: str = DEFAULT_ZOOKEEPER_PATH, dash_db: str = "",
+          dash_cluster: str = DEFAULT_DASHBOARD_CLUSTER) -> list[Migration]:
     """Apply every pending migration; return the ones this call applied."""
     version = backend.server_version()
     check_supported(version)
-    ctx = RenderContext(db, version, retention, cluster, zookeeper_path)
+    ctx = RenderContext(db, version, retention, cluster, zookeeper_path, dash_db,
+                        _dashboard_cluster(backend, dash_cluster, cluster))
     _execute_tolerant(backend, f"CREATE DATABASE IF NOT EXISTS {ident(db)}{ctx.on_cluster}")
     done_now: list[Migration] = []
     for m in migrations if migrations is not None else discover():

@@ -4,7 +4,9 @@
 # Usage: deploy/local/clickhouse.sh {install|start|stop|status|restart|reset}
 # Users: `default` (no password, local only; used by tests and the pipeline) and `grafana`
 # (readonly=2: may read and change max_execution_time, never write), password from
-# HANGWATCH_GRAFANA_CH_PASSWORD (default `grafana` for the local stack only).
+# HANGWATCH_GRAFANA_CH_PASSWORD (default `grafana` for the local stack only), limited to the
+# dashboard database (docs/privacy.md), which reads through the loopback cluster
+# `hangwatch_dashboards` (config.d/dashboards.xml) as the read-only user of the same name.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CH_TCP_PORT="${CH_TCP_PORT:-9000}"
 CH_HTTP_PORT="${CH_HTTP_PORT:-8123}"
@@ -38,6 +40,7 @@ write_config() {
         -e "/<dhParamsFile>/d" "$DIR/config.xml"
   fi
   ch_users "$DIR" "<ip>127.0.0.1</ip><ip>::1</ip>"
+  ch_dashboards_cluster "$DIR" "$CH_TCP_PORT"
 }
 
 start() {

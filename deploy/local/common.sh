@@ -68,16 +68,22 @@ ch_config() {
 # ch_users DIR NETWORKS: DIR/users.xml with the users `default` (no password) and `grafana`
 # (readonly=2: may read and change max_execution_time, never write; password from
 # HANGWATCH_GRAFANA_CH_PASSWORD, default `grafana` for local stacks only), both accepted from
-# NETWORKS (<ip>...</ip> elements).
+# NETWORKS (<ip>...</ip> elements). `grafana` may read only the dashboard databases, where
+# borrower ids are masked (docs/privacy.md): hangwatch_dash, and hangwatch_test_dash for the
+# tests; prefer_localhost_replica=0 sends its reads of their Distributed tables over the
+# network, as `hangwatch_dashboards` (readonly, local addresses only, password in
+# DIR/dashboards.password), the user of the loopback cluster ch_dashboards_cluster writes.
 ch_users() {
-  local dir=$1 networks=$2 gpw="${HANGWATCH_GRAFANA_CH_PASSWORD:-grafana}"
+  local dir=$1 networks=$2 gpw="${HANGWATCH_GRAFANA_CH_PASSWORD:-grafana}" rpw
+  rpw=$(ch_dashboards_password "$dir")
   cat > "$dir/users.xml" <<USERS
 <?xml version="1.0"?>
 <yandex>
   <profiles>
     <default><max_memory_usage>4000000000</max_memory_usage><load_balancing>random</load_balancing></default>
     <!-- readonly=2: SELECT only, but SET of settings such as max_execution_time is allowed. -->
-    <grafana_ro><readonly>2</readonly><max_execution_time>60</max_execution_time></grafana_ro>
+    <grafana_ro><readonly>2</readonly><max_execution_time>60</max_execution_time><prefer_localhost_replica>0</prefer_localhost_replica></grafana_ro>
+    <dashboards_ro><readonly>1</readonly><max_execution_time>60</max_execution_time></dashboards_ro>
   </profiles>
   <users>
     <default>
@@ -89,11 +95,42 @@ ch_users() {
       <password_sha256_hex>$(printf '%s' "$gpw" | sha256sum | cut -d' ' -f1)</password_sha256_hex>
       <networks>$networks</networks>
       <profile>grafana_ro</profile><quota>default</quota>
+      <allow_databases><database>hangwatch_dash</database><database>hangwatch_test_dash</database></allow_databases>
     </grafana>
+    <hangwatch_dashboards>
+      <password_sha256_hex>$(printf '%s' "$rpw" | sha256sum | cut -d' ' -f1)</password_sha256_hex>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>dashboards_ro</profile><quota>default</quota>
+    </hangwatch_dashboards>
   </users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 USERS
+}
+
+# ch_dashboards_password DIR: the password of the loopback user `hangwatch_dashboards`, made
+# once per server folder (it never leaves the server's config).
+ch_dashboards_password() {
+  [ -s "$1/dashboards.password" ] || { umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$1/dashboards.password"; }
+  cat "$1/dashboards.password"
+}
+
+# ch_dashboards_cluster DIR TCP_PORT: DIR/config.d/dashboards.xml, the <remote_servers> entry
+# `hangwatch_dashboards`: this server itself, as the read-only user `hangwatch_dashboards`.
+# The dashboard database's Distributed tables read through it (migration 0015).
+ch_dashboards_cluster() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/config.d"
+  cat > "$dir/config.d/dashboards.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <remote_servers>
+    <hangwatch_dashboards>
+      <shard><replica><host>127.0.0.1</host><port>$port</port><user>hangwatch_dashboards</user><password>$(ch_dashboards_password "$dir")</password></replica></shard>
+    </hangwatch_dashboards>
+  </remote_servers>
+</yandex>
+XML
 }
 
 # ch_server_bin: the ClickHouse server command (the Debian package's, or the bundled binary).

@@ -25,12 +25,14 @@ def migrate(
     """Apply pending migrations (idempotent; safe from several processes at once)."""
     if ctx.invoked_subcommand is not None:
         return
-    ch = settings().clickhouse
+    s = settings()
+    ch, p = s.clickhouse, s.privacy
     try:
         with opened(ch) as (backend, db):
             if dry_run:
                 pending = migrations.plan(backend, db, ch.retention_days, cluster=ch.cluster,
-                                          zookeeper_path=ch.zookeeper_path)
+                                          zookeeper_path=ch.zookeeper_path,
+                                          dash_db=p.dashboard_database, dash_cluster=p.dashboard_cluster)
                 if not pending:
                     console.print(f"nothing pending in {db} ({where(ch)})")
                 for m, stmts in pending:
@@ -39,7 +41,8 @@ def migrate(
                         typer.echo(stmt + ";\n")
                 return
             done = migrations.apply(backend, db, ch.retention_days, cluster=ch.cluster,
-                                    zookeeper_path=ch.zookeeper_path)
+                                    zookeeper_path=ch.zookeeper_path,
+                                    dash_db=p.dashboard_database, dash_cluster=p.dashboard_cluster)
             console.print(f"{db} on {where(ch)} (ClickHouse {backend.server_version()}): "
                           + (f"applied {', '.join(f'{m.version:04d}_{m.name}' for m in done)}" if done
                              else "up to date"))

@@ -26,7 +26,8 @@ def report(
     ClickHouse store in the settings and the dashboards' own queries."""
     from hangwatch.report.data import collect
     from hangwatch.report.render import render
-    from hangwatch.sinks.backends import BackendError, database_name, open_backend
+    from hangwatch.sinks.backends import BackendError, open_backend
+    from hangwatch.sinks.migrate import shown_database
 
     w = words(lang)
     start, end = time_range(since, until)
@@ -38,7 +39,8 @@ def report(
     except BackendError as e:
         raise fail_for(e) from e
     try:
-        data = collect(backend, s, database_name(s.clickhouse), start, end)
+        # Borrower ids masked unless privacy.show_borrower_ids, as on the dashboards.
+        data = collect(backend, s, shown_database(s), start, end)
     except BackendError as e:
         raise fail_text("error.report_query", error=e) from e
     finally:

@@ -20,6 +20,7 @@ from hangwatch.grafana.constants import (
     PLUGIN_ID,
 )
 from hangwatch.platform.settings import Settings
+from hangwatch.sinks.migrate import shown_database
 
 ENV_CH_HOST = "HANGWATCH_GRAFANA_CH_HOST"
 CH_NATIVE_PORT = 9000
@@ -28,9 +29,10 @@ DASHBOARDS_PATH = "/var/lib/grafana/dashboards/hangwatch"
 
 
 def datasource_json_data(host: str, s: Settings) -> dict[str, Any]:
-    # `defaultDatabase`, not `database`: the plugin reads only the former.
+    # `defaultDatabase`, not `database`: the plugin reads only the former. The one the user may
+    # read: the dashboard database unless privacy.show_borrower_ids (docs/privacy.md).
     return {"host": host, "port": CH_NATIVE_PORT, "protocol": "native", "secure": False,
-            "username": CH_READONLY_USER, "defaultDatabase": s.clickhouse.database}
+            "username": CH_READONLY_USER, "defaultDatabase": shown_database(s)}
 
 
 def datasources(s: Settings) -> dict[str, Any]:

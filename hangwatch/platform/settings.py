@@ -265,6 +265,17 @@ class PrivacySettings(BaseModel):
     # changes every pseudonym (a new borrower for the counts and rules).
     pseudonymise_fields: list[str] = Field(default_factory=list)
     pseudonymise_key: SecretStr | None = None
+    # Dashboards, alert rules and the report read the dashboard database, where borrower and
+    # loan ids are masked (docs/privacy.md, "Masked borrower ids"); true: the store's own
+    # tables, full pseudonymous ids. `hangwatch export` always has the full ids.
+    show_borrower_ids: bool = False
+    # The dashboard database ('' = <clickhouse.database>_dash) and the <remote_servers>
+    # cluster it reads the store through as a privileged read-only user (a loopback entry
+    # that points at the server itself; deploy/ writes one). In cluster mode clickhouse.cluster
+    # is used. Read when `hangwatch migrate` creates the database (0015): changing them later
+    # needs the database re-created.
+    dashboard_database: str = ""
+    dashboard_cluster: str = "hangwatch_dashboards"
 
     @field_validator("hash_key", "pseudonymise_key", mode="before")
     @classmethod

@@ -29,7 +29,8 @@ def server(request: pytest.FixtureRequest, chdb_root: Path) -> Iterator[tuple[Ba
     db = f"grafana_{uuid.uuid4().hex[:8]}"
     fx = build(backend, db)
     yield backend, fx
-    backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    for name in (db, f"{db}_dash", f"{db}_dash_mask"):  # the store and its dashboard database (0015)
+        backend.execute(f"DROP DATABASE IF EXISTS {name}")
     backend.close()
 
 

@@ -97,7 +97,7 @@ def _grafana(backend: Backend, fx: Fixture, name: str, variables: dict[str, list
              **params: Any) -> list[tuple[Any, ...]]:
     sql = render(name, Context.of(S, MacroFrame()), **params)
     text = macro_helper.expand(sql, int(START.timestamp()), int(END.timestamp()), 300, variables)
-    return backend.query(re.sub(r"\bhangwatch\.(?=\w)", f"{fx.db}.", text)).rows
+    return backend.query(re.sub(r"\bhangwatch(_dash)?\.(?=\w)", rf"{fx.db}\1.", text)).rows
 
 
 TIMED = [n for n in NAMES if catalogue.get(n).time and n not in ("freshness_age", "seconds_since_stored")]

@@ -44,7 +44,7 @@ def run(backend: Backend, fx: Fixture, sql: str, f: int = F, t: int = T, interva
         variables: dict[str, list[str]] | None = None) -> Result:
     text = macro_helper.expand(sql, f, t, interval, variables)
     assert not macro_helper.unexpanded(text), text
-    return backend.query(re.sub(r"\bhangwatch\.(?=\w)", f"{fx.db}.", text))
+    return backend.query(re.sub(r"\bhangwatch(_dash)?\.(?=\w)", rf"{fx.db}\1.", text))
 
 
 def _numeric(r: Result) -> list[str]:

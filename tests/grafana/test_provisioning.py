@@ -23,7 +23,8 @@ def test_datasource() -> None:
     (ds,) = doc["datasources"]
     assert ds["type"] == PLUGIN_ID and ds["uid"] == DATASOURCE_UID
     jd = ds["jsonData"]
-    assert "database" not in jd and jd["defaultDatabase"] == "hangwatch"
+    # the one database the user may read (docs/privacy.md)
+    assert "database" not in jd and jd["defaultDatabase"] == "hangwatch_dash"
     assert jd["protocol"] in ("native", "http") and jd["port"] in (9000, 9440) and jd["username"] == "grafana"
     assert re.fullmatch(r"\$\{\w+\}", ds["secureJsonData"]["password"]), "password from the environment"
 

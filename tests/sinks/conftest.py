@@ -42,20 +42,24 @@ def _new_store(kind: str, embedded_root: Path) -> Store:
     return Store(kind, backend, db, ch)
 
 
+def _drop(s: Store) -> None:
+    for db in (s.db, f"{s.db}_dash", f"{s.db}_dash_mask"):  # the store and its dashboard database (0015)
+        s.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    s.backend.close()
+
+
 @pytest.fixture(params=[pytest.param("native", marks=pytest.mark.clickhouse), "embedded"])
 def store(request: pytest.FixtureRequest, embedded_root: Path) -> Iterator[Store]:
     s = _new_store(request.param, embedded_root)
     yield s
-    s.backend.execute(f"DROP DATABASE IF EXISTS {s.db}")
-    s.backend.close()
+    _drop(s)
 
 
 @pytest.fixture
 def native_store(embedded_root: Path) -> Iterator[Store]:
     s = _new_store("native", embedded_root)
     yield s
-    s.backend.execute(f"DROP DATABASE IF EXISTS {s.db}")
-    s.backend.close()
+    _drop(s)
 
 
 @pytest.fixture
