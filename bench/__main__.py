@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ from bench.env import LOCAL, ROOT
 
 STEPS = ("stages", "ceiling", "ours", "chdb", "scale", "naive", "freshness", "state", "profile")
 DEFAULT_SKIP: tuple[str, ...] = ()
+MEMORY_STORE_MAX = 2_000_000  # state: borrowers above which the in-memory store is not measured
 
 
 def main() -> int:
@@ -52,8 +54,9 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated steps to run (default: all but --skip)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                     help="a setting for the worker and sink of every pipeline run (ours, chdb, scale, "
-                         "profile), passed as HANGWATCH_NAME=VALUE: NAME is a field of "
-                         "hangwatch.platform.settings.Settings as its environment variable names it, nested "
+                         "profile, and state's store and worker process), passed as HANGWATCH_NAME=VALUE: "
+                         "NAME is a field of hangwatch.platform.settings.Settings as its environment variable "
+                         "names it, nested "
                          "fields joined by __, e.g. --set WORKER__GC_YOUNG_THRESHOLD=700 or "
                          "--set WORKER__BATCH_MAX=2000 (an unknown NAME is refused); for A/B measurements; "
                          "recorded in the JSON")
@@ -138,15 +141,22 @@ def main() -> int:
     if step("state"):
         results["state"] = {}
         # the worker's store (worker.borrower_store, RocksDB by default) and the in-memory one
+        # (~290 bytes of RAM per borrower: left out above MEMORY_STORE_MAX borrowers)
         for name, extra in (("worker", []), ("memory_store", ["--store", "memory"])):
+            if extra and a.borrowers > MEMORY_STORE_MAX:
+                results["state"][name] = {"skipped": f"more than {MEMORY_STORE_MAX:,} borrowers "
+                                                     f"(~{a.borrowers * 290 / 1e9:.1f} GB in RAM)"}
+                continue
             out = subprocess.run([sys.executable, "-m", "bench.state_size", "--borrowers", str(a.borrowers), *extra],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300 + a.borrowers // 10_000,
+                                 env={**os.environ, **overrides})
             results["state"][name] = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
                                       else {"error": out.stderr[-2000:]})
         from bench.state_worker import run_state_worker
 
         try:  # the target figure: a real worker process that holds the borrowers
-            results["state"]["worker_process"] = run_state_worker(a.borrowers)
+            results["state"]["worker_process"] = run_state_worker(a.borrowers, timeout_s=600 + a.borrowers / 5_000,
+                                                                  worker_env=overrides)
         except Exception as e:
             results["state"]["worker_process"] = {"ok": False, "problems": [repr(e)]}
         console.print(results["state"])
@@ -193,7 +203,6 @@ def _code_state() -> dict[str, Any]:
 
 
 def _host() -> dict[str, Any]:
-    import os
     import platform
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()}

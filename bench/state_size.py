@@ -113,6 +113,7 @@ def measure(borrowers: int, seed: int = 7, raw_orjson: bool = False, store: str 
             out["found"] = found == n
             out["disk_mb"] = round(_dir_bytes(Path(tmp)) / 1e6, 1)
             out["rss_after_reads_mb"] = round(rss_mb(pid) or 0.0, 1)
+            out["rocksdb_mb"] = {k: round(v / 1e6, 1) for k, v in writer.memory_usage().items()}
             out["peak_rss_mb"] = round(peak_rss_mb(pid) or 0.0, 1)
         return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import msgspec
 
 from bench.data import make_dataset, past_start_ms
-from bench.env import Offsets, Proc, RunEnv, python_module, rss_mb, settings_env
+from bench.env import Offsets, Proc, RunEnv, free_port, python_module, rss_mb, scrape, settings_env
 from hangwatch.schemas.topics import CALL_OUTCOMES
 from hangwatch.simulator import produce
 from hangwatch.simulator.records import SimRecord
@@ -49,8 +50,11 @@ def run_state_worker(borrowers: int = 1_000_000, seed: int = 7, timeout_s: float
         t0 = time.perf_counter()
         res["produced"] = asyncio.run(produce(_records(borrowers, seed), env.kafka, topic))
         res["produce_seconds"] = round(time.perf_counter() - t0, 1)
+        res["load_avg_start"] = [round(x, 2) for x in os.getloadavg()]
         t1 = time.perf_counter()
-        proc = Proc("worker1", python_module("hangwatch", "worker"), env.worker_env_for("worker1"), env.logs)
+        port = free_port()
+        proc = Proc("worker1", python_module("hangwatch", "worker"),
+                    {**env.worker_env_for("worker1"), "HANGWATCH_METRICS_PORT": str(port)}, env.logs)
         deadline = time.monotonic() + timeout_s
         while not offsets.caught_up(env.app_id, [topic]):
             proc.assert_alive()
@@ -58,12 +62,21 @@ def run_state_worker(borrowers: int = 1_000_000, seed: int = 7, timeout_s: float
                 raise TimeoutError(f"the worker did not catch up in {timeout_s:.0f} s")
             time.sleep(1.0)
         res["catch_up_seconds"] = round(time.perf_counter() - t1, 1)
+        res["load_avg_caught_up"] = [round(x, 2) for x in os.getloadavg()]  # a shared machine: how busy it was
         res["events_per_s"] = round(borrowers / (time.perf_counter() - t1))
         time.sleep(10)  # idle: buffers of the backlog released, timers run
         proc.sample()
         idle = rss_mb(proc.pid)
         res["rss_idle_mb"] = None if idle is None else round(idle, 1)
         res["peak_rss_mb"] = round(proc.peak_rss_mb, 1)
+        # where the idle RSS is: RocksDB's own accounts and the C heap (pymalloc's arenas, where
+        # Python's small objects live, are not in the C heap)
+        m = scrape(port)
+        res["memory_idle_mb"] = {
+            **{f"rocksdb_{k}": round(m.get(f'hangwatch_borrower_store_memory_bytes{{kind="{k}"}}', 0) / 1e6, 1)
+               for k in ("memtables", "table_readers", "block_cache", "block_cache_pinned")},
+            **{f"malloc_{k}": round(m.get(f'hangwatch_malloc_bytes{{kind="{k}"}}', 0) / 1e6, 1)
+               for k in ("in_use", "free", "mmapped")}}
         changelog = f"{env.app_id}-borrower-state-changelog"
         res["borrower_state_records"] = sum(offsets.ends([changelog]).values())
         res["store"] = env.settings().worker.borrower_store

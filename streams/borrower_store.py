@@ -20,8 +20,10 @@ as already done.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ import rocksdict
 from rocksdict import Rdict, WriteBatch
 
 from hangwatch.platform.settings import WorkerSettings
+from hangwatch.streams import metrics
 from hangwatch.streams.outbox import Outbox, exact_size
 from hangwatch.streams.ports import ChangelogSource
 
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 # "<partition>|" key, so no borrower key can collide with it; scans skip it.
 OFFSET_KEY = b"__hangwatch\0changelog_offset__"
 _MISSING = object()
+_MB = 1024 * 1024
 Writes = dict[int, dict[bytes, bytes | None]]  # partition -> key -> value (None: delete)
 
 
@@ -53,7 +57,14 @@ class BorrowerStore:
         self.on_disk = worker.borrower_store == "rocksdb"
         self.root = worker.data_dir / "borrower-state"
         self._write_buffer_mb = worker.rocksdb_write_buffer_mb
-        self._block_cache_mb = worker.rocksdb_block_cache_mb
+        # One block cache and one memtable budget for every partition this worker holds (RocksDB
+        # memory bounded per worker, not per partition): created once, shared by each database.
+        self._cache: Any = None
+        self._buffers: Any = None
+        if self.on_disk:
+            self._cache = rocksdict.Cache(worker.rocksdb_block_cache_mb * _MB)
+            self._buffers = rocksdict.WriteBufferManager(worker.rocksdb_memtables_mb * _MB, False)
+            _export_memory(self)
         self._dbs: dict[int, Any] = {}  # partition -> Rdict or dict
         # writes not yet in the local store: held since the last commit, and being delivered
         self._overlay: Writes = {}
@@ -175,6 +186,21 @@ class BorrowerStore:
             return _ListScan([k for k in db if k != OFFSET_KEY])
         return _RocksScan(self, partition)
 
+    def memory_usage(self) -> dict[str, int]:
+        """RocksDB's own memory in bytes (all open partitions; zeros for the memory store):
+        memtables, index and filter blocks held by table readers outside the block cache, and
+        the block cache (in use, and pinned by readers)."""
+        out = {"memtables": 0, "table_readers": 0, "block_cache": 0, "block_cache_pinned": 0}
+        for db in list(self._dbs.values()):
+            if isinstance(db, dict):
+                continue
+            out["memtables"] += db.property_int_value("rocksdb.size-all-mem-tables") or 0
+            out["table_readers"] += db.property_int_value("rocksdb.estimate-table-readers-mem") or 0
+        if self._cache is not None:  # one cache for all partitions: counted once
+            out["block_cache"] = self._cache.get_usage()
+            out["block_cache_pinned"] = self._cache.get_pinned_usage()
+        return out
+
     # ---- local stores -------------------------------------------------------------------------
     def _path(self, partition: int) -> Path:
         return self.root / f"p{partition}"
@@ -184,7 +210,7 @@ class BorrowerStore:
             return {}
         path = self._path(partition)
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = Rdict(str(path), options=_rocks_options(self._write_buffer_mb, self._block_cache_mb),
+        db = Rdict(str(path), options=_rocks_options(self._write_buffer_mb, self._cache, self._buffers),
                    access_type=rocksdict.AccessType.read_write())
         db.set_read_options(rocksdict.ReadOptions())
         return db
@@ -199,22 +225,50 @@ class BorrowerStore:
             shutil.rmtree(self._path(partition), ignore_errors=True)
 
 
-def _rocks_options(write_buffer_mb: int, block_cache_mb: int) -> rocksdict.Options:
-    """Memory per partition bounded by two write buffers and the block cache, whatever the number
-    of borrowers (the sizes come from settings: worker.rocksdb_*)."""
-    mb = 1024 * 1024
+def _rocks_options(write_buffer_mb: int, cache: rocksdict.Cache,
+                  buffers: rocksdict.WriteBufferManager) -> rocksdict.Options:
+    """RocksDB memory bounded per worker whatever the number of borrowers (sizes from settings:
+    worker.rocksdb_*): every partition's database shares `cache` (data, index and filter
+    blocks) and `buffers` (the memtables' budget).
+
+    Index and filter blocks grow with the number of keys (~2.5 MB per million borrowers here);
+    held by the table readers outside any cache they grew without bound. In the cache they are
+    charged to it: partitioned (a small top-level index per file, pinned, and partitions loaded
+    as lookups need them) and cached with high priority, so data blocks are evicted before
+    them; L0's are pinned (the newest borrowers, looked up most)."""
     opts = rocksdict.Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.set_max_open_files(943_719)  # Faust's RocksDB default, which earlier versions ran with
-    opts.set_write_buffer_size(write_buffer_mb * mb)
+    opts.set_write_buffer_size(write_buffer_mb * _MB)
     opts.set_max_write_buffer_number(2)
-    opts.set_target_file_size_base(16 * mb)
+    opts.set_write_buffer_manager(buffers)
+    opts.set_target_file_size_base(16 * _MB)
     table = rocksdict.BlockBasedOptions()
-    table.set_bloom_filter(10, True)  # bits per key: most lookups are for borrowers seen before
-    table.set_block_cache(rocksdict.Cache(block_cache_mb * mb))
-    table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+    table.set_bloom_filter(10, False)  # bits per key: most lookups are for borrowers seen before
+    table.set_block_cache(cache)
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    table.set_index_type(rocksdict.BlockBasedIndexType.two_level_index_search())
+    table.set_partition_filters(True)
+    table.set_pin_top_level_index_and_filter(True)
     opts.set_block_based_table_factory(table)
     return opts
+
+
+def _export_memory(store: BorrowerStore) -> None:
+    """hangwatch_borrower_store_memory_bytes reads this store's memory_usage() when scraped (in
+    the exporter's thread: an error, as a partition closing meanwhile, reads as 0)."""
+    ref = weakref.ref(store)
+
+    def read(kind: str) -> float:
+        s = ref()
+        try:
+            return float(s.memory_usage()[kind]) if s is not None else 0.0
+        except Exception:
+            return 0.0
+
+    for kind in ("memtables", "table_readers", "block_cache", "block_cache_pinned"):
+        metrics.BORROWER_STORE_MEMORY.labels(kind).set_function(functools.partial(read, kind))
 
 
 def _stored_offset(db: Any) -> int | None:

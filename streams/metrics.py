@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("hangwatch_events_total", "Events consumed from call-outcomes, by result",
@@ -24,3 +28,44 @@ ASSIGNED_PARTITIONS = Gauge("hangwatch_assigned_partitions", "Partitions of an i
                             ["topic"])
 READY = Gauge("hangwatch_ready", "1 when no rebalance is running (partitions settled, state may be loaded and read), "
               "else 0; updated by the worker's timers and batches")
+BORROWER_STORE_MEMORY = Gauge("hangwatch_borrower_store_memory_bytes",
+                              "RocksDB memory of the borrower store (all partitions held), by kind: memtables, "
+                              "table_readers (index and filter blocks outside the block cache), block_cache, "
+                              "block_cache_pinned", ["kind"])
+MALLOC_BYTES = Gauge("hangwatch_malloc_bytes", "The C heap (glibc's mallinfo2, all arenas): in_use, free "
+                     "(held by the process, not returned to the system), mmapped", ["kind"])
+
+
+def _mallinfo2() -> Callable[[], tuple[int, ...]] | None:
+    try:
+        libc = ctypes.CDLL(None)
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+        return None
+
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                    "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    fn.restype = Info
+
+    def read() -> tuple[int, ...]:
+        i = fn()
+        return i.uordblks, i.fordblks, i.hblkhd
+
+    return read
+
+
+def _export_malloc() -> None:
+    read = _mallinfo2()
+    if read is None:
+        return
+
+    def one(n: int) -> float:
+        return float(read()[n])
+
+    for n, kind in enumerate(("in_use", "free", "mmapped")):
+        MALLOC_BYTES.labels(kind).set_function(functools.partial(one, n))
+
+
+_export_malloc()

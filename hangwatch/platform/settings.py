@@ -199,11 +199,18 @@ class WorkerSettings(BaseModel):
     # Python dict (~300 bytes per borrower; the whole changelog partition is read at every
     # assignment).
     borrower_store: Literal["rocksdb", "memory"] = "rocksdb"
-    # RocksDB memory per source partition held: memtables (write buffer x 2) and block cache.
+    # RocksDB memory of the borrower store, per worker whatever the number of borrowers and of
+    # partitions it holds (streams.borrower_store; bench/HISTORY.md has the measurements):
+    # - block cache: one for all partitions, holding data blocks AND the index and filter
+    #   blocks, which grow with the number of borrowers (~2.5 MB per million) and were held
+    #   outside any cache before;
+    # - memtables: all partitions' memtables together (a write buffer manager: the largest
+    #   memtable is flushed when they reach it); each is at most rocksdb_write_buffer_mb.
     # A worker through 1M borrowers peaked at 268-280 MB with a 4 MB write buffer, 283-290 MB
     # with 8 MB (python -m bench.state_worker).
     rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
-    rocksdb_block_cache_mb: int = Field(default=8, ge=1)
+    rocksdb_memtables_mb: int = Field(default=16, ge=1)
+    rocksdb_block_cache_mb: int = Field(default=32, ge=1)
 
     @field_validator("window_sizes_s")
     @classmethod
