@@ -83,7 +83,7 @@ ch_users() {
     <default><max_memory_usage>4000000000</max_memory_usage><load_balancing>random</load_balancing></default>
     <!-- readonly=2: SELECT only, but SET of settings such as max_execution_time is allowed. -->
     <grafana_ro><readonly>2</readonly><max_execution_time>60</max_execution_time><prefer_localhost_replica>0</prefer_localhost_replica></grafana_ro>
-    <dashboards_ro><readonly>1</readonly><max_execution_time>60</max_execution_time></dashboards_ro>
+    <dashboards_ro><readonly>2</readonly><max_execution_time>60</max_execution_time><enable_optimize_predicate_expression>1</enable_optimize_predicate_expression></dashboards_ro>
   </profiles>
   <users>
     <default>

@@ -136,7 +136,9 @@ class _Grafana:
     def __init__(self, database: str) -> None:
         u = parse_url(CH_URL)
         self.client = Client(u.host, port=u.port, user="grafana", database=database,
-                             password=os.environ.get("HANGWATCH_GRAFANA_CH_PASSWORD", "grafana"))
+                             password=os.environ.get("HANGWATCH_GRAFANA_CH_PASSWORD", "grafana"),
+                             # as the plugin does: changed settings travel to the loopback user too
+                             settings={"max_execution_time": 60})
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         rows, types = self.client.execute(sql, with_column_types=True)

@@ -99,7 +99,8 @@ def test_concurrent_migrate_from_several_processes() -> None:
         cols = b.query(f"SELECT name FROM system.columns WHERE database = '{db}' AND table = 'borrower_flags'")
         assert "evidence_outcome" in cols.scalar_column()
     finally:
-        b.execute(f"DROP DATABASE IF EXISTS {db}")
+        for name in (db, f"{db}_dash", f"{db}_dash_mask"):
+            b.execute(f"DROP DATABASE IF EXISTS {name}")
         b.close()
 
 
@@ -110,6 +111,29 @@ def test_render_gates_per_version() -> None:
     assert "LowCardinality" not in old and "TTL" not in old
     assert "branch LowCardinality(String)" in new and "TTL occurred_at + INTERVAL 400 DAY" in new
     assert "ttl_only_drop_parts = 1" in new
+
+
+def test_dashboard_database_renders_per_mode() -> None:
+    """0015: Distributed tables over the dashboard cluster (one server: the loopback entry; a
+    cluster: its own, over the _local tables, ON CLUSTER), plain views and Merge tables without."""
+    m = next(m for m in migrate.discover() if m.name == "dashboard_database")
+    v = ServerVersion(18, 16, 1)
+
+    def sql(**kw: str) -> str:
+        text = "\n".join(migrate.render(m, migrate.RenderContext("d", v, RETENTION, **kw)))
+        return "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+
+    loop, cluster, plain = sql(dash_cluster="loop"), sql(cluster="c", dash_cluster="c"), sql()
+    assert "ENGINE = Distributed(loop, d_dash_mask, borrower_flags)" in loop
+    assert "d_dash.rollup_1m AS d.rollup_1m\nENGINE = Distributed(loop, d, rollup_1m)" in loop
+    assert "ON CLUSTER" not in loop and "_local" not in loop and "Merge(" not in loop
+    assert "d_dash.rollup_1m ON CLUSTER c AS d.rollup_1m_local\nENGINE = Distributed(c, d, rollup_1m_local)" in cluster
+    assert "FROM d.borrower_calls_local" in cluster and "ReplicatedMergeTree" in cluster
+    assert "CREATE VIEW IF NOT EXISTS d_dash.borrower_flags AS SELECT * FROM d_dash_mask.borrower_flags" in plain
+    assert "ENGINE = Merge(d, '^dead_letters$')" in plain and "Distributed" not in plain
+    for text in (loop, cluster, plain):
+        assert "value_b64" not in text and "key_b64" not in text
+        assert text.count("AS borrower_id") == 2 and text.count("AS loan_id") == 2
 
 
 def test_too_old_server_is_refused() -> None:
@@ -161,7 +185,8 @@ def test_alert_history_survives_the_upgrade_and_merges(store: Store) -> None:
         # A second run of the whole chain changes nothing (every statement is idempotent).
         assert migrate.apply(store.backend, db, RETENTION) == []
     finally:
-        store.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+        for name in (db, f"{db}_dash", f"{db}_dash_mask"):
+            store.backend.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
 def test_flags_stored_before_the_evidence_arrays_stay_readable(store: Store) -> None:
@@ -174,4 +199,5 @@ def test_flags_stored_before_the_evidence_arrays_stay_readable(store: Store) -> 
         assert orjson.loads(shown["b-0001"])[0]["event_id"] == "e1-0"  # the JSON as stored
         assert shown["b-0002"].count(" refused @income_check agent-1 [v2]") == 3
     finally:
-        store.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+        for name in (db, f"{db}_dash", f"{db}_dash_mask"):
+            store.backend.execute(f"DROP DATABASE IF EXISTS {name}")
