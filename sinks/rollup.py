@@ -53,6 +53,8 @@ COUNTS: Final = ("attempts", "connected", *OUTCOMES)
 if ("bucket_start", *KEY, *COUNTS, "version", "computed_at") != ROLLUP_COLUMNS:
     raise RuntimeError("sinks.tables.ROLLUP_COLUMNS and sinks.rollup disagree on the rollup columns")
 
+# The call_events columns a recompute reads (not the wide ones: extra, ids, Kafka position).
+_EVENT_COLUMNS: Final = ("event_id", "occurred_at", "outcome", *SEGMENT, *SPLITS)
 MINUTE: Final = 60
 HOUR: Final = 3600
 
@@ -131,7 +133,7 @@ FROM
     (
         SELECT intDiv(toUInt32(occurred_at), {grain}) * {grain} AS b, count() AS v,
                groupArray(tuple({", ".join(columns)})) AS evs
-        FROM (SELECT * FROM {db}.call_events WHERE {where} LIMIT 1 BY event_id)
+        FROM (SELECT {", ".join(_EVENT_COLUMNS)} FROM {db}.call_events WHERE {where} LIMIT 1 BY event_id)
         GROUP BY b
     )
     ARRAY JOIN evs AS e
