@@ -158,6 +158,14 @@ def shown_database(settings: Settings) -> str:
     return dashboard_database(db, settings.privacy.dashboard_database)
 
 
+def drop(backend: Backend, db: str, *, cluster: str = "", dash_db: str = "") -> None:
+    """Drop the store `db` and its dashboard databases (tests and throw-away stores)."""
+    dash = dashboard_database(db, dash_db)
+    on = f" ON CLUSTER {ident(cluster)}" if cluster else ""
+    for name in (ident(db), dash, f"{dash}_mask"):
+        backend.execute(f"DROP DATABASE IF EXISTS {name}{on}")
+
+
 def _dashboard_cluster(backend: Backend, wanted: str, cluster: str) -> str:
     """The cluster the dashboard database reads through: the store's own cluster in cluster
     mode, else privacy.dashboard_cluster if this server has it ('' = views; logged)."""

@@ -47,7 +47,7 @@ def stores(cluster: Cluster) -> Iterator[dict[str, Store]]:
         out[h] = Store("native", open_backend(ch), db, ch)
     migrate.apply(out["ch-s1r1"].backend, db, {}, cluster=cluster.ch_cluster)
     yield out
-    out["ch-s1r1"].backend.execute(f"DROP DATABASE IF EXISTS {db} ON CLUSTER {cluster.ch_cluster}")
+    migrate.drop(out["ch-s1r1"].backend, db, cluster=cluster.ch_cluster)
     for s in out.values():
         s.backend.close()
 

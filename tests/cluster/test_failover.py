@@ -52,7 +52,7 @@ def store(cluster: Cluster) -> Iterator[tuple[NativeBackend, ClickHouseSettings]
     backend = NativeBackend(parse_url(url))
     migrate.apply(backend, db, ch.retention_days)
     yield backend, ch
-    backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    migrate.drop(backend, db)
     backend.close()
 
 

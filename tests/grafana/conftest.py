@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hangwatch.sinks import migrate
 from hangwatch.sinks.backends.base import Backend
 from hangwatch.sinks.backends.embedded import EmbeddedBackend
 from hangwatch.sinks.backends.native import NativeBackend
@@ -29,8 +30,7 @@ def server(request: pytest.FixtureRequest, chdb_root: Path) -> Iterator[tuple[Ba
     db = f"grafana_{uuid.uuid4().hex[:8]}"
     fx = build(backend, db)
     yield backend, fx
-    for name in (db, f"{db}_dash", f"{db}_dash_mask"):  # the store and its dashboard database (0015)
-        backend.execute(f"DROP DATABASE IF EXISTS {name}")
+    migrate.drop(backend, db)  # the store and its dashboard databases (0015)
     backend.close()
 
 

@@ -124,7 +124,7 @@ def versioned(backend: Backend) -> Iterator[str]:
     db = f"versions_{uuid.uuid4().hex[:8]}"
     migrate.apply(backend, db, {})
     yield db
-    backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    migrate.drop(backend, db)
 
 
 def _flag(backend: Backend, db: str, flag: str, borrower: str, status: str, severity: str, last_min: int,

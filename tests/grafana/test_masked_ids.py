@@ -157,17 +157,14 @@ def test_store(backend: Backend, fixture_db: Fixture) -> Iterator[str]:
     dashboard database of."""
     if not isinstance(backend, NativeBackend):
         pytest.skip("users exist on the server only")
-    dbs = (TEST_DB, f"{TEST_DB}_dash", f"{TEST_DB}_dash_mask")
-    for db in dbs:
-        backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    migrate.drop(backend, TEST_DB)
     migrate.apply(backend, TEST_DB, {})
     tables = backend.query(f"SELECT name FROM system.tables WHERE database = '{TEST_DB}' "
                            "AND name != 'schema_migrations'").rows
     for (table,) in tables:
         backend.execute(f"INSERT INTO {TEST_DB}.{table} SELECT * FROM {fixture_db.db}.{table}")
     yield TEST_DB
-    for db in dbs:
-        backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    migrate.drop(backend, TEST_DB)
 
 
 @pytest.mark.clickhouse

@@ -43,7 +43,7 @@ def store(request: pytest.FixtureRequest, chdb_root: Path) -> Iterator[tuple[Bac
         ch = ClickHouseSettings(embedded_path=chdb_root, database=db)
     migrate.apply(backend, db, ch.retention_days)
     yield backend, ch
-    backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    migrate.drop(backend, db)
     backend.close()
 
 

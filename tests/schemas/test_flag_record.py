@@ -154,7 +154,7 @@ def test_v2_rows_round_trip_through_chdb(chdb_root: Path) -> None:
             ("old", "raised", 1, [], "", "", [], []),
         ]
     finally:
-        backend.execute(f"DROP DATABASE IF EXISTS {db}")
+        migrate.drop(backend, db)
 
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])

@@ -43,8 +43,7 @@ def _new_store(kind: str, embedded_root: Path) -> Store:
 
 
 def _drop(s: Store) -> None:
-    for db in (s.db, f"{s.db}_dash", f"{s.db}_dash_mask"):  # the store and its dashboard database (0015)
-        s.backend.execute(f"DROP DATABASE IF EXISTS {db}")
+    migrate.drop(s.backend, s.db)  # the store and its dashboard databases (0015)
     s.backend.close()
 
 

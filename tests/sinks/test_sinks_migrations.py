@@ -99,8 +99,7 @@ def test_concurrent_migrate_from_several_processes() -> None:
         cols = b.query(f"SELECT name FROM system.columns WHERE database = '{db}' AND table = 'borrower_flags'")
         assert "evidence_outcome" in cols.scalar_column()
     finally:
-        for name in (db, f"{db}_dash", f"{db}_dash_mask"):
-            b.execute(f"DROP DATABASE IF EXISTS {name}")
+        migrate.drop(b, db)
         b.close()
 
 
@@ -185,8 +184,7 @@ def test_alert_history_survives_the_upgrade_and_merges(store: Store) -> None:
         # A second run of the whole chain changes nothing (every statement is idempotent).
         assert migrate.apply(store.backend, db, RETENTION) == []
     finally:
-        for name in (db, f"{db}_dash", f"{db}_dash_mask"):
-            store.backend.execute(f"DROP DATABASE IF EXISTS {name}")
+        migrate.drop(store.backend, db)
 
 
 def test_flags_stored_before_the_evidence_arrays_stay_readable(store: Store) -> None:
@@ -199,5 +197,4 @@ def test_flags_stored_before_the_evidence_arrays_stay_readable(store: Store) -> 
         assert orjson.loads(shown["b-0001"])[0]["event_id"] == "e1-0"  # the JSON as stored
         assert shown["b-0002"].count(" refused @income_check agent-1 [v2]") == 3
     finally:
-        for name in (db, f"{db}_dash", f"{db}_dash_mask"):
-            store.backend.execute(f"DROP DATABASE IF EXISTS {name}")
+        migrate.drop(store.backend, db)

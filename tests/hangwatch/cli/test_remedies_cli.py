@@ -34,7 +34,7 @@ def filled(chdb_root: Path) -> Iterator[EmbeddedBackend]:
     batch = batch_of(router_for(store), {"call_events": event_records(events)}, int(time.time()))
     Flusher(backend, DB, "sink@test", "Asia/Shanghai").flush(batch)
     yield backend
-    backend.execute(f"DROP DATABASE IF EXISTS {DB}")
+    migrate.drop(backend, DB)
 
 
 @pytest.fixture
