@@ -42,8 +42,10 @@ ENGINE = {{ engine('MergeTree', table='mask_key') }} ORDER BY key;
 CREATE TABLE IF NOT EXISTS {{ mask }}.mask_key{{ on_cluster }} AS {{ mask }}.mask_key_local
 ENGINE = Distributed({{ cluster }}, {{ mask }}, mask_key_local);
 {%- endif %}
--- 128 random bits, once (a concurrent migrator may add a second key: min(key) picks one).
-INSERT INTO {{ mask }}.mask_key
+-- 128 random bits, once (a concurrent migrator may add a second key: min(key) picks one). On a
+-- cluster into this host's shard (a Distributed table without a sharding key takes no INSERT);
+-- reads go through the Distributed table, so every shard masks with the same key.
+INSERT INTO {{ mask }}.mask_key{{ '_local' if cluster else '' }}
 SELECT lower(hex(SHA256(concat(toString(rand64()), toString(rand64(1)), toString(now())))))
 FROM system.one WHERE (SELECT count() FROM {{ mask }}.mask_key) = 0;
 -- The dead letters' columns the dashboards may read: not the stored message (key_b64, value_b64).

@@ -128,6 +128,7 @@ def test_dashboard_database_renders_per_mode() -> None:
     assert "ON CLUSTER" not in loop and "_local" not in loop and "Merge(" not in loop
     assert "d_dash.rollup_1m ON CLUSTER c AS d.rollup_1m_local\nENGINE = Distributed(c, d, rollup_1m_local)" in cluster
     assert "FROM d.borrower_calls_local" in cluster and "ReplicatedMergeTree" in cluster
+    assert "INSERT INTO d_dash_mask.mask_key_local\n" in cluster  # a Distributed table without a key takes none
     assert "CREATE VIEW IF NOT EXISTS d_dash.borrower_flags AS SELECT * FROM d_dash_mask.borrower_flags" in plain
     assert "ENGINE = Merge(d, '^dead_letters$')" in plain and "Distributed" not in plain
     for text in (loop, cluster, plain):
