@@ -354,7 +354,17 @@ class FaustConsumerControl:
         return {tp.partition: int(o) for tp, o in got.items() if o is not None}
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(TP(topic, partition), offset)
+        # In Faust's consumer thread, where aiokafka runs: Faust's consumer.seek() changes the
+        # fetcher from this thread, racing that thread's fetch (a KeyError in aiokafka's
+        # fetched_records crashed workers on a loaded machine).
+        consumer = cast(Any, self.app.consumer)
+        tp = TP(topic, partition)
+        await consumer._thread.call_thread(_seek_in_thread, consumer._thread, tp, offset)
+        consumer._read_offset[tp] = offset or None
+
+
+async def _seek_in_thread(thread: Any, tp: TP, offset: int) -> None:
+    thread._ensure_consumer().seek(tp, offset)
 
 
 class OutputProducer(Service):

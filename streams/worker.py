@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from hangwatch.platform import gc_policy, native
+from hangwatch.platform import gc_policy, malloc_policy, native
 from hangwatch.platform.settings import Settings
 from hangwatch.streams.changelogs import ensure_changelogs
 from hangwatch.streams.faust_adapter import FaustWorkerHost, HangwatchWorker
@@ -42,6 +42,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     lock = lock_data_dir(settings.worker.data_dir)  # noqa: F841  (held until the process exits)
     log.info("stream core: %s", native.verify_core().mode)  # raises on a stale compiled build
     gc_policy.configure(settings.worker.gc_young_threshold)
+    malloc_policy.configure(settings.worker.malloc_arena_max, settings.worker.malloc_mmap_threshold_kb)
     ensure_changelogs(settings.kafka, settings.worker.app_id)
     host = FaustWorkerHost(settings)
     worker = HangwatchWorker(host.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

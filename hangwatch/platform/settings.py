@@ -167,6 +167,11 @@ class WorkerSettings(BaseModel):
     # scans and promotes them: gc pauses 1.85 -> 0.28 s per 202k messages, worker throughput
     # +20 % (hangwatch.platform.gc_policy).
     gc_young_threshold: Annotated[int, Field(ge=100)] = 50_000
+    # glibc's malloc (hangwatch.platform.malloc_policy): at most this many arenas and a fixed
+    # mmap threshold, so that freed C heap goes back to the system instead of staying in the
+    # worker's RSS (RocksDB's threads, fetch buffers); 0 leaves glibc's own default.
+    malloc_arena_max: int = Field(default=2, ge=0)
+    malloc_mmap_threshold_kb: int = Field(default=128, ge=0)
     # Borrowers with no call for longer than the rules' retention are aged out of the
     # borrower store (streams.core.flags.sweep): one pass over a partition this often, this
     # many borrowers per timer tick (about 15 ms of work).
