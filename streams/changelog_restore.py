@@ -10,7 +10,10 @@ recovery reported complete, and the rates of the windows those cells held came o
 one run in three), and it read ~10,000 records/s, so a rebalance paused a worker for seconds.
 
 Each read is a plain consumer (no group) assigned the one partition, from a start offset up to
-the end offset taken when it starts, keeping the last value of every key (None deletes it).
+the end offset taken when it starts, keeping the last value of every key (None deletes it), or
+what the stage's `combine` keeps of the values read in order: the rates and merge stages keep
+the newest by content, so a replaced owner's late writes cannot roll a restored state back
+(docs/architecture.md, "How the numbers stay exact": fencing a replaced owner).
 The worker that was just assigned the partition is its only writer from now on, so that end
 offset covers everything the previous owner wrote; if a crashed owner's last records land after
 it, what is read is still a state the owner wrote in order (cells and seen ids before the
@@ -28,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hangwatch.platform.settings import KafkaSettings
-from hangwatch.streams.ports import Changes
+from hangwatch.streams.ports import Changes, Combine
 
 log = logging.getLogger(__name__)
 # A read that makes no progress for this long fails (the worker crashes and restarts) rather
@@ -52,10 +55,11 @@ async def read_changes(kafka: KafkaSettings, topic: str, partition: int,
     return (await read_many(kafka, {tp: start}))[tp]
 
 
-async def read_many(kafka: KafkaSettings, starts: dict[TopicPartition, int | None]
-                    ) -> dict[TopicPartition, tuple[Changes, int]]:
+async def read_many(kafka: KafkaSettings, starts: dict[TopicPartition, int | None],
+                    combine: Combine | None = None) -> dict[TopicPartition, tuple[Changes, int]]:
     """`read_changes` for several changelog partitions (of one or more topics) with one consumer:
-    a worker assigned partitions restores them all in one pass."""
+    a worker assigned partitions restores them all in one pass. With `combine`, a key read again
+    keeps what `combine` returns (hangwatch.streams.ports.Combine) instead of the later value."""
     if not starts:
         return {}
     tps = list(starts)
@@ -86,12 +90,13 @@ async def read_many(kafka: KafkaSettings, starts: dict[TopicPartition, int | Non
             progress_at = time.monotonic()
             for tp, records in batch.items():
                 changes, end = out[tp], ends[tp]
+                prefix = f"{tp.partition}|".encode()
                 for r in records:
                     if r.offset >= end:
                         break
                     counts[tp] += 1
                     if r.key is not None:
-                        changes[r.key] = r.value
+                        changes[r.key] = keep(combine, prefix, r.key, changes.get(r.key), r.value)
             todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
     finally:
         await consumer.stop()
@@ -103,11 +108,19 @@ async def read_many(kafka: KafkaSettings, starts: dict[TopicPartition, int | Non
     return {tp: (out[tp], ends[tp]) for tp in tps}
 
 
-async def stage_partitions(kafka: KafkaSettings, topic: str, partitions: Iterable[int]
-                           ) -> dict[int, list[tuple[str, bytes]]]:
+def keep(combine: Combine | None, prefix: bytes, key: bytes, held: bytes | None, read: bytes | None
+         ) -> bytes | None:
+    """The value of `key` after reading `read` while holding `held` (None: absent or deleted)."""
+    if combine is None or held is None or read is None or not key.startswith(prefix):
+        return read
+    return combine(key[len(prefix):].decode(), held, read)
+
+
+async def stage_partitions(kafka: KafkaSettings, topic: str, partitions: Iterable[int],
+                           combine: Combine | None = None) -> dict[int, list[tuple[str, bytes]]]:
     """Per partition, (key without its "<partition>|" prefix, value) of the live records of a
     stage's changelog partitions, read in one pass."""
-    got = await read_many(kafka, {TopicPartition(topic, p): None for p in partitions})
+    got = await read_many(kafka, {TopicPartition(topic, p): None for p in partitions}, combine)
     return {tp.partition: strip_partition({k: v for k, v in changes.items() if v is not None}, tp.partition)
             for tp, (changes, _) in got.items()}
 
@@ -126,8 +139,9 @@ class KafkaChangelogSource:
     def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
 
-    async def read_latest(self, topic: str, partitions: Iterable[int]) -> dict[int, list[tuple[str, bytes]]]:
-        return await stage_partitions(self.kafka, topic, partitions)
+    async def read_latest(self, topic: str, partitions: Iterable[int], combine: Combine | None = None
+                          ) -> dict[int, list[tuple[str, bytes]]]:
+        return await stage_partitions(self.kafka, topic, partitions, combine)
 
     async def read_since(self, topic: str, starts: Mapping[int, int | None]) -> dict[int, tuple[Changes, int]]:
         got = await read_many(self.kafka, {TopicPartition(topic, p): s for p, s in starts.items()})

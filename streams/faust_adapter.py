@@ -40,6 +40,7 @@ from typing import Any, ClassVar, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport import by_url
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -59,6 +60,8 @@ from hangwatch.streams.stage import StageIO
 from hangwatch.streams.stuck import Watch
 
 log = logging.getLogger(__name__)
+# Batch failures after which an idempotent producer never delivers again (OutputProducer)
+PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
 # Same cadence as Faust's loop: let agents run between deliveries of a large fetch.
 YIELD_EVERY = 100
 
@@ -372,17 +375,56 @@ class OutputProducer(Service):
     stopped with the app (aiokafka creates it inside the running event loop). Every record
     waits for all in-sync replicas (acks=all), and the producer is idempotent: a batch retried
     after a lost acknowledgement is not written twice (the records are idempotent downstream
-    anyway; this keeps the topics free of the duplicates)."""
+    anyway; this keeps the topics free of the duplicates).
+
+    An idempotent aiokafka producer is broken for good once the broker answers a batch with an
+    out-of-order sequence number (or an unknown producer id), as after a broker restart that left
+    the broker's last sequence of a partition behind the producer's: it keeps its sequence
+    numbers, so every later batch to that partition fails the same way (or its sender task ends
+    and every send raises). The worker then retried the same checkpoint forever (the soak's
+    broker restarts, under load). So the next send after such a failure first replaces the
+    producer (a new producer id, sequences from 0); the checkpoint's retry then goes through, and
+    what is sent twice is idempotent downstream."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batch_size": 256 * 1024,
                         "client_id": f"{settings.worker.app_id}-outputs", **settings.kafka.aiokafka_kwargs()}
         self._producer: AIOKafkaProducer | None = None
+        self._broken: tuple[AIOKafkaProducer, BaseException] | None = None  # a producer and what broke it
+        self.replaced = 0  # producers replaced because they were broken
 
     async def on_start(self) -> None:
         self._producer = AIOKafkaProducer(**self.options)
         await self._producer.start()
+
+    def sender_dead(self) -> bool:
+        """The producer's sender task ended (aiokafka keeps it private: read defensively)."""
+        task = getattr(getattr(self._producer, "_sender", None), "sender_task", None)
+        return task is not None and task.done()
+
+    def _watch(self, producer: AIOKafkaProducer, sent: asyncio.Future[Any]) -> None:
+        """Note a batch failure that leaves `producer` broken for good."""
+        def done(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and isinstance(e := f.exception(), PRODUCER_BROKEN) and self._broken is None:
+                self._broken = (producer, e)
+        sent.add_done_callback(done)
+
+    async def _replace_broken(self) -> None:
+        old = self._producer
+        broken, self._broken = self._broken, None
+        if broken is not None and broken[0] is not old:
+            return  # a late failure of a producer replaced already
+        log.warning("the output producer is broken (%r); replacing it",
+                    broken[1] if broken else "its sender stopped")
+        self._producer = AIOKafkaProducer(**self.options)
+        await self._producer.start()
+        self.replaced += 1
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.stop(), timeout=10)
+            except Exception as e:  # broken already: only its connections are left to close
+                log.warning("stopping the broken output producer: %r", e)
 
     async def on_stop(self) -> None:
         if self._producer is not None:
@@ -401,7 +443,12 @@ class OutputProducer(Service):
         return self.producer.create_batch()
 
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
-        return cast(asyncio.Future[Any], await self.producer.send_batch(batch, topic, partition=partition))
+        if self._broken is not None or self.sender_dead():
+            await self._replace_broken()
+        producer = self.producer
+        sent = cast(asyncio.Future[Any], await producer.send_batch(batch, topic, partition=partition))
+        self._watch(producer, sent)
+        return sent
 
 
 class FaustGroupStatus:

@@ -21,7 +21,7 @@ from hangwatch.platform.settings import Settings
 from hangwatch.schemas.topics import CALL_OUTCOMES, HANGUP_ALERTS, HANGUP_RATES, RATE_PARTIALS, topic
 from hangwatch.streams import changelogs, metrics
 from hangwatch.streams.checkpoint import Checkpoint
-from hangwatch.streams.core.merge_rates import MergeRates, apply_message, is_alert_cell
+from hangwatch.streams.core.merge_rates import MergeRates, apply_message, combine_records, is_alert_cell
 from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from hangwatch.streams.core.windows import parse_cell_key
 from hangwatch.streams.outbox import exact_size
@@ -71,7 +71,7 @@ class MergeStage(Stage[MergeRates]):
         self.spikes: dict[int, dict[str, SpikeState]] = {}  # partition -> dimension|value -> state
 
     async def _restore(self, partitions: list[int]) -> dict[int, MergeRates]:
-        restored = await self.io.changelogs.read_latest(self.topics.changelog, partitions)
+        restored = await self.io.changelogs.read_latest(self.topics.changelog, partitions, combine_records)
         out = {}
         for p in partitions:
             records = restored[p]
@@ -100,6 +100,12 @@ class MergeStage(Stage[MergeRates]):
                 if r.value is not None:  # partials never send tombstones
                     apply_message(self.states[r.partition], r.value)
                     touched.add(r.partition)
+            for p in touched:
+                st = self.states[p]
+                if st.stale_partials:
+                    log.warning("merge partition %d: dropped %d stale snapshots of a replaced owner (a worker "
+                                "that resumed after its partitions moved)", p, st.stale_partials)
+                    st.stale_partials = 0
             self._emit(cp, touched)
             await cp.commit(acknowledge)
             await self.settle_delivery(cp, admitted)

@@ -33,7 +33,7 @@ from hangwatch.streams.borrower_store import BorrowerStore, KeyScan
 from hangwatch.streams.checkpoint import Checkpoint
 from hangwatch.streams.core.flags import BorrowerState, apply_events, sweep, too_late
 from hangwatch.streams.core.merge_rates import encode_partials, encode_watermark
-from hangwatch.streams.core.partition_rates import MIN_TIME, PartitionRates
+from hangwatch.streams.core.partition_rates import MIN_TIME, PartitionRates, combine_records
 from hangwatch.streams.core.rules_config import RuleSet, load_rules
 from hangwatch.streams.outbox import exact_size
 from hangwatch.streams.ports import InputRecord
@@ -90,13 +90,27 @@ class PartitionStage(Stage[PartitionRates]):
         """Window state in memory, borrower states into their local store
         (hangwatch.streams.borrower_store): both changelogs read side by side."""
         _, rates = await asyncio.gather(self.borrowers.load(partitions),
-                                        self.io.changelogs.read_latest(self.topics.rates_changelog, partitions))
+                                        self.io.changelogs.read_latest(self.topics.rates_changelog, partitions,
+                                                                       combine_records))
         out = {}
         for p in partitions:
             st = out[p] = PartitionRates.restore(p, self.sizes, self.grace_ms, rates[p])
-            log.info("partition %d: restored %d window cells, %d seen ids, watermark %s, next offset %s", p,
-                     len(st.cells), len(st.seen), st.watermark_ms, st.position.next_offset)
+            # a new owner: its snapshots must win over anything an earlier owner still sends
+            st.claim_epoch(now_ms())
+            log.info("partition %d: restored %d window cells, %d seen ids, watermark %s, next offset %s, epoch %d",
+                     p, len(st.cells), len(st.seen), st.watermark_ms, st.position.next_offset, st.epoch)
         return out
+
+    async def load(self, partitions: Iterable[int]) -> None:
+        """Restore the partitions not loaded yet and persist their new epochs (in the watermark
+        record) before anything is sent with them: the next owner restores an epoch at least as
+        high as any on the partials topic and claims a higher one, whatever its clock says."""
+        new = sorted(set(partitions) - set(self.states))
+        await super().load(new)
+        if new:
+            cp = self.checkpoint()
+            self._add_state(cp, new)
+            await cp.commit()
 
     def _drop(self, partitions: list[int]) -> None:
         self.sweeps.forget(partitions)
@@ -183,7 +197,8 @@ class PartitionStage(Stage[PartitionRates]):
             _, _, dim_value = key.split("|", 2)
             groups[dim_value].append((key, counts))
         for dim_value, cells in groups.items():
-            cp.outputs.add(self.topics.partials, dim_value.encode(), encode_partials(p, cells))
+            cp.outputs.add(self.topics.partials, dim_value.encode(),
+                           encode_partials(p, cells, st.epoch, st.position.next_offset))
 
     def _add_state(self, cp: Checkpoint, partitions: Iterable[int]) -> None:
         """Cells and seen ids as state; the watermark record and its broadcast as positions."""
@@ -197,7 +212,7 @@ class PartitionStage(Stage[PartitionRates]):
                 cp.positions.add(changelog, f"{p}|{wm[0]}".encode(), exact_size(wm[1]), p)
             if st.watermark_moved:
                 for q in range(self.n_partials):
-                    cp.positions.add(self.topics.partials, b"", encode_watermark(p, st.watermark_ms), q)
+                    cp.positions.add(self.topics.partials, b"", encode_watermark(p, st.watermark_ms, st.epoch), q)
                 metrics.WATERMARK_LAG.labels(str(p)).set(max(0.0, (now_ms() - st.watermark_ms) / 1000))
             st.mark_persisted()
 

@@ -12,10 +12,13 @@ stages run and are tested without Faust or a broker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 Changes = dict[bytes, bytes | None]  # key -> latest value (None: deleted)
+# (key without its "<partition>|" prefix, value held, value read after it) -> the value to keep:
+# how a stage fences a replaced owner's late writes out of its restored state
+Combine = Callable[[str, bytes, bytes], bytes]
 
 
 class InputRecord(Protocol):
@@ -52,8 +55,11 @@ class ConsumerControl(Protocol):
 
 
 class ChangelogSource(Protocol):
-    async def read_latest(self, topic: str, partitions: Iterable[int]) -> dict[int, list[tuple[str, bytes]]]:
-        """Every live record of the partitions, keys without their "<partition>|" prefix."""
+    async def read_latest(self, topic: str, partitions: Iterable[int], combine: Combine | None = None
+                          ) -> dict[int, list[tuple[str, bytes]]]:
+        """Every live record of the partitions, keys without their "<partition>|" prefix. A key
+        read again keeps `combine(key, held, read)` (default: the value read); a deletion
+        deletes."""
 
     async def read_since(self, topic: str, starts: Mapping[int, int | None]) -> dict[int, tuple[Changes, int]]:
         """Per partition: the changes from its start offset (None: the beginning) to the end

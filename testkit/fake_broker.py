@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hangwatch.streams.changelog_restore import keep
 from hangwatch.streams.outbox import partition_for
-from hangwatch.streams.ports import Changes
+from hangwatch.streams.ports import Changes, Combine
 from testkit.fakes import FakeMessage
 
 
@@ -74,11 +75,12 @@ class FakeBroker:
         self.seeks.append((topic, partition, offset))
 
     # ---- ChangelogSource -------------------------------------------------------------------------
-    async def read_latest(self, topic: str, partitions: Iterable[int]) -> dict[int, list[tuple[str, bytes]]]:
+    async def read_latest(self, topic: str, partitions: Iterable[int], combine: Combine | None = None
+                          ) -> dict[int, list[tuple[str, bytes]]]:
         out = {}
         for p in partitions:
-            changes, _ = self._changes(topic, p, None)
             prefix = f"{p}|".encode()
+            changes, _ = self._changes(topic, p, None, combine, prefix)
             out[p] = [(k[len(prefix):].decode(), v) for k, v in changes.items()
                       if v is not None and k.startswith(prefix)]
         return out
@@ -86,12 +88,13 @@ class FakeBroker:
     async def read_since(self, topic: str, starts: Mapping[int, int | None]) -> dict[int, tuple[Changes, int]]:
         return {p: self._changes(topic, p, start) for p, start in starts.items()}
 
-    def _changes(self, topic: str, p: int, start: int | None) -> tuple[Changes, int]:
+    def _changes(self, topic: str, p: int, start: int | None, combine: Combine | None = None,
+                 prefix: bytes = b"") -> tuple[Changes, int]:
         log = self.logs[(topic, p)]
         changes: Changes = {}
         for key, value in log[start or 0:]:
             if key is not None:
-                changes[key] = value
+                changes[key] = keep(combine, prefix, key, changes.get(key), value)
         return changes, len(log)
 
     # ---- test helpers -----------------------------------------------------------------------------

@@ -2,8 +2,23 @@
 
 Input (topic hangwatch-rate-partials, keyed by dimension|value so that every window of one
 dimension value lives on one merge partition, which the spike baseline needs):
-- a partial: (source partition, cell key, counts snapshot) -> replaces that partition's share;
-- a watermark: (source partition, watermark ms) -> monotonic max per source partition.
+- a partial: (source partition, cell key, counts snapshot, stamp) -> replaces that partition's
+  share, unless the share held has a newer stamp;
+- a watermark: (source partition, watermark ms, epoch) -> monotonic max per source partition.
+
+Fencing. A snapshot is stamped (epoch, position): the epoch of the source partition's owner
+(claimed when it loads the partition: above every earlier owner's, streams.core.partition_rates)
+and the source position the snapshot reflects (every offset below it processed). Two workers
+can briefly both process a source partition: one paused (SIGSTOP, a long GC) past its session
+timeout is replaced, and when it resumes it still thinks it owns the partition and sends the
+snapshots of the batch it had in flight, after the new owner's newer ones. Latest-wins would let
+those overwrite the newer shares, and a cell the new owner does not touch again stays short,
+final included (the soak's paused-worker bug). So a share is replaced only by a snapshot with a
+stamp at least as new, and a source partition's records from an epoch older than one already
+seen are dropped (`stale_partials`). The stamps of the shares are persisted with the merged cell,
+and a restore joins every record of a cell it reads (per source, the share with the newest
+stamp: `combine_records`), so a paused merge worker's late changelog writes cannot roll a
+cell back either.
 
 A cell is final once the global watermark (the minimum over ALL source partitions) has passed
 its window end: no source partition can count another event for it. Because a partition sends
@@ -27,30 +42,60 @@ from hangwatch.streams.core.windows import N_COUNTS, parse_cell_key, rate_update
 
 CELL_PREFIX: Final = "m|"
 SRC_WM_PREFIX: Final = "w|"
+SRC_EPOCH_PREFIX: Final = "e|"
 POSITION_KEY: Final = "o"
 
 
+# A snapshot's stamp: (epoch of the source partition's owner, source position it reflects).
+Stamp = tuple[int, int]
+
+
 class MergedCell:
-    __slots__ = ("final", "parts", "total", "version")
+    __slots__ = ("final", "parts", "stamps", "total", "version")
 
     def __init__(self) -> None:
         self.parts: dict[int, list[int]] = {}
+        # source partition -> stamp of its share (absent: written before snapshots were stamped)
+        self.stamps: dict[int, Stamp] = {}
         self.total: list[int] = [0] * N_COUNTS
         self.version = 0
         self.final = False
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"p": {str(k): v for k, v in self.parts.items()}, "v": self.version, "f": self.final})
+        return orjson.dumps({"p": {str(k): v for k, v in self.parts.items()}, "v": self.version, "f": self.final,
+                             "s": {str(k): list(v) for k, v in self.stamps.items()}})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MergedCell:
         d = orjson.loads(raw)
         c = cls()
         c.parts = {int(k): v for k, v in d["p"].items()}
+        c.stamps = {int(k): (v[0], v[1]) for k, v in d.get("s", {}).items()}
         c.version = d["v"]
         c.final = d["f"]
         c.recompute()
         return c
+
+    def join(self, other: MergedCell) -> bool:
+        """Take each share of `other` that is newer than the one held (by stamp; a share without
+        a stamp counts as older than any stamped one, and an unstamped pair: `other` wins).
+        Returns True when a share changed (totals recomputed)."""
+        changed = False
+        for src, counts in other.parts.items():
+            theirs = other.stamps.get(src)
+            mine = self.stamps.get(src)
+            if src in self.parts and mine is not None and (theirs is None or theirs < mine):
+                continue
+            if theirs is not None:
+                self.stamps[src] = theirs
+            if self.parts.get(src) != counts:
+                self.parts[src] = list(counts)
+                changed = True
+        self.version = max(self.version, other.version)
+        self.final = self.final or other.final
+        if changed:
+            self.recompute()
+        return changed
 
     def recompute(self) -> None:
         total = [0] * N_COUNTS
@@ -67,10 +112,15 @@ class MergeRates:
         self.n_sources = n_sources
         self.cells: dict[str, MergedCell] = {}
         self.src_watermarks: dict[int, int] = {}
+        # newest owner epoch seen per source partition: records of older epochs are stale
+        self.src_epochs: dict[int, int] = {}
         self._dirty: set[str] = set()
         self._dirty_wm: set[int] = set()
+        self._dirty_epochs: set[int] = set()
+        self._restamped: set[str] = set()
         self._deleted: set[str] = set()
         self.ignored_partials = 0
+        self.stale_partials = 0  # snapshots (and watermarks) dropped as older than what is held
         # (window end s, key) of every cell not final yet: finalize() pops the closed ones
         # instead of scanning all cells on every batch (small batches at low rates).
         self._open: list[tuple[int, str]] = []
@@ -87,10 +137,25 @@ class MergeRates:
             return None
         return POSITION_KEY, orjson.dumps(self.position.next_offset)
 
-    def apply_partial(self, src: int, key: str, counts: list[int]) -> bool:
+    def admit_epoch(self, src: int, epoch: int | None) -> bool:
+        """Whether a record of source partition `src` sent by an owner of `epoch` is current
+        (None: an unstamped record, written before snapshots were stamped). An epoch older than
+        one already seen is a replaced owner's (a zombie's): its records are dropped."""
+        if epoch is None:
+            return True
+        seen = self.src_epochs.get(src)
+        if seen is not None and epoch < seen:
+            return False
+        if seen is None or epoch > seen:
+            self.src_epochs[src] = epoch
+            self._dirty_epochs.add(src)
+        return True
+
+    def apply_partial(self, src: int, key: str, counts: list[int], stamp: Stamp | None = None) -> bool:
         """Apply one partition's snapshot of a cell. Returns False (and changes nothing) for a
-        cell that is already closed and expired from state: its other shares are gone, so the
-        result would be wrong; `hangwatch reconcile` corrects such windows from the raw store."""
+        snapshot older than the share held (by stamp), and for a cell that is already closed and
+        expired from state: its other shares are gone, so the result would be wrong;
+        `hangwatch reconcile` corrects such windows from the raw store."""
         cell = self.cells.get(key)
         if cell is None:
             size, start, _, _ = parse_cell_key(key)
@@ -99,6 +164,14 @@ class MergeRates:
                 return False
             cell = self.cells[key] = MergedCell()
             heapq.heappush(self._open, (start + size, key))
+        if stamp is not None:
+            held = cell.stamps.get(src)
+            if held is not None and stamp < held:
+                self.stale_partials += 1
+                return False
+            if held != stamp:
+                cell.stamps[src] = stamp
+                self._restamped.add(key)  # persisted even when the counts are equal (not emitted)
         if cell.parts.get(src) != counts:
             cell.parts[src] = list(counts)
             cell.recompute()
@@ -155,6 +228,7 @@ class MergeRates:
         for k in old:
             del self.cells[k]
             self._dirty.discard(k)
+            self._restamped.discard(k)
             self._deleted.add(CELL_PREFIX + k)
         return len(old)
 
@@ -163,14 +237,22 @@ class MergeRates:
             cell = self.cells.get(k)
             if cell is not None:
                 yield CELL_PREFIX + k, cell.to_bytes()
+        for k in self._restamped - self._dirty:
+            cell = self.cells.get(k)
+            if cell is not None:
+                yield CELL_PREFIX + k, cell.to_bytes()
         for src in self._dirty_wm:
             yield f"{SRC_WM_PREFIX}{src}", orjson.dumps(self.src_watermarks[src])
+        for src in self._dirty_epochs:
+            yield f"{SRC_EPOCH_PREFIX}{src}", orjson.dumps(self.src_epochs[src])
         for k in self._deleted:
             yield k, None
 
     def mark_persisted(self) -> None:
         self._dirty.clear()
+        self._restamped.clear()
         self._dirty_wm.clear()
+        self._dirty_epochs.clear()
         self._deleted.clear()
         self.position.dirty = False
 
@@ -188,6 +270,8 @@ class MergeRates:
                     st._open.append((start + size, cell_key))
             elif key.startswith(SRC_WM_PREFIX):
                 st.src_watermarks[int(key[len(SRC_WM_PREFIX):])] = orjson.loads(value)
+            elif key.startswith(SRC_EPOCH_PREFIX):
+                st.src_epochs[int(key[len(SRC_EPOCH_PREFIX):])] = orjson.loads(value)
             elif key == POSITION_KEY:
                 st.position.next_offset = orjson.loads(value)
         heapq.heapify(st._open)
@@ -199,24 +283,56 @@ def is_alert_cell(key: str, alert_window_s: int) -> bool:
     return size == alert_window_s and dim in ALERT_DIMENSIONS
 
 
+def combine_records(key: str, old: bytes, new: bytes) -> bytes:
+    """The value a restore keeps when the merge changelog holds `old` and then `new` for `key`
+    (key without its partition prefix). Latest-wins, except where a late write of a replaced
+    owner could roll state back: a merged cell keeps, per source partition, the share with the
+    newest stamp (MergedCell.join); positions, source watermarks and epochs keep the maximum."""
+    if key.startswith(CELL_PREFIX):
+        cell = MergedCell.from_bytes(old)
+        cell.join(MergedCell.from_bytes(new))
+        return cell.to_bytes()
+    if key == POSITION_KEY or key.startswith(SRC_WM_PREFIX) or key.startswith(SRC_EPOCH_PREFIX):
+        a, b = orjson.loads(old), orjson.loads(new)
+        return old if a is not None and (b is None or a > b) else new
+    return new
+
+
 # Partials wire format (internal topic): compact JSON arrays, decoded with one orjson.loads.
-#   ["p", src_partition, [[cell_key, [counts...]], ...]]
-#   ["w", src_partition, watermark_ms]
-def encode_partials(src: int, cells: list[tuple[str, list[int]]]) -> bytes:
-    return orjson.dumps(["p", src, cells])
+#   ["p", src_partition, [[cell_key, [counts...]], ...], epoch, position]
+#   ["w", src_partition, watermark_ms, epoch]
+# epoch and position (the stamp, see the module docstring) are absent in records written before
+# snapshots were stamped; those are applied unfenced.
+def encode_partials(src: int, cells: list[tuple[str, list[int]]], epoch: int | None = None,
+                    position: int | None = None) -> bytes:
+    if epoch is None or position is None:
+        return orjson.dumps(["p", src, cells])
+    return orjson.dumps(["p", src, cells, epoch, position])
 
 
-def encode_watermark(src: int, watermark_ms: int) -> bytes:
-    return orjson.dumps(["w", src, watermark_ms])
+def encode_watermark(src: int, watermark_ms: int, epoch: int | None = None) -> bytes:
+    if epoch is None:
+        return orjson.dumps(["w", src, watermark_ms])
+    return orjson.dumps(["w", src, watermark_ms, epoch])
 
 
 def apply_message(state: MergeRates, raw: bytes) -> None:
     msg = orjson.loads(raw)
-    if msg[0] == "p":
+    kind = msg[0]
+    if kind == "p":
         src = msg[1]
+        epoch: int | None = msg[3] if len(msg) > 4 else None
+        if not state.admit_epoch(src, epoch):
+            state.stale_partials += len(msg[2])
+            return
+        stamp: Stamp | None = None if epoch is None else (epoch, msg[4])
         for key, counts in msg[2]:
-            state.apply_partial(src, key, counts)
-    elif msg[0] == "w":
-        state.apply_watermark(msg[1], msg[2])
+            state.apply_partial(src, key, counts, stamp)
+    elif kind == "w":
+        src = msg[1]
+        if state.admit_epoch(src, msg[3] if len(msg) > 3 else None):
+            state.apply_watermark(src, msg[2])
+        else:
+            state.stale_partials += 1
     else:
-        raise ValueError(f"unknown partials record type {msg[0]!r}")
+        raise ValueError(f"unknown partials record type {kind!r}")

@@ -25,6 +25,14 @@ costs 10 cell updates instead of 30 (`python -m bench --only stages`, rates: 58,
 restore); those cells are kept until their largest derived window is past retention. A size
 that is not a multiple of the smallest is counted directly.
 
+Owners and fencing: whoever loads the partition claims an *epoch* above every earlier owner's
+(`claim_epoch`: the wall clock in ms, and above the persisted one), persisted in the watermark
+record. Snapshots carry (epoch, position) and watermarks the epoch, so the merge stage can tell
+a replaced owner's late snapshots (a worker paused past its session timeout that resumes and
+finishes its batch) from the new owner's and drop them (streams.core.merge_rates). The same
+zombie's late changelog writes are fenced when the state is read back (`combine_records`): per
+cell the record with the highest applied source offset wins, not the latest one.
+
 Lateness: an event is late when its time is before the partition's watermark
 (max event time seen - grace). Late events are not counted here (the raw store keeps them and
 `hangwatch reconcile` corrects closed windows). The watermark also moves with the wall clock
@@ -79,7 +87,17 @@ class PartitionRates:
         self._watermark_dirty = False
         # Next source offset to process, persisted in the watermark record.
         self.position = Position()
+        # This owner's epoch (claim_epoch), persisted in the watermark record; 0: not claimed.
+        self.epoch = 0
+        self._epoch_dirty = False
         self.last_event_wall_ms = MIN_TIME
+
+    def claim_epoch(self, now_ms: int) -> int:
+        """Start a new owner's epoch (call it once the state is restored, before any batch):
+        above the persisted one and at least the wall clock, so above any earlier owner's."""
+        self.epoch = max(now_ms, self.epoch + 1)
+        self._epoch_dirty = True
+        return self.epoch
 
     def accept(self, offset: int) -> Delivery:
         """Whether to process the record at `offset` (streams.core.positions); call it for
@@ -236,15 +254,17 @@ class PartitionRates:
 
     def watermark_change(self) -> tuple[str, bytes] | None:
         """The watermark + position record, when either changed; written last."""
-        if not (self._watermark_dirty or self.position.dirty):
+        if not (self._watermark_dirty or self.position.dirty or self._epoch_dirty):
             return None
-        return WATERMARK_KEY, orjson.dumps([self.max_event_ms, self.watermark_ms, self.position.next_offset])
+        return WATERMARK_KEY, orjson.dumps([self.max_event_ms, self.watermark_ms, self.position.next_offset,
+                                            self.epoch])
 
     def mark_persisted(self) -> None:
         self._dirty_cells.clear()
         self._new_seen = []
         self._deleted.clear()
         self._watermark_dirty = False
+        self._epoch_dirty = False
         self.position.dirty = False
 
     @classmethod
@@ -283,4 +303,28 @@ class PartitionRates:
                 w = orjson.loads(value)
                 st.max_event_ms, st.watermark_ms = w[0], w[1]
                 st.position.next_offset = w[2] if len(w) > 2 else None  # written before positions existed
+                st.epoch = w[3] if len(w) > 3 else 0  # written before epochs existed
         return st
+
+
+def _watermark_stamp(w: list[Any]) -> tuple[int, int]:
+    """(epoch, next offset) of a watermark record; older formats lack them (0 / -1)."""
+    epoch = w[3] if len(w) > 3 else 0
+    position = w[2] if len(w) > 2 and w[2] is not None else -1
+    return epoch, position
+
+
+def combine_records(key: str, old: bytes, new: bytes) -> bytes:
+    """The value a restore keeps when the rates changelog holds `old` and then `new` for `key`
+    (key without its partition prefix). Latest-wins, except where a late write of a replaced
+    owner (a zombie) could roll state back: a cell keeps the record with the higher applied
+    source offset (a zombie's cell never has a higher one than the owner that replayed its batch
+    and went on), the watermark record the one with the higher (epoch, next offset)."""
+    if key.startswith(CELL_PREFIX):
+        a, b = orjson.loads(old), orjson.loads(new)
+        if len(a) == len(b) == N_COUNTS + 1 and a[N_COUNTS] > b[N_COUNTS]:
+            return old
+        return new
+    if key == WATERMARK_KEY:
+        return old if _watermark_stamp(orjson.loads(old)) > _watermark_stamp(orjson.loads(new)) else new
+    return new

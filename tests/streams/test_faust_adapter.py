@@ -153,3 +153,68 @@ def test_ack_all_keeps_fausts_ack_bookkeeping() -> None:
                         {tp: sorted(v) for tp, v in consumer._acked_index.items()}, [m.acked for m in msgs]))
     assert results[0] == results[1]
     assert results[0][0] == 3  # 6, 7 of partition 0 and 0 of partition 1
+
+
+def test_a_broken_output_producer_is_replaced_before_the_next_send(monkeypatch: Any) -> None:
+    """aiokafka's idempotent producer never delivers again after an out-of-order sequence number
+    (after a broker restart): every later batch fails the same way, or
+    its sender task ends. The worker's output producer replaces it before the next send instead
+    of failing every retry of the checkpoint forever."""
+    from types import SimpleNamespace
+
+    from aiokafka.errors import OutOfOrderSequenceNumber, RequestTimedOutError
+
+    from hangwatch.platform.settings import Settings
+    from hangwatch.streams import faust_adapter
+
+    made: list[Any] = []
+
+    class FakeProducer:
+        def __init__(self, **options: Any) -> None:
+            self._sender = SimpleNamespace(sender_task=None)
+            self.sent: list[str] = []
+            self.fail_with: BaseException | None = None
+            self.stopped = False
+            made.append(self)
+
+        async def start(self) -> None:
+            self._sender.sender_task = asyncio.get_running_loop().create_future()
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+        async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+            if self._sender.sender_task.done():
+                raise OutOfOrderSequenceNumber()
+            self.sent.append(topic)
+            fut = asyncio.get_running_loop().create_future()
+            if self.fail_with is not None:
+                fut.set_exception(self.fail_with)
+            else:
+                fut.set_result(SimpleNamespace(offset=0))
+            return fut
+
+    monkeypatch.setattr(faust_adapter, "AIOKafkaProducer", FakeProducer)
+
+    async def send(out: faust_adapter.OutputProducer) -> BaseException | None:
+        sent = await out.send_batch(object(), "t", partition=0)
+        (result,) = await asyncio.gather(sent, return_exceptions=True)
+        await asyncio.sleep(0)  # the failure callback runs
+        return result if isinstance(result, BaseException) else None
+
+    async def scenario() -> None:
+        out = faust_adapter.OutputProducer(Settings())
+        await out.on_start()
+        assert await send(out) is None
+        made[0].fail_with = RequestTimedOutError()  # retriable: the producer is kept
+        assert isinstance(await send(out), RequestTimedOutError) and len(made) == 1
+        made[0].fail_with = OutOfOrderSequenceNumber()
+        assert isinstance(await send(out), OutOfOrderSequenceNumber)
+        assert await send(out) is None, "the retry goes through a new producer"
+        assert len(made) == 2 and made[0].stopped and made[1].sent == ["t"] and out.replaced == 1
+
+        made[1]._sender.sender_task.set_exception(OutOfOrderSequenceNumber())  # its sender ends
+        assert out.sender_dead()
+        assert await send(out) is None and len(made) == 3 and out.replaced == 2 and not out.sender_dead()
+
+    asyncio.run(scenario())

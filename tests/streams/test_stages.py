@@ -5,6 +5,7 @@ batch, records of partitions not owned, and sends that fail before they succeed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import orjson
@@ -76,6 +77,11 @@ def test_a_batch_commits_outputs_then_state_then_positions_then_acknowledges(tmp
     broker = _broker(s)
     p1, _ = _stages(s, broker)
     _load_calls(s, broker, 400, FaultConfig(malformed=0.02))
+    asyncio.run(p1.load(range(4)))
+    claims = [(t, k.split(b"|", 1)[1]) for ev, t, k in broker.events]
+    assert claims == [(p1.topics.rates_changelog, WATERMARK_KEY.encode())] * 4, \
+        "loading a partition persists its new epoch (in the watermark record) before any output"
+    broker.events.clear()
     records = broker.consume(p1.topics.source, {}, 1000)
     processed = asyncio.run(p1.process(records, broker.acknowledge))
     assert len(processed) == len(records)
@@ -190,3 +196,65 @@ def test_every_alert_setting_reaches_the_detector(tmp_path: Path) -> None:
     s.alerts = AlertSettings(**changed)
     cfg = dataclasses.asdict(alert_config(s))
     assert {k: cfg[k] for k in changed} == changed
+
+
+def _cells(stage: MergeStage) -> dict[str, list[int]]:
+    return {k: c.total for st in stage.states.values() for k, c in st.cells.items()}
+
+
+def test_a_replaced_owner_that_resumes_late_cannot_roll_back_the_rates(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17 (the soak's paused worker): worker A is paused past its session timeout with a
+    fetch in flight; B takes its partitions over, restores them and goes on; A resumes, still
+    thinks it owns them and commits its batch: stale snapshots to the merge stage and stale
+    cells to the changelog, both after B's newer ones. Then C takes over from the changelog.
+    Neither the merge stage (fenced by the owners' epochs and the snapshots' positions) nor C's
+    restore (fenced by the cells' applied offsets) may take A's late writes over B's."""
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    events = _load_calls(s, broker, 1600, FaultConfig(duplicates=0.03, out_of_order=0.03))
+    a, merge = _stages(s, broker)
+    source = a.topics.source
+    positions: dict[int, int] = {}
+    asyncio.run(a.process(broker.consume(source, positions, 100), broker.acknowledge))
+    in_flight = broker.consume(source, positions, 100)  # fetched by A just before it was paused
+
+    b, _ = _stages(s, broker)  # A's session expired: B restores from the changelogs
+    b_positions = {p: 100 for p in range(4)}
+    for _ in range(2):
+        asyncio.run(b.process(broker.consume(source, b_positions, 100), broker.acknowledge))
+    stale_from = {p: len(broker.logs[(a.topics.partials, p)]) for p in range(4)}
+
+    asyncio.run(a.process(in_flight, broker.acknowledge))  # A resumes and commits its batch
+    assert any(len(broker.logs[(a.topics.partials, p)]) > n for p, n in stale_from.items()), \
+        "the zombie's snapshots reached the partials topic after the new owner's"
+
+    c, _ = _stages(s, broker)  # another rebalance: C restores from the changelogs
+    asyncio.run(_drain(c, broker, source, dict(b_positions)))
+    with caplog.at_level(logging.INFO, logger="hangwatch.streams.merge_stage"):
+        asyncio.run(_drain(merge, broker, merge.topics.partials, {}))
+    assert _latest_rates(broker, merge.topics.rates) == oracle_counts(events, s.worker.window_sizes_s)
+    assert "stale snapshots of a replaced owner" in caplog.text, "the zombie's snapshots were dropped"
+
+
+def test_a_replaced_merge_owner_that_resumes_late_cannot_roll_back_the_merged_cells(tmp_path: Path) -> None:
+    """The same for the merge stage: merge worker A resumes after B took its partitions over and
+    commits a stale batch (its merged cells reach the changelog after B's); C restores the cells
+    B held: per source partition, the share with the newest stamp."""
+    s = _settings(tmp_path)
+    broker = _broker(s)
+    _load_calls(s, broker, 1200, FaultConfig(duplicates=0.03))
+    p1, a = _stages(s, broker)
+    asyncio.run(_drain(p1, broker, p1.topics.source, {}, batch=100))
+    partials = a.topics.partials
+    positions: dict[int, int] = {}
+    asyncio.run(a.process(broker.consume(partials, positions, 40), broker.acknowledge))
+    in_flight = broker.consume(partials, positions, 40)
+
+    _, b = _stages(s, broker)
+    asyncio.run(_drain(b, broker, partials, {p: 40 for p in range(4)}, batch=40))
+    asyncio.run(a.process(in_flight, broker.acknowledge))  # A resumes: stale cells after B's
+
+    _, c = _stages(s, broker)
+    asyncio.run(c.load(range(4)))
+    assert _cells(c) == _cells(b)

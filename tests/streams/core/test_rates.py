@@ -5,12 +5,15 @@ from __future__ import annotations
 import random
 import zlib
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hangwatch.schemas.call_outcome import OUTCOMES, CallOutcome
-from hangwatch.streams.core.merge_rates import MergeRates, apply_message, encode_partials, encode_watermark
+from hangwatch.streams.core.merge_rates import MergedCell, MergeRates, apply_message, encode_partials, encode_watermark
+from hangwatch.streams.core.merge_rates import combine_records as merge_combine
 from hangwatch.streams.core.partition_rates import PartitionRates
+from hangwatch.streams.core.partition_rates import combine_records as rates_combine
 from hangwatch.streams.core.windows import COUNT_FIELDS, dimension_suffixes, dimension_values, window_start_s
 from testkit.oracles.rates import oracle_counts
 
@@ -246,3 +249,49 @@ def test_cell_key_suffixes_are_the_dimension_value_pairs(agent: str | None, scri
                     duration_s=1.0, attempt_no=1, pre_notified=pre, credit_grade=grade, first_time_borrower=first,
                     script_version=script)
     assert dimension_suffixes(e) == tuple(f"{d}|{v}" for d, v in dimension_values(e))
+
+
+def test_merge_drops_snapshots_older_than_the_share_held_and_records_of_a_replaced_owner() -> None:
+    """Issue 17: a paused worker that resumes after its partition moved sends stale snapshots."""
+    m = MergeRates(2)
+    key = f"60|{T0 // 1000}|all|all"
+    n = len(COUNT_FIELDS)
+    old_owner, new_owner = T0, T0 + 7_000
+    apply_message(m, encode_partials(0, [(key, [5] * n)], old_owner, 120))
+    apply_message(m, encode_partials(0, [(key, [3] * n)], new_owner, 100))  # replays from an older position
+    assert m.cells[key].total == [3] * n, "a newer owner's snapshot wins whatever its position"
+    apply_message(m, encode_partials(0, [(key, [5] * n)], old_owner, 130))  # the zombie, late
+    apply_message(m, encode_watermark(0, T0 + 900_000, old_owner))
+    assert m.cells[key].total == [3] * n and m.src_watermarks == {}
+    assert m.stale_partials == 2
+    assert not m.apply_partial(0, key, [2] * n, (new_owner, 90)), "an older position of the same owner"
+    assert m.apply_partial(0, key, [4] * n, (new_owner, 140)) and m.cells[key].total == [4] * n
+    apply_message(m, encode_partials(1, [(key, [1] * n)]))  # unstamped (written before stamps): applied
+    assert m.cells[key].total == [5] * n
+    recs = dict(m.state_changes())
+    assert orjson.loads(recs["e|0"]) == new_owner
+    again = MergeRates.restore(2, recs.items())
+    assert again.src_epochs == {0: new_owner} and again.cells[key].stamps == {0: (new_owner, 140)}
+
+
+def test_restores_keep_the_newest_share_not_the_latest_record() -> None:
+    """A replaced owner's late changelog write must not roll restored state back."""
+    n = len(COUNT_FIELDS)
+    newer, stale = MergedCell(), MergedCell()
+    newer.parts, newer.stamps, newer.version = {0: [4] * n, 1: [1] * n}, {0: (2, 50), 1: (1, 9)}, 7
+    stale.parts, stale.stamps, stale.version, stale.final = {0: [2] * n, 1: [2] * n}, {0: (1, 80), 1: (1, 10)}, 9, True
+    joined = MergedCell.from_bytes(merge_combine("m|k", newer.to_bytes(), stale.to_bytes()))
+    assert joined.parts == {0: [4] * n, 1: [2] * n} and joined.total == [6] * n
+    assert joined.version == 9 and joined.final
+    assert merge_combine("o", b"120", b"100") == b"120"
+
+    cell_b, cell_zombie = orjson.dumps([9] * n + [250]), orjson.dumps([4] * n + [199])
+    assert rates_combine("c|60|0|all|all", cell_b, cell_zombie) == cell_b
+    assert rates_combine("c|60|0|all|all", cell_zombie, cell_b) == cell_b
+    wm_b, wm_zombie = orjson.dumps([1, 1, 260, T0 + 1]), orjson.dumps([1, 1, 300, T0])
+    assert rates_combine("w", wm_b, wm_zombie) == wm_b
+    st_ = PartitionRates(0, SIZES, GRACE_MS)
+    st_.epoch = T0 + 5
+    assert st_.claim_epoch(T0) == T0 + 6 and st_.claim_epoch(T0 + 100) == T0 + 100
+    wm = st_.watermark_change()
+    assert wm is not None and PartitionRates.restore(0, SIZES, GRACE_MS, [wm]).epoch == T0 + 100
