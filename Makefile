@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -q
 
-.PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench bench-alerts bench-serving soak \
+.PHONY: help install services-start services-stop services-status test test-unit test-pure lint typecheck demo bench bench-alerts bench-serving bench-cluster soak \
         native native-clean cluster-start cluster-stop cluster-status cluster-test \
         dashboards clean-local fuzz
 
@@ -84,6 +84,10 @@ bench-alerts:  ## alert quality of the spike detector, in-process (bench/alert_q
 SERVING_ARGS ?=
 bench-serving: install  ## serving bench: 100 M calls over 365 days into the ClickHouse server, every panel, query and report timed (bench/serving.py; SERVING_ARGS="--events 200000 --days 7" for a short run)
 	source deploy/local/common.sh && start_services clickhouse && $(BIN)/python -m bench.serving $(SERVING_ARGS)
+
+CLUSTER_BENCH_ARGS ?=
+bench-cluster: install  ## end-to-end throughput on the local cluster (3 brokers, ClickHouse 2x2, 2 workers + sink; bench/cluster.py, ~2 min; starts the cluster unless it is up, stops only what it started; CLUSTER_BENCH_ARGS="--events 100000")
+	$(BIN)/python -m bench.cluster $(CLUSTER_BENCH_ARGS)
 
 clean-local:  ## remove local service data (Kafka, ClickHouse, chdb)
 	-deploy/local/kafka.sh reset

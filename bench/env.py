@@ -195,21 +195,27 @@ class RunEnv:
 
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
-            admin = admin_client(self.kafka)
-            try:
-                mine = [t for t in admin.list_topics() if t.startswith(self.prefix) or t.startswith(self.app_id)]
-                if mine:
-                    admin.delete_topics(mine)
-                with contextlib.suppress(Exception):
-                    admin.delete_groups([self.app_id, self.sink_group])
-            finally:
-                admin.close()
+            delete_run_topics(self.kafka, (self.prefix, self.app_id), [self.app_id, self.sink_group])
         if self.backend == "native":
             with contextlib.suppress(Exception):
                 from clickhouse_driver import Client
                 Client.from_url(CH_URL).execute(f"DROP DATABASE IF EXISTS {self.db}")
         shutil.rmtree(self.chdb_path, ignore_errors=True)
         shutil.rmtree(LOCAL / "faust" / self.app_id, ignore_errors=True)
+
+
+def delete_run_topics(kafka: KafkaSettings, prefixes: tuple[str, ...], groups: list[str]) -> None:
+    """Delete a run's topics (names starting with one of `prefixes`: its topic prefix, its
+    worker app id for the changelogs) and its consumer groups."""
+    admin = admin_client(kafka)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefixes)]
+        if mine:
+            admin.delete_topics(mine)
+        with contextlib.suppress(Exception):
+            admin.delete_groups(groups)
+    finally:
+        admin.close()
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -347,6 +353,11 @@ def scrape(port: int) -> dict[str, float]:
             text = r.read().decode()
     except OSError:
         return {}
+    return parse_metrics(text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value}."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():

@@ -55,6 +55,59 @@ def _events_by_result(scraped: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+class Progress:
+    """The marks of a run's clock (module docstring) from the workers' metrics."""
+
+    def __init__(self, messages: int, cells: int) -> None:
+        self.messages = messages
+        self.cells = cells
+        self.marks: dict[str, float] = {}
+        self.processed_at_stable = 0.0
+
+    def update(self, scraped: list[dict[str, float]], now: float) -> bool:
+        """Set the marks reached; True when this is the first event counted (t_first). Each
+        message once: not the re-deliveries (not owned, not ready, after a gap, replays) nor the
+        second label of an event too late for the flag rules."""
+        marks = self.marks
+        processed = sum(metric_sum(m, "hangwatch_events_total", exclude=NOT_PROCESSED) for m in scraped)
+        finals = sum(metric_sum(m, 'hangwatch_rate_updates_total{final="true"}') for m in scraped)
+        owned = [m.get(f'hangwatch_assigned_partitions{{topic="{CALL_OUTCOMES}"}}', 0) for m in scraped]
+        if "stable" not in marks and all(owned) and sum(owned) == topic(CALL_OUTCOMES).partitions and all(
+                m.get("hangwatch_ready") == 1 for m in scraped):
+            marks["stable"] = now
+            self.processed_at_stable = processed
+        first = processed > 0 and "first" not in marks
+        if first:
+            marks["first"] = now
+        if processed >= self.messages:
+            marks.setdefault("processed", now)
+        if finals >= self.cells:
+            marks.setdefault("final", now)
+        return first
+
+    @property
+    def done(self) -> bool:
+        """Every message processed and every final rate emitted (what remains is the sink)."""
+        return "processed" in self.marks and "final" in self.marks
+
+    def seconds(self) -> dict[str, float]:
+        first = self.marks.get("first")
+        return {} if first is None else {k: round(v - first, 2) for k, v in self.marks.items() if k != "first"}
+
+    def figures(self) -> dict[str, Any]:
+        """events/s end to end (to `stored`), of the workers, of the finals, and steady (after
+        `stable`), once `stored` is marked."""
+        marks, t0, n = self.marks, self.marks["first"], self.messages
+        out: dict[str, Any] = {"events_per_s": round(n / (marks["stored"] - t0)),
+                               "worker_events_per_s": round(n / (marks["processed"] - t0)),
+                               "final_events_per_s": round(n / (marks["final"] - t0))}
+        if "stable" in marks and marks["stable"] < marks["processed"]:
+            steady_from = max(marks["stable"], t0)
+            out["steady_events_per_s"] = round((n - self.processed_at_stable) / (marks["processed"] - steady_from))
+            out["processed_before_stable"] = self.processed_at_stable
+        return out
+
+
 def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: int = 1, timeout_s: float = 240.0,
                  profile_out: str | None = None, profiler: str = "pyinstrument", grace_s: int = 60,
                  idle_close_s: float = 1.0, settings_env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -67,9 +120,8 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
     try:
         delivered, secs = produce_records(ds.records, env.kafka, env.topic(CALL_OUTCOMES))
         res["produce_events_per_s"] = round(delivered / secs)
-        n_cells = len(ds.oracle_rates())
-        source_partitions = topic(CALL_OUTCOMES).partitions
-        processed_at_stable = 0.0
+        progress = Progress(ds.messages, len(ds.oracle_rates()))
+        marks = progress.marks
         ports = [free_port() for _ in range(workers)]
         t_start = time.perf_counter()
         wprocs = [Proc(f"worker{i + 1}", _worker_argv(p, profile_out if i == 0 else None, profiler),
@@ -79,7 +131,6 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
         procs = [*wprocs, sink]
         topics = [env.topic(t) for t in ("call-outcomes", "call-outcomes.dlq", "hangup-rates", "borrower-flags",
                                          "hangup-alerts")]
-        marks: dict[str, float] = {}
         last: list[dict[str, float]] = []
         verified: dict[str, Any] | None = None
         deadline = time.perf_counter() + timeout_s
@@ -88,23 +139,9 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
                 p.assert_alive()
             last = [scrape(p) for p in ports]
             now = time.perf_counter()
-            # each message once: not the re-deliveries (not owned, not ready, after a gap, replays)
-            # nor the second label of an event too late for the flag rules
-            processed = sum(metric_sum(m, "hangwatch_events_total", exclude=NOT_PROCESSED) for m in last)
-            finals = sum(metric_sum(m, 'hangwatch_rate_updates_total{final="true"}') for m in last)
-            owned = [m.get(f'hangwatch_assigned_partitions{{topic="{CALL_OUTCOMES}"}}', 0) for m in last]
-            if "stable" not in marks and all(owned) and sum(owned) == source_partitions and all(
-                    m.get("hangwatch_ready") == 1 for m in last):
-                marks["stable"] = now
-                processed_at_stable = processed
-            if processed > 0 and "first" not in marks:
-                marks["first"] = now
+            if progress.update(last, now):
                 machine = MachineCpu()
-            if processed >= ds.messages:
-                marks.setdefault("processed", now)
-            if finals >= n_cells:
-                marks.setdefault("final", now)
-            if "processed" in marks and "final" in marks and offsets.caught_up(env.sink_group, topics):
+            if progress.done and offsets.caught_up(env.sink_group, topics):
                 # the window first..stored, before the oracle check's own queries
                 res["machine"] = machine.since_start()
                 if backend != "native":
@@ -136,7 +173,7 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
             "gc_s": round(sum(metric_sum(m, "hangwatch_gc_seconds_total") for m in last), 2),
         }
         if "first" in marks:
-            res["seconds"] = {k: round(v - marks["first"], 2) for k, v in marks.items() if k != "first"}
+            res["seconds"] = progress.seconds()
         if "stored" not in marks:
             res["ok"] = False
             with contextlib.suppress(Exception):
@@ -145,16 +182,7 @@ def run_pipeline(ds: Dataset, *, label: str, backend: str = "native", workers: i
                     res["check"] = check(ds, read_native(env.ch_url, env.db))
             res["problems"] = [f"timed out after {timeout_s:.0f} s: reached {sorted(marks)}"]
             return res
-        t0 = marks["first"]
-        e2e = marks["stored"] - t0
-        res["events_per_s"] = round(ds.messages / e2e)
-        res["worker_events_per_s"] = round(ds.messages / (marks["processed"] - t0))
-        res["final_events_per_s"] = round(ds.messages / (marks["final"] - t0))
-        if "stable" in marks and marks["stable"] < marks["processed"]:
-            steady_from = max(marks["stable"], t0)
-            res["steady_events_per_s"] = round((ds.messages - processed_at_stable)
-                                               / (marks["processed"] - steady_from))
-            res["processed_before_stable"] = processed_at_stable
+        res.update(progress.figures())
         for p in procs:
             p.stop()
         if verified is None:
