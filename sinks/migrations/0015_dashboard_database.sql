@@ -14,11 +14,12 @@
 --               the local shard go over the network) needs rights on {{ dash }} only.
 -- Without that cluster (the embedded store, a server not yet configured for it): plain VIEWs
 -- and Merge tables with the same columns, readable by users that may read {{ db }} anyway.
--- A masked id: its first 2 characters, '*' and 8 hex characters of SHA-256(key || id), so
--- one borrower keeps one masked id everywhere, and a known id can't be looked up without the key.
+-- A masked id: its first 2 characters, '*' and 12 hex characters (48 bits: no two of millions of
+-- borrowers share one) of SHA-256(key || id), so one borrower keeps one masked id everywhere,
+-- and a known id can't be looked up without the key.
 -- After a migration that adds columns to one of these tables, re-create its objects here.
 {%- set masked_id %}if({0} = '', '', concat(substring({0}, 1, 2), '*',
-    lower(hex(substring(SHA256(concat((SELECT min(key) FROM {{ mask }}.mask_key), {0})), 1, 4)))))
+    lower(hex(substring(SHA256(concat((SELECT min(key) FROM {{ mask }}.mask_key), {0})), 1, 6)))))
 {%- endset %}
 {%- set flag_columns = ['flag_id', 'rule_id', 'explanation', 'evidence', 'rule_version', 'severity', 'status',
     'evidence_count', 'first_event_at', 'last_event_at', 'emitted_at', 'emitted_at_ms', 'ingested_at',

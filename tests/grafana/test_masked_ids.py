@@ -33,7 +33,7 @@ from tests.grafana import macro_helper
 from tests.grafana.pipeline_fixture import END, START, Fixture
 from tests.grafana.test_panel_sql import INTERVAL, F, T, _rules, _targets
 
-MASKED = re.compile(r"^.{0,2}\*[0-9a-f]{8}$")
+MASKED = re.compile(r"^.{0,2}\*[0-9a-f]{12}$")
 SQLS = [(label, t["rawSql"]) for label, _, t in _targets()] + [
     (r["uid"], next(d for d in r["data"] if d["refId"] == "A")["model"]["rawSql"]) for r in _rules()]
 # The local server's grafana user may read this dashboard database besides hangwatch_dash.
@@ -89,7 +89,7 @@ def test_masking_is_one_to_one_and_keyed(backend: Backend, fixture_db: Fixture) 
     assert masked == (raw[0], raw[1], 0), "one masked id per borrower, none equal to an id"
     # keyed: not the plain hash of the id
     plain = backend.query(f"SELECT concat(substring(borrower_id, 1, 2), '*', lower(hex(substring(SHA256(borrower_id), "
-                          f"1, 4)))) AS m FROM {db}.borrower_calls LIMIT 1").scalar()
+                          f"1, 6)))) AS m FROM {db}.borrower_calls LIMIT 1").scalar()
     assert not backend.query(f"SELECT count() FROM {dash}.borrower_calls WHERE borrower_id = '{plain}'").scalar()
 
 
