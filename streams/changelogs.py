@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from kafka.admin import NewTopic
+from kafka.admin import KafkaAdminClient, NewTopic
 
-from hangwatch.platform.kafka_admin import admin_client, create_missing, wait_for_metadata
+from hangwatch.platform.kafka_admin import create_missing, wait_for_metadata, with_admin
 from hangwatch.platform.settings import KafkaSettings
 from hangwatch.schemas.topics import CALL_OUTCOMES, topic
 
@@ -53,15 +53,16 @@ def partitions() -> int:
 
 
 def ensure_changelogs(kafka: KafkaSettings, app_id: str) -> list[str]:
-    """Create the changelogs that do not exist yet (idempotent); returns the names created."""
-    admin = admin_client(kafka)
-    try:
-        created = create_missing(admin, [NewTopic(c.name(app_id), partitions(), kafka.replication_factor,
-                                                  topic_configs={**c.config(), **kafka.topic_configs()})
-                                         for c in ALL])
-        if created:
-            log.info("created changelog topics %s", created)
-        wait_for_metadata(admin, [c.name(app_id) for c in ALL])
-        return created
-    finally:
-        admin.close()
+    """Create the changelogs that do not exist yet (idempotent); returns the names created.
+    Retried with the other brokers while one that died is still in the metadata."""
+    return with_admin(kafka, lambda admin: _ensure(admin, kafka, app_id), "changelogs")
+
+
+def _ensure(admin: KafkaAdminClient, kafka: KafkaSettings, app_id: str) -> list[str]:
+    created = create_missing(admin, [NewTopic(c.name(app_id), partitions(), kafka.replication_factor,
+                                              topic_configs={**c.config(), **kafka.topic_configs()})
+                                     for c in ALL])
+    if created:
+        log.info("created changelog topics %s", created)
+    wait_for_metadata(admin, [c.name(app_id) for c in ALL])
+    return created

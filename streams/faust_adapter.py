@@ -315,8 +315,11 @@ def create_app(s: Settings) -> HangwatchApp:
         datadir=str(w.data_dir),
         topic_partitions=topic(CALL_OUTCOMES).partitions,
         # Topics come from the registry (`hangwatch topics create`), the changelogs from
-        # hangwatch.streams.changelogs; Faust itself declares only its internal assignor topic.
-        topic_allow_declare=True,
+        # hangwatch.streams.changelogs: Faust declares nothing. Its leader-election topic is
+        # off (no on_leader timers here); declaring it asked only the first broker of the
+        # metadata, so a worker started while a dead broker was still listed exited.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
         topic_replication_factor=s.kafka.replication_factor,
         web_enabled=w.web_enabled,
         web_port=w.web_port,

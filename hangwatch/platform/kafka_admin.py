@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, TopicAlreadyExistsError
 
 from hangwatch.platform.settings import KafkaSettings
 from hangwatch.schemas.topics import TopicSpec, registry
@@ -94,32 +95,60 @@ def admin_client(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> Ka
         time.sleep(0.5)
 
 
+T = TypeVar("T")
+# A broker that died is still in the metadata until the controller fences it (KRaft:
+# broker.session.timeout.ms, 9 s); kafka-python's admin sends to it once and gives up with
+# these. Worth another try with a fresh client, until the caller's deadline.
+_RETRIABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError)
+
+
+def with_admin(kafka: KafkaSettings, action: Callable[[KafkaAdminClient], T], what: str,
+               timeout_s: float = ADMIN_TIMEOUT_S) -> T:
+    """Run `action` with an admin client; on a broker that stopped answering midway, retry with
+    a new client until timeout_s. KafkaUnreachable / KafkaRefused when no broker answers at all."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = admin_client(kafka, max(1.0, deadline - time.monotonic()))
+        try:
+            return action(admin)
+        except _RETRIABLE as e:
+            if time.monotonic() > deadline:
+                raise KafkaUnreachable(kafka.bootstrap_servers) from e
+            log.warning("%s: a broker did not answer (%s); retrying with the others", what, type(e).__name__)
+        finally:
+            admin.close()
+        time.sleep(1.0)
+
+
 def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None,
                   partitions_override: int | None = None, timeout_s: float = ADMIN_TIMEOUT_S) -> list[str]:
     """Create missing topics (idempotent); grow partitions that are below the registry's count.
     Returns the names of the topics created."""
     specs = list(specs if specs is not None else registry().values())
-    admin = admin_client(kafka, timeout_s)
-    try:
-        existing = set(admin.list_topics())
-        names = {s.name: kafka.topic(s.name) for s in specs}
-        created = create_missing(admin, [NewTopic(names[s.name], partitions_override or s.partitions,
-                                                  kafka.replication_factor,
-                                                  topic_configs={**s.config(), **kafka.topic_configs()})
-                                         for s in specs], existing)
-        if existing:
-            described = {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(
-                [n for n in names.values() if n in existing])}
-            grow = {names[s.name]: NewPartitions(partitions_override or s.partitions) for s in specs
-                    if names[s.name] in described
-                    and described[names[s.name]] < (partitions_override or s.partitions)}
-            if grow:
-                admin.create_partitions(grow)
-                log.info("grew partitions of %s", sorted(grow))
-        wait_for_metadata(admin, list(names.values()))
-        return created
-    finally:
-        admin.close()
+    return with_admin(kafka, lambda admin: _ensure_topics(admin, kafka, specs, partitions_override), "topics",
+                      timeout_s)
+
+
+def _ensure_topics(admin: KafkaAdminClient, kafka: KafkaSettings, specs: list[TopicSpec],
+                   partitions_override: int | None) -> list[str]:
+    """Create the missing topics, grow the short ones, wait for their leaders."""
+    existing = set(admin.list_topics())
+    names = {s.name: kafka.topic(s.name) for s in specs}
+    created = create_missing(admin, [NewTopic(names[s.name], partitions_override or s.partitions,
+                                              kafka.replication_factor,
+                                              topic_configs={**s.config(), **kafka.topic_configs()})
+                                     for s in specs], existing)
+    if existing:
+        described = {d.get("name", d.get("topic")): len(d["partitions"]) for d in admin.describe_topics(
+            [n for n in names.values() if n in existing])}
+        grow = {names[s.name]: NewPartitions(partitions_override or s.partitions) for s in specs
+                if names[s.name] in described
+                and described[names[s.name]] < (partitions_override or s.partitions)}
+        if grow:
+            admin.create_partitions(grow)
+            log.info("grew partitions of %s", sorted(grow))
+    wait_for_metadata(admin, list(names.values()))
+    return created
 
 
 def create_missing(admin: KafkaAdminClient, topics: list[NewTopic], existing: set[str] | None = None) -> list[str]:
