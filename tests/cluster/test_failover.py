@@ -45,14 +45,15 @@ RATE = 300  # records per second of wall time: the whole set takes ~20 s to prod
 
 @pytest.fixture
 def store(cluster: Cluster) -> Iterator[tuple[NativeBackend, ClickHouseSettings]]:
-    """A migrated database of its own on ch-s1r1."""
+    """A migrated database of its own in cluster mode (Replicated tables on the 2 x 2 servers,
+    Distributed tables over them; the sink writes with insert_quorum 2), reached through ch-s1r1."""
     url = cluster.ch_url("ch-s1r1")
     db = f"failover_{uuid.uuid4().hex[:8]}"
-    ch = ClickHouseSettings(url=SecretStr(url), database=db)
+    ch = ClickHouseSettings(url=SecretStr(url), database=db, cluster=cluster.ch_cluster)
     backend = NativeBackend(parse_url(url))
-    migrate.apply(backend, db, ch.retention_days)
+    migrate.apply(backend, db, ch.retention_days, cluster=ch.cluster)
     yield backend, ch
-    migrate.drop(backend, db)
+    migrate.drop(backend, db, cluster=ch.cluster)
     backend.close()
 
 
