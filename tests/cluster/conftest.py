@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 
 import pytest
 from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from kafka.errors import (
+    CoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    NotCoordinatorError,
+)
 
 from hangwatch.platform.settings import ROOT
 
@@ -70,13 +76,15 @@ class Cluster:
 
     def _admin_call(self, call: Callable[[KafkaAdminClient], T]) -> T:
         """`call` with a fresh admin client; again while a broker that just died still answers
-        for a partition or a group (kafka-python's admin gives up on it at once)."""
+        for a partition or a group (kafka-python's admin gives up on it at once), or while a
+        group's coordinator moves off it."""
         deadline = time.monotonic() + ADMIN_RETRY_S
         while True:
             admin = self.admin()
             try:
                 return call(admin)
-            except (KafkaConnectionError, NodeNotReadyError, KafkaTimeoutError):
+            except (KafkaConnectionError, NodeNotReadyError, KafkaTimeoutError, CoordinatorNotAvailableError,
+                    NotCoordinatorError):
                 if time.monotonic() > deadline:
                     raise
             finally:
