@@ -34,20 +34,22 @@ from hangwatch.schemas.call_outcome import OUTCOMES
 from hangwatch.sinks.backends import Backend
 from hangwatch.sinks.catalogue.expr import CONNECTED_LIST, DIMENSION_SQL
 from hangwatch.sinks.sql import ident, literal
-from hangwatch.sinks.tables import ROLLUP_1D, ROLLUP_1H, ROLLUP_1M, ROLLUP_COLUMNS
+from hangwatch.sinks.tables import (
+    ROLLUP_1D,
+    ROLLUP_1H,
+    ROLLUP_1M,
+    ROLLUP_COLUMNS,
+    ROLLUP_FACETS,
+    ROLLUP_SEGMENT,
+)
 
 log = logging.getLogger(__name__)
 
-# The segment every rollup row has, and the facets that split it further (in the column order
-# of ROLLUP_COLUMNS). A facet's columns carry the dimension's value; the others are ''.
-SEGMENT: Final = ("branch", "campaign", "channel", "script_version")
+# The segment every rollup row has and the facets that split it further (sinks.tables); the
+# split columns in the column order of ROLLUP_COLUMNS.
+SEGMENT: Final = ROLLUP_SEGMENT
 SPLITS: Final = ("credit_grade", "pre_notified", "first_time_borrower", "hangup_stage", "agent_id")
-FACETS: Final[dict[str, tuple[str, ...]]] = {
-    "all": (),
-    "profile": ("credit_grade", "pre_notified", "first_time_borrower"),
-    "stage": ("hangup_stage",),
-    "agent": ("agent_id",),
-}
+FACETS: Final = ROLLUP_FACETS
 KEY: Final = ("facet", *SEGMENT, *SPLITS)
 COUNTS: Final = ("attempts", "connected", *OUTCOMES)
 if ("bucket_start", *KEY, *COUNTS, "version", "computed_at") != ROLLUP_COLUMNS:

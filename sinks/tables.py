@@ -61,7 +61,16 @@ BORROWER_CALLS: Final = TableSpec("borrower_calls", (
     "agent_id", "branch", "outcome", "hangup_stage", "duration_s", "attempt_no", "pre_notified", "credit_grade",
     "first_time_borrower", "script_version", "ingested_at"), "month", "occurred_at")
 
-# Rollups of call_events per grain (migration 0012), recomputed by the sink (sinks/rollup.py).
+# Rollups of call_events per grain (migration 0012), recomputed by the sink (sinks/rollup.py)
+# and read by the catalogue (sinks/catalogue/rollup.py). Every row has the segment, and the
+# facet names which further columns split it; the others are ''.
+ROLLUP_SEGMENT: Final = ("branch", "campaign", "channel", "script_version")
+ROLLUP_FACETS: Final[dict[str, tuple[str, ...]]] = {
+    "all": (),
+    "profile": ("credit_grade", "pre_notified", "first_time_borrower"),
+    "stage": ("hangup_stage",),
+    "agent": ("agent_id",),
+}
 ROLLUP_COLUMNS: Final = (
     "bucket_start", "facet", "branch", "campaign", "channel", "script_version", "credit_grade", "pre_notified",
     "first_time_borrower", "hangup_stage", "agent_id", "attempts", "connected", "completed", "hung_up", "refused",

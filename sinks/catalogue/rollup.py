@@ -27,18 +27,14 @@ from zoneinfo import ZoneInfo
 from hangwatch.sinks.catalogue.expr import COUNT_COLUMNS
 from hangwatch.sinks.catalogue.registry import Context
 from hangwatch.sinks.sql import literal
+from hangwatch.sinks.tables import ROLLUP_FACETS, ROLLUP_SEGMENT
 
 MINUTE: Final = 60
 HOUR: Final = 3600
 DAY: Final = 86400
-SEGMENT: Final = ("branch", "campaign", "channel", "script_version")
-# The columns a facet splits its segment by (sinks.rollup.FACETS, migration 0012).
-FACET_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "all": (),
-    "profile": ("credit_grade", "pre_notified", "first_time_borrower"),
-    "stage": ("hangup_stage",),
-    "agent": ("agent_id",),
-}
+SEGMENT: Final = ROLLUP_SEGMENT
+# The columns a facet splits its segment by.
+FACET_COLUMNS: Final = ROLLUP_FACETS
 
 # Rates from summed counts of rollup_rows (c_<count>); NULL (a gap, not 0) when there is
 # nothing to divide by.

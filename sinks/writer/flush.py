@@ -101,11 +101,12 @@ class Flusher:
                                                   str(err), self.worker, now_s))
                 dead_origins.append(buf.origins[i])
                 metrics.REJECTED.labels(spec.name, "refused_by_clickhouse").inc()
+            refused_at = {i for i, _ in refused}
             report.tables.append(TableFlush(spec.name, len(buf.rows), len(refused), time.monotonic() - t0,
-                                            newest_event_ms(spec, buf.rows, {i for i, _ in refused})))
+                                            newest_event_ms(spec, buf.rows, refused_at)))
             if spec is CALL_EVENTS:
-                report.tables[-1].late_rows = self._late(buf.rows, {i for i, _ in refused}, now_s)
-                report.tables.extend(self._derive_from_events(buf.rows, {i for i, _ in refused}))
+                report.tables[-1].late_rows = self._late(buf.rows, refused_at, now_s)
+                report.tables.extend(self._derive_from_events(buf.rows, refused_at))
         if dead_rows:
             t0 = time.monotonic()
             refused_dead = self._write_dead_letters(dead_rows, dead_origins, now_s)
