@@ -92,10 +92,16 @@ class Cluster:
             time.sleep(0.5)
 
     def partitions(self, topic: str) -> dict[int, dict[str, Any]]:
-        """partition -> {"leader": broker id, "replicas": [...], "isr": [...]}."""
-        (d,) = self._admin_call(lambda admin: admin.describe_topics([topic]))
-        return {p["partition_index"]: {"leader": p["leader_id"], "replicas": sorted(p["replica_nodes"]),
-                                       "isr": sorted(p["isr_nodes"])} for p in d["partitions"]}
+        """partition -> {"leader": broker id, "replicas": [...], "isr": [...]}. A topic created a
+        moment ago may not be in every broker's metadata yet: asked again until it is (or
+        ADMIN_RETRY_S passed; then empty)."""
+        deadline = time.monotonic() + ADMIN_RETRY_S
+        while True:
+            (d,) = self._admin_call(lambda admin: admin.describe_topics([topic]))
+            if d["partitions"] or time.monotonic() > deadline:
+                return {p["partition_index"]: {"leader": p["leader_id"], "replicas": sorted(p["replica_nodes"]),
+                                               "isr": sorted(p["isr_nodes"])} for p in d["partitions"]}
+            time.sleep(0.5)
 
     def group_members(self, group: str) -> int:
         """Members of a consumer group once it is stable (0 while it rebalances)."""
