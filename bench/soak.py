@@ -69,7 +69,7 @@ from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.schemas.topics import BORROWER_FLAGS, CALL_OUTCOMES, HANGUP_RATES
 from hangwatch.simulator import FaultConfig, SimConfig, SimRecord, generate, paced, produce
 from hangwatch.streams.core.rules_config import load_rules
-from testkit.oracles.flags import oracle_flags
+from testkit.oracles.flags import oracle_flag_records
 from testkit.oracles.rates import oracle_counts, window_counts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,6 +201,7 @@ class Tap(threading.Thread):
         self.lock = threading.Lock()
         self.events: list[CallOutcome] = []  # distinct valid events, first occurrence order
         self.ids: set[str] = set()
+        self.where: dict[str, tuple[int, int]] = {}  # event id -> (partition, offset) of its first copy
         self.cells: dict[tuple[int, int, str, str], dict[str, int]] = {}
         self.messages = 0
         self.malformed = 0
@@ -221,7 +222,7 @@ class Tap(threading.Thread):
                 got = c.poll(timeout_ms=500, max_records=5000)
                 for recs in got.values():
                     for r in recs:
-                        self._add(r.value)
+                        self._add(r.value, r.partition, r.offset)
                 if not got:
                     ends = c.end_offsets(tps)
                     if all(c.position(tp) >= ends[tp] for tp in tps):
@@ -230,7 +231,7 @@ class Tap(threading.Thread):
                 time.sleep(1.0)
         c.close()
 
-    def _add(self, value: bytes) -> None:
+    def _add(self, value: bytes, partition: int, offset: int) -> None:
         h = digest(value)
         if h not in self.known:
             self.unknown += 1
@@ -242,6 +243,7 @@ class Tap(threading.Thread):
                 self.malformed += 1
             elif ev.event_id not in self.ids:
                 self.ids.add(ev.event_id)
+                self.where[ev.event_id] = (partition, offset)
                 self.events.append(ev)
                 for cell, counts in window_counts([ev], SIZES).items():
                     have = self.cells.setdefault(cell, dict.fromkeys(COUNT_FIELDS, 0))
@@ -417,6 +419,7 @@ class Soak:
         self.service_rss: dict[str, float] = {}
         self.started_services: list[str] = []
         self.t0 = time.time()
+        self.diagnosis: list[str] = []
         self._last_lines: dict[str, int] = {}
         self._next_minute = 0.0
         self._next_check = 0.0
@@ -621,9 +624,12 @@ class Soak:
         cells["final"] = sum(1 for k, v in stored.items() if v[0])
         cells["open_60s"] = sum(1 for k, v in stored.items() if k[0] == 60 and not v[0])
         w = Settings().worker
-        oflags = set(oracle_flags(events, load_rules(w.rules_file, w.timezone)))
+        records = oracle_flag_records(events, load_rules(w.rules_file, w.timezone))
+        oflags = {(f.flag_id, f.status) for f in records}
         sflags = {(r[0], r[1]) for r in
                   self.store.q(f"SELECT DISTINCT flag_id, toString(status) FROM {db}.borrower_flags")}
+        if oflags != sflags:
+            self.diagnosis = self.flag_diagnosis(oflags - sflags, sflags - oflags, records, events)
         dead = int(self.store.q(f"SELECT count() FROM (SELECT DISTINCT source_partition, source_offset "
                                 f"FROM {db}.dead_letters)")[0][0])
         return {
@@ -635,6 +641,57 @@ class Soak:
             "dead_letters": {"oracle": malformed, "stored": dead, "lost": max(0, malformed - dead),
                              "doubled": max(0, dead - malformed)},
         }
+
+    def flag_diagnosis(self, lost: set[tuple[str, str]], doubled: set[tuple[str, str]],
+                       records: list[Any], events: list[CallOutcome], limit: int = 5) -> list[str]:
+        """Where each missing or extra flag transition went astray: the flag topic (worker side)
+        or the table (sink side), with its borrower's calls (partition, offset, time)."""
+        db = self.pipe.db
+        by_id = {(f.flag_id, f.status): f for f in records}
+        on_topic = self.flags_on_topic({fid for fid, _ in lost | doubled})
+        calls: dict[str, list[CallOutcome]] = {}
+        for e in events:
+            calls.setdefault(e.borrower_id, []).append(e)
+        out = []
+        for what, items in (("lost", sorted(lost)[:limit]), ("extra", sorted(doubled)[:limit])):
+            for fid, status in items:
+                f = by_id.get((fid, status))
+                stored = self.store.q(f"SELECT toString(status), borrower_id FROM {db}.borrower_flags "
+                                      f"WHERE flag_id = '{fid}'")
+                out.append(f"{what} flag {fid[:12]} {status}: rule {f.rule_id if f else '?'}, borrower "
+                           f"{f.borrower_id if f else '?'}; on the flag topic as {sorted(on_topic.get(fid, []))}; "
+                           f"stored as {sorted(set(stored))}")
+                if f:
+                    evidence = set(f.evidence_ids)
+                    for e in sorted(calls.get(f.borrower_id, []), key=lambda e: (e.occurred_at_ms, e.event_id)):
+                        p, off = self.tap.where.get(e.event_id, (-1, -1))
+                        out.append(f"  {'*' if e.event_id in evidence else ' '} {e.event_id} {e.outcome} "
+                                   f"at {datetime.fromtimestamp(e.occurred_at_ms / 1000, UTC):%H:%M:%S.%f} "
+                                   f"partition {p} offset {off}")
+        return out
+
+    def flags_on_topic(self, flag_ids: set[str]) -> dict[str, list[str]]:
+        """flag id -> the statuses of its records on the flag topic (read from the start)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        name = self.kafka.topic(BORROWER_FLAGS)
+        c = KafkaConsumer(**self.kafka.kafka_python_kwargs(), enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(name, p) for p in sorted(c.partitions_for_topic(name) or set())]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            ends = c.end_offsets(tps)
+            found: dict[str, list[str]] = {}
+            deadline = time.time() + 60
+            while time.time() < deadline and any(c.position(tp) < ends[tp] for tp in tps):
+                for recs in c.poll(timeout_ms=1000, max_records=5000).values():
+                    for r in recs:
+                        rec = json.loads(r.value)
+                        if rec.get("flag_id") in flag_ids:
+                            found.setdefault(rec["flag_id"], []).append(str(rec.get("status")))
+            return found
+        finally:
+            c.close()
 
     def drain(self, stopped: float) -> dict[str, Any]:
         deadline = stopped + self.cfg.drain_timeout_s
@@ -693,7 +750,7 @@ class Soak:
                         "first_produce_errors": [e for _, e in self.traffic.errors[:3]]},
             "faults": self.faults,
             "interim_checks": self.checks,
-            "final": final, "lost": lost, "doubled": doubled,
+            "final": final, "lost": lost, "doubled": doubled, "diagnosis": self.diagnosis,
             "worker_events": self.pipe.events_by_result(),
             "drain_s": round(time.time() - stopped, 1),
             "peak_rss_mb": {**self.pipe.peak_rss(), **{f"{k} (server)": v for k, v in self.service_rss.items()}},
@@ -772,6 +829,9 @@ def render(r: dict[str, Any]) -> str:
             continue
         out.append(f"{name:<20}{rss:>7.0f} MB{r['restarts'].get(name, 0):>10}{lines:>11}"
                    f"{r['log_lines_per_min'][name]:>9}{r['log_lines_max_minute'][name]:>9}")
+    if r.get("diagnosis"):
+        out.append("")
+        out += r["diagnosis"]
     if r["problems"]:
         out.append("")
         out += [f"problem: {p}" for p in r["problems"]]
