@@ -15,7 +15,11 @@ delivered (hangwatch.streams.checkpoint runs the steps), so the local store is a
 the changelog. Written earlier, a crash
 between the local write and the changelog send would leave local state that claims work (events
 applied, flags emitted) whose outputs were never sent, and the replayed batch would be skipped
-as already done.
+as already done. A worker paused past its session timeout that resumes and commits the batch it
+held breaks that order twice: its states land in the changelog after the new owner's newer ones,
+and its local store skips the new owner's records. So restores keep the newer state by applied
+offset (`newer_state`), and a delivery that does not start where the local store ends marks the
+store for a rebuild (`write_at`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from rocksdict import Rdict, WriteBatch
 
 from hangwatch.platform.settings import WorkerSettings
 from hangwatch.streams import metrics
+from hangwatch.streams.core.flags import applied_offset_of, newer_state
 from hangwatch.streams.outbox import Outbox, exact_size
 from hangwatch.streams.ports import ChangelogSource
 
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 # Where a local database keeps the next changelog offset it does not reflect yet. Not a
 # "<partition>|" key, so no borrower key can collide with it; scans skip it.
 OFFSET_KEY = b"__hangwatch\0changelog_offset__"
+# Stored as the offset when the local store stopped being a prefix of its changelog (`write_at`).
+NOT_A_PREFIX = -1
 _MISSING = object()
 _MB = 1024 * 1024
 Writes = dict[int, dict[bytes, bytes | None]]  # partition -> key -> value (None: delete)
@@ -73,10 +80,12 @@ class BorrowerStore:
     # ---- partitions -------------------------------------------------------------------------
     async def load(self, partitions: Iterable[int]) -> None:
         """Open the partitions' local stores and bring them up to the changelog's end, all in
-        one pass over the changelog (partitions already open are left as they are)."""
-        dbs = {p: self._open(p) for p in sorted(set(partitions) - set(self._dbs))}
+        one pass over the changelog (partitions already open are left as they are). Of two
+        states of a borrower, the newer by applied offset wins (`newer_state`), not the later
+        written: a replaced owner's late writes cannot roll a borrower back."""
+        dbs = {p: self._open_trusted(p) for p in sorted(set(partitions) - set(self._dbs))}
         starts = {p: _stored_offset(db) for p, db in dbs.items()}
-        read = await self.source.read_since(self.topic_name, starts) if starts else {}
+        read = await self.source.read_since(self.topic_name, starts, newer_state) if starts else {}
         for p, (changes, end) in read.items():
             start = starts[p]
             db = dbs[p]
@@ -85,14 +94,28 @@ class BorrowerStore:
                 # recreated. The local copy cannot be trusted to match it; rebuild it.
                 log.warning("%s[%d]: local borrower store is at offset %d but the changelog ends at %d; "
                             "rebuilding it from the changelog", self.topic_name, p, start, end)
-                self._close(db)
-                self._wipe(p)
-                db = self._open(p)
-                changes, end = (await self.source.read_since(self.topic_name, {p: None}))[p]
-            _write(db, changes, end)
+                db = self._rebuilt(p, db)
+                start = None
+                changes, end = (await self.source.read_since(self.topic_name, {p: None}, newer_state))[p]
+            _write(db, _newer_than_held(db, changes) if start is not None else changes, end)
             self._dbs[p] = db
             log.info("partition %d: borrower store caught up with %d changed keys (changelog offset %s -> %d)",
                      p, len(changes), start, end)
+
+    def _open_trusted(self, partition: int) -> Any:
+        """The partition's local store, rebuilt empty if a delivery marked it as no longer a
+        prefix of the changelog (`write_at`)."""
+        db = self._open(partition)
+        if _stored_offset(db) == NOT_A_PREFIX:
+            log.warning("%s[%d]: another owner wrote the changelog while this worker still wrote its local "
+                        "borrower store; rebuilding it from the changelog", self.topic_name, partition)
+            db = self._rebuilt(partition, db)
+        return db
+
+    def _rebuilt(self, partition: int, db: Any) -> Any:
+        self._close(db)
+        self._wipe(partition)
+        return self._open(partition)
 
     def open_local(self, partition: int) -> None:
         """Open the partition's local store as it is, without reading the changelog (tools and
@@ -162,20 +185,39 @@ class BorrowerStore:
         records, and `load` reads them when the partition comes back. Nor can a partition be
         forgotten and loaded again during the delivery: the worker forgets partitions under the
         stage lock that the committing batch holds."""
-        self.write_at(writes, state.next_offsets(self.topic_name))
+        self.write_at(writes, state.next_offsets(self.topic_name), state.first_offsets_of(self.topic_name))
 
     def release(self, writes: Writes) -> None:
         if self._inflight is writes:
             self._inflight = {}
 
-    def write_at(self, writes: Writes, next_offsets: dict[int, int]) -> None:
+    def write_at(self, writes: Writes, next_offsets: dict[int, int], first_offsets: dict[int, int] | None = None
+                 ) -> None:
         """Write `writes` (partition -> changes) with the changelog offset (partition -> next
-        offset) that brings each local store to; partitions not open are skipped."""
+        offset) that brings each local store to; partitions not open are skipped.
+
+        With `first_offsets` (partition -> offset of the first record of this delivery), a
+        delivery that does not start where the local store ends means records in between were
+        written by someone else: a new owner of the partition while this worker was paused past
+        its session timeout (it resumed and committed the batch it held), or a retried send. The
+        store is then no longer a prefix of the changelog: the writes still go in (this worker
+        reads its own states until the partition is revoked), but the store is marked to be
+        rebuilt from the changelog when it is loaded next."""
         for partition, kv in writes.items():
             db = self._dbs.get(partition)
             nxt = next_offsets.get(partition)
-            if db is not None and nxt is not None:
-                _write(db, kv, nxt)
+            if db is None or nxt is None:
+                continue
+            stored = _stored_offset(db)
+            first = (first_offsets or {}).get(partition)
+            if stored is not None and stored != NOT_A_PREFIX and first is not None and first != stored:
+                log.warning("%s[%d]: changelog records %d to %d were written by another owner (this worker was "
+                            "replaced while paused) or by a retried send; the local borrower store will be "
+                            "rebuilt when the partition is loaded next", self.topic_name, partition, stored,
+                            first - 1)
+                metrics.BORROWER_STORE_REBUILDS.inc()
+                stored = NOT_A_PREFIX
+            _write(db, kv, NOT_A_PREFIX if stored == NOT_A_PREFIX else nxt)
 
     def scan(self, partition: int) -> KeyScan:
         """A pass over the partition's keys, taken in slices (keys added meanwhile may be missed)."""
@@ -269,6 +311,18 @@ def _export_memory(store: BorrowerStore) -> None:
 
     for kind in ("memtables", "table_readers", "block_cache", "block_cache_pinned"):
         metrics.BORROWER_STORE_MEMORY.labels(kind).set_function(functools.partial(read, kind))
+
+
+def _newer_than_held(db: Any, changes: dict[bytes, bytes | None]) -> dict[bytes, bytes | None]:
+    """`changes` read from the changelog, each state kept only if it is not older than the one
+    the local store holds (a replaced owner's late write after this store's own)."""
+    out = dict(changes)
+    for key, value in changes.items():
+        if value is None or (held := db.get(key)) is None:
+            continue
+        if applied_offset_of(held) > applied_offset_of(value):
+            out[key] = held
+    return out
 
 
 def _stored_offset(db: Any) -> int | None:

@@ -143,6 +143,7 @@ class KafkaChangelogSource:
                           ) -> dict[int, list[tuple[str, bytes]]]:
         return await stage_partitions(self.kafka, topic, partitions, combine)
 
-    async def read_since(self, topic: str, starts: Mapping[int, int | None]) -> dict[int, tuple[Changes, int]]:
-        got = await read_many(self.kafka, {TopicPartition(topic, p): s for p, s in starts.items()})
+    async def read_since(self, topic: str, starts: Mapping[int, int | None], combine: Combine | None = None
+                         ) -> dict[int, tuple[Changes, int]]:
+        got = await read_many(self.kafka, {TopicPartition(topic, p): s for p, s in starts.items()}, combine)
         return {tp.partition: v for tp, v in got.items()}

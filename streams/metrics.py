@@ -24,6 +24,9 @@ DELIVERY_GAPS = Counter("hangwatch_delivery_gaps_total",
                         "Seeks back after the consumer skipped records (streams.core.positions)", ["topic"])
 BORROWERS_SWEPT = Counter("hangwatch_borrowers_swept_total",
                           "Borrower states deleted after no call for longer than the rules' retention")
+BORROWER_STORE_REBUILDS = Counter("hangwatch_borrower_store_rebuilds_total",
+                                  "Local borrower stores marked for a rebuild: their changelog had records "
+                                  "another owner wrote in between (a worker replaced while paused)")
 ASSIGNED_PARTITIONS = Gauge("hangwatch_assigned_partitions", "Partitions of an input topic this worker owns",
                             ["topic"])
 READY = Gauge("hangwatch_ready", "1 when no rebalance is running (partitions settled, state may be loaded and read), "

@@ -57,7 +57,8 @@ class Outbox:
         self.producer = producer
         self._records: list[Record] = []
         self.max_backoff_s = max_backoff_s
-        # (topic name, partition) -> offset of the last record delivered there by this outbox
+        # (topic name, partition) -> offset of the first / last record delivered there by this outbox
+        self.first_offsets: dict[tuple[str, int], int] = {}
         self.last_offsets: dict[tuple[str, int], int] = {}
 
     def add(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
@@ -66,6 +67,10 @@ class Outbox:
     def next_offsets(self, topic: str) -> dict[int, int]:
         """Per partition of `topic`, the offset after the last record this outbox delivered there."""
         return {p: last + 1 for (t, p), last in self.last_offsets.items() if t == topic}
+
+    def first_offsets_of(self, topic: str) -> dict[int, int]:
+        """Per partition of `topic`, the offset of the first record this outbox delivered there."""
+        return {p: first for (t, p), first in self.first_offsets.items() if t == topic}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -77,7 +82,7 @@ class Outbox:
         sent = len(todo)
         backoff = 0.2
         while todo:
-            failed = await _send_all(self.producer, todo, self.last_offsets)
+            failed = await _send_all(self.producer, todo, self.first_offsets, self.last_offsets)
             if failed:
                 log.warning("%d of %d records were not delivered; retrying in %.1f s", len(failed), len(todo),
                             backoff)
@@ -87,10 +92,10 @@ class Outbox:
         return sent
 
 
-async def _send_all(producer: BatchProducer, todo: list[Record], last_offsets: dict[tuple[str, int], int]
-                    ) -> list[Record]:
-    """One attempt: returns the records whose delivery failed; notes the offset of the last
-    record delivered per topic partition in `last_offsets`."""
+async def _send_all(producer: BatchProducer, todo: list[Record], first_offsets: dict[tuple[str, int], int],
+                    last_offsets: dict[tuple[str, int], int]) -> list[Record]:
+    """One attempt: returns the records whose delivery failed; notes the offsets of the first and
+    the last record delivered per topic partition in `first_offsets` and `last_offsets`."""
     builders: dict[tuple[str, int], Any] = {}
     members: dict[tuple[str, int], list[Record]] = {}
     handed: list[tuple[Any, list[Record], tuple[str, int]]] = []
@@ -129,4 +134,5 @@ async def _send_all(producer: BatchProducer, todo: list[Record], last_offsets: d
             failed.extend(recs)
         else:  # the batch's RecordMetadata carries its base offset; records follow in order
             last_offsets[tp] = max(last_offsets.get(tp, -1), r.offset + len(recs) - 1)
+            first_offsets[tp] = min(first_offsets.get(tp, r.offset), r.offset)
     return failed

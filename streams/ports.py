@@ -61,6 +61,8 @@ class ChangelogSource(Protocol):
         read again keeps `combine(key, held, read)` (default: the value read); a deletion
         deletes."""
 
-    async def read_since(self, topic: str, starts: Mapping[int, int | None]) -> dict[int, tuple[Changes, int]]:
+    async def read_since(self, topic: str, starts: Mapping[int, int | None], combine: Combine | None = None
+                         ) -> dict[int, tuple[Changes, int]]:
         """Per partition: the changes from its start offset (None: the beginning) to the end
-        offset taken when the read starts, and that end offset."""
+        offset taken when the read starts, and that end offset. A key read again keeps
+        `combine(key, held, read)` (default: the value read)."""

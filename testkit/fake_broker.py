@@ -85,8 +85,9 @@ class FakeBroker:
                       if v is not None and k.startswith(prefix)]
         return out
 
-    async def read_since(self, topic: str, starts: Mapping[int, int | None]) -> dict[int, tuple[Changes, int]]:
-        return {p: self._changes(topic, p, start) for p, start in starts.items()}
+    async def read_since(self, topic: str, starts: Mapping[int, int | None], combine: Combine | None = None
+                         ) -> dict[int, tuple[Changes, int]]:
+        return {p: self._changes(topic, p, start, combine, f"{p}|".encode()) for p, start in starts.items()}
 
     def _changes(self, topic: str, p: int, start: int | None, combine: Combine | None = None,
                  prefix: bytes = b"") -> tuple[Changes, int]:

@@ -152,6 +152,25 @@ class BorrowerState:
         return [r[EID] for r in self.events]
 
 
+def applied_offset_of(data: bytes) -> int:
+    """The applied source offset of a serialized BorrowerState, read from its head
+    (`to_bytes` writes {"v": .., "o": <offset>, ...}) without parsing the held events."""
+    head = b'{"v":%d,"o":' % STATE_VERSION
+    if data.startswith(head):
+        end = data.find(b",", len(head))
+        if end > 0:
+            return int(data[len(head):end])
+    return int(orjson.loads(data)["o"])
+
+
+def newer_state(key: str, old: bytes, new: bytes) -> bytes:
+    """The borrower state a restore keeps when the changelog holds `old` and then `new` for a
+    borrower: the one that applied the higher source offset, the later one on a tie. Write order
+    is not enough: a replaced owner (a worker paused past its session timeout) that resumes and
+    commits its batch writes states older than the new owner's after them."""
+    return old if applied_offset_of(old) > applied_offset_of(new) else new
+
+
 def flag_id(rule_id: str, borrower_id: str, anchor: str) -> str:
     """Deterministic flag id: the same rule, borrower and episode anchor always give the same id."""
     return hashlib.sha1(f"{rule_id}|{borrower_id}|{anchor}".encode()).hexdigest()

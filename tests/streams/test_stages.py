@@ -16,10 +16,12 @@ from hangwatch.schemas.topics import CALL_OUTCOMES, registry
 from hangwatch.simulator import FaultConfig, SimConfig, generate
 from hangwatch.streams import changelogs
 from hangwatch.streams.core.partition_rates import WATERMARK_KEY
+from hangwatch.streams.core.rules_config import load_rules
 from hangwatch.streams.merge_stage import MergeStage
 from hangwatch.streams.partition_stage import PartitionStage
 from hangwatch.streams.stage import StageIO
 from testkit.fake_broker import FakeBroker
+from testkit.oracles.flags import oracle_flags
 from testkit.oracles.rates import oracle_counts
 
 START_MS = 1_764_547_200_000  # 2025-12-01T00:00Z: a fixed past, so nothing is in the future
@@ -258,3 +260,44 @@ def test_a_replaced_merge_owner_that_resumes_late_cannot_roll_back_the_merged_ce
     _, c = _stages(s, broker)
     asyncio.run(c.load(range(4)))
     assert _cells(c) == _cells(b)
+
+
+def _flags_on_topic(broker: FakeBroker, topic: str) -> set[tuple[str, str]]:
+    return {(f["flag_id"], f["status"]) for f in map(orjson.loads, broker.values(topic))}
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_a_replaced_owner_that_resumes_late_cannot_roll_back_the_borrower_states(tmp_path: Path, store: str) -> None:
+    """Issue 17 (a flag lost in a CI soak): the zombie of the test above also commits borrower
+    states after the new owner's newer ones. Neither a restore from the changelog (the newest
+    state by the offsets it applied wins, not the last written) nor the zombie's own local store
+    when its partitions come back (its late write is not a prefix of the changelog any more) may
+    take them: every flag transition of the batch oracle reaches the flag topic."""
+    s = _settings(tmp_path)
+    s.worker.borrower_store = store
+    broker = _broker(s)
+    events = _load_calls(s, broker, 2400, FaultConfig(duplicates=0.03))
+    rules = load_rules(s.worker.rules_file, s.worker.timezone)
+
+    def stage(name: str) -> PartitionStage:
+        own = s.model_copy(deep=True)
+        own.worker.data_dir = tmp_path / name  # a host's own local store, kept across its restarts
+        return _stages(own, broker)[0]
+
+    a = stage("a")
+    source = a.topics.source
+    positions: dict[int, int] = {}
+    asyncio.run(a.process(broker.consume(source, positions, 150), broker.acknowledge))
+    in_flight = broker.consume(source, positions, 150)  # fetched by A just before it was paused
+
+    b = stage("b")  # A's session expired: B takes over from the changelogs
+    b_positions = {p: 150 for p in range(4)}
+    for _ in range(3):
+        asyncio.run(b.process(broker.consume(source, b_positions, 150), broker.acknowledge))
+    asyncio.run(a.process(in_flight, broker.acknowledge))  # A resumes and commits its stale batch
+    a.borrowers.close()
+    b.borrowers.close()
+
+    again = stage("a")  # the partitions come back to A's host (restarted, or static membership)
+    asyncio.run(_drain(again, broker, source, dict(b_positions)))
+    assert _flags_on_topic(broker, a.topics.flags) == set(oracle_flags(events, rules))

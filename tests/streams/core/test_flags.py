@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.schemas.records import BorrowerFlag
-from hangwatch.streams.core.flags import BorrowerState, apply_events, flag_id
+from hangwatch.streams.core.flags import BorrowerState, applied_offset_of, apply_events, flag_id, newer_state
 from hangwatch.streams.core.rules_config import default_rules, rules_from_dict
 from testkit.oracles.flags import OracleFlag, oracle_flag_records, oracle_flags
 
@@ -487,3 +487,15 @@ def test_a_state_saved_before_pre_notified_was_held_still_loads() -> None:
     state = BorrowerState.from_bytes(old.to_bytes())
     _, out = apply_events(state, "b1", [(ev(3, T0 + 3 * HOUR, pre_notified=True), 10)], RULES, NOW)
     assert out[0]["facts"]["pre_notified_calls"] == 1  # only the new call is known to be pre-notified
+
+
+@given(st.integers(min_value=-1, max_value=2**62), st.integers(min_value=-1, max_value=2**62),
+       st.lists(st.text(max_size=8), max_size=3))
+def test_the_newer_state_is_the_one_that_applied_the_higher_offset(a: int, b: int, ids: list[str]) -> None:
+    """A restore keeps, of two states of a borrower, the one with the higher applied offset (the
+    later written on a tie); the offset is read from the state's head without parsing it."""
+    old = BorrowerState([[1, i, "hung_up"] for i in ids], a).to_bytes()
+    new = BorrowerState([], b).to_bytes()
+    assert applied_offset_of(old) == BorrowerState.from_bytes(old).applied_offset == a
+    assert newer_state("b1", old, new) is (old if a > b else new)
+    assert applied_offset_of(b'{"o":%d,"v":1,"e":[]}' % a) == a, "another key order falls back to parsing"
