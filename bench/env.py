@@ -378,6 +378,7 @@ class Offsets:
     def __init__(self, kafka: KafkaSettings) -> None:
         from kafka import KafkaConsumer
 
+        self.kafka = kafka
         self.admin = admin_client(kafka)
         self.consumer = KafkaConsumer(**kafka.kafka_python_kwargs(), enable_auto_commit=False)
 
@@ -387,16 +388,25 @@ class Offsets:
         tps = [TopicPartition(t, p) for t in topics for p in (self.consumer.partitions_for_topic(t) or ())]
         return dict(self.consumer.end_offsets(tps)) if tps else {}
 
-    def committed(self, group: str) -> dict[Any, int]:
+    def committed(self, group: str) -> dict[Any, int] | None:
+        """The group's committed offsets; None if they cannot be read now (the broker is away,
+        or its coordinator moved). A failed admin client is replaced: after a broker restart
+        kafka-python's can keep asking a coordinator connection that is gone."""
         try:
             got = self.admin.list_group_offsets({group: None}).get(group, {})
             return {tp: m.offset for tp, m in got.items()}
         except Exception:
-            return {}
+            with contextlib.suppress(Exception):
+                self.admin.close()
+            with contextlib.suppress(Exception):
+                self.admin = admin_client(self.kafka)
+            return None
 
     def caught_up(self, group: str, topics: list[str]) -> bool:
         ends = self.ends(topics)
         committed = self.committed(group)
+        if committed is None:
+            return False
         return all(end == 0 or committed.get(tp, -1) >= end for tp, end in ends.items())
 
     def close(self) -> None:

@@ -484,10 +484,13 @@ class Soak:
 
     def behind(self, offsets: Offsets, target: dict[Any, int]) -> tuple[int, int]:
         """Messages of `target` (end offsets) not yet committed by the workers' group (on
-        call-outcomes) and by the sink's group (on its five topics)."""
+        call-outcomes) and by the sink's group (on its five topics); -1 where the committed
+        offsets could not be read."""
         source = self.pipe.prefix + CALL_OUTCOMES
         wc = offsets.committed(self.pipe.app_id)
         sc = offsets.committed(self.pipe.sink_group)
+        if wc is None or sc is None:
+            return -1, -1
         wlag = sum(max(0, e - wc.get(tp, 0)) for tp, e in target.items() if tp.topic == source)
         slag = sum(max(0, e - sc.get(tp, 0)) for tp, e in target.items())
         return wlag, slag
@@ -498,14 +501,16 @@ class Soak:
         topics = [self.pipe.prefix + t for t in SINK_TOPICS]
         deadline = time.time() + self.cfg.recovery_timeout_s
         target: dict[Any, int] = {}
-        base = -1
+        base = n = -1
+        wlag = slag = -1
         while time.time() < deadline:
             self.tick()
             try:
                 if not target:
                     target = offsets.ends(topics)
                 wlag, slag = self.behind(offsets, target) if target else (-1, -1)
-            except Exception:
+            except Exception as e:
+                self.say(f"  offsets not readable: {str(e).splitlines()[0][:120]}")
                 wlag = slag = -1
             n = self.store.count_events()
             if base < 0:
@@ -513,6 +518,9 @@ class Soak:
             elif wlag == 0 and slag == 0 and n > base:
                 return round(time.time() - since, 1)
             time.sleep(0.5)
+        # what was still missing, so a report tells the pipeline's stall from the driver's
+        self.say(f"  not recovered: workers' group {wlag} and sink's group {slag} messages behind the end "
+                 f"offsets at the fault's end (-1: unreadable); call_events {base} -> {n}")
         return None
 
     def inject(self, kind: str) -> dict[str, Any]:
