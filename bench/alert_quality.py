@@ -1,7 +1,7 @@
 """Alert quality of the spike detector: `python -m bench.alert_quality` (`make bench-alerts`).
 
 The simulator's calls (daily rhythm of call volume, the model's hour-of-day, campaign, script
-and credit-grade effects) are counted into 5-minute window cells of branch, campaign and
+and credit-grade effects) are counted into window cells of the detector's size (60 s) of branch, campaign and
 script version exactly as the stream counts them (hangwatch.streams.core.windows: window_start_s,
 dimension_values, increments), and every series' final windows are replayed in order through
 the real detector (hangwatch.streams.core.spikes.on_final_window, with the configuration the
@@ -14,19 +14,21 @@ round-tripped through bytes as the changelog does. Two scenarios, same traffic:
   Every 2 hours of the calling day (08:15, 10:15, ... plus a random 0-15 min) one dimension
   (in turn) gets spikes on some of its values at once (values of one dimension share no calls).
 
-Matching: an alert matches a spike when it is on the same series and its firing window
-overlaps the spike. An unmatched alert whose firing window overlaps a spike of ANOTHER dimension
-is collateral (a 3x spike on one branch really raises its campaigns' rates) and counted apart;
-every other unmatched alert is false. Time to detect = end of the firing window - spike start;
-the alert is emitted when the window is final, `worker.grace_s` later. Days before
+Matching: an alert matches a spike when it is on the same series and the window of its firing
+record (the span of minutes that fired) overlaps the spike. An unmatched alert whose window
+overlaps a spike of ANOTHER dimension is collateral (a 3x spike on one branch really raises its
+campaigns' rates) and counted apart; every other unmatched alert is false. Time to detect = end
+of the firing record's window - spike start; the alert is emitted when that window is final,
+`worker.grace_s` later. Days before
 `--warmup-days` are left out of both scenarios' counts (the detector's baselines fill up).
 
 Seeds (`--seeds`, default 11 12): each seed is its own simulated world (population, traffic,
 spike times); the figures are pooled over them (92 spikes of which 46 are 2x >= 15 min per
 two seeds, 448 steady series-days), so one lucky or unlucky spike moves the 2x figure by ~1
 point rather than ~2. Every 2x spike of >= 15 min that is missed or detected late is listed
-(series, offset of its start in its window, length, calls per window, the counts of the two
-windows the deadline allows): the analysis of what the detector cannot see in time.
+(series, offset of its start in its 5-minute window, length, the counts of the 5-minute windows
+before, at and after its start, and of the minutes the deadline allows): the analysis of what
+the detector cannot see in time. Traffic figures are per 5 minutes (the 60 s cells summed).
 
 `--e2e`: also one short scenario (6 h of calls with a 3x and a 2x spike, ~90,000 events)
 through the real worker and sink, against the Kafka broker and ClickHouse server of
@@ -141,7 +143,8 @@ def cached_cells(cfg: SimConfig, size_s: int, console: Console) -> tuple[Cells, 
 class Alert:
     dim: str
     value: str
-    start_s: int  # firing window start
+    start_s: int  # start of the firing record's window
+    end_s: int | None = None  # its end; None: start_s + the detector's window size
 
 
 def replay_records(cells: Cells, cfg: AlertConfig) -> list[HangupAlert]:
@@ -160,8 +163,25 @@ def replay_records(cells: Cells, cfg: AlertConfig) -> list[HangupAlert]:
 
 def replay(cells: Cells, cfg: AlertConfig) -> list[Alert]:
     """The firing alerts of replay_records."""
-    return [Alert(a["dimension"], a["value"], int(a["alert_id"].rsplit("|", 1)[1]))
-            for a in replay_records(cells, cfg) if a["status"] == "firing"]
+    out = []
+    for a in replay_records(cells, cfg):
+        if a["status"] == "firing":
+            start = int(a["alert_id"].rsplit("|", 1)[1])  # = the record's window start
+            out.append(Alert(a["dimension"], a["value"], start, start + a["window_size_s"]))
+    return out
+
+
+def coarsen(cells: Cells, size_s: int) -> Cells:
+    """The same cells summed into windows of size_s (a multiple of theirs)."""
+    out: Cells = {}
+    for key, wins in cells.items():
+        acc: dict[int, tuple[int, int]] = {}
+        for s, (c, h) in wins.items():
+            w = s - s % size_s
+            c0, h0 = acc.get(w, (0, 0))
+            acc[w] = (c0 + c, h0 + h)
+        out[key] = acc
+    return out
 
 
 def _pct(xs: list[int], q: float) -> int | None:
@@ -180,15 +200,16 @@ def score(alerts: list[Alert], spikes: list[SegmentSpike], cfg: AlertConfig, fro
     collateral = false = 0
     for a in alerts:
         hit = False
+        end = a.end_s if a.end_s is not None else a.start_s + size
         for i, sp in enumerate(spikes):
-            overlaps = a.start_s * 1000 < sp.end_ms and (a.start_s + size) * 1000 > sp.at_ms
+            overlaps = a.start_s * 1000 < sp.end_ms and end * 1000 > sp.at_ms
             if overlaps and sp.dimension == a.dim and sp.value == a.value:
                 hit = True
                 matched.add(id(a))
-                t = (a.start_s + size) - sp.at_ms // 1000
+                t = end - sp.at_ms // 1000
                 detect[i] = min(detect.get(i, t), t)
         if not hit:
-            if any(a.start_s * 1000 < sp.end_ms and (a.start_s + size) * 1000 > sp.at_ms and sp.dimension != a.dim
+            if any(a.start_s * 1000 < sp.end_ms and end * 1000 > sp.at_ms and sp.dimension != a.dim
                    for sp in spikes):
                 collateral += 1
             else:
@@ -243,11 +264,11 @@ def pool(runs: list[dict[str, Any]], target_s: int) -> dict[str, Any]:
 
 
 def late_or_missed(spikes: list[SegmentSpike], cells: Cells, detect: dict[int, int], size_s: int,
-                   target_s: int) -> list[dict[str, Any]]:
+                   target_s: int, minute_cells: Cells | None = None) -> list[dict[str, Any]]:
     """The 2x spikes of >= 15 min not detected within the target: where they start in their
-    window, how long they last, the series' calls per window, and the counts (connected,
-    hung up) of the window before, the one they start in and the next (the last the
-    deadline allows)."""
+    window of size_s, how long they last, and the counts (connected, hung up) of the window
+    before, the one they start in and the next; with minute_cells, also those of the minutes
+    from the one the spike starts in to the last the deadline allows."""
     out = []
     for i, sp in enumerate(spikes):
         if sp.factor != 2.0 or sp.minutes < 15 or detect.get(i, target_s + 1) <= target_s:
@@ -255,9 +276,14 @@ def late_or_missed(spikes: list[SegmentSpike], cells: Cells, detect: dict[int, i
         start = sp.at_ms // 1000
         w0 = start - start % size_s
         wins = cells[(sp.dimension, sp.value)]
-        out.append({"series": f"{sp.dimension}={sp.value}", "start_offset_s": start - w0, "minutes": sp.minutes,
-                    "detect_s": detect.get(i),
-                    "windows": [list(wins.get(w0 + k * size_s, (0, 0))) for k in (-1, 0, 1)]})
+        row: dict[str, Any] = {"series": f"{sp.dimension}={sp.value}", "start_offset_s": start - w0,
+                               "minutes": sp.minutes, "detect_s": detect.get(i),
+                               "windows": [list(wins.get(w0 + k * size_s, (0, 0))) for k in (-1, 0, 1)]}
+        if minute_cells is not None:
+            m = minute_cells[(sp.dimension, sp.value)]
+            m0 = start - start % 60
+            row["minutes_to_deadline"] = [list(m.get(s, (0, 0))) for s in range(m0, start + target_s - 59, 60)]
+        out.append(row)
     return out
 
 
@@ -312,17 +338,18 @@ def main(argv: list[str] | None = None) -> int:
                                        cfg.window_size_s, console)
         spike_cells, _ = cached_cells(dataclasses.replace(base, spikes=tuple(spikes)), cfg.window_size_s, console)
         n_series = len(steady_cells)
-        busy = {k for k, w in steady_cells.items() if _mean_connected(w, from_s) >= MIN_TRAFFIC}
+        steady_5 = coarsen(steady_cells, 300)  # traffic per 5 minutes, as the target states it
+        busy = {k for k, w in steady_5.items() if _mean_connected(w, from_s) >= MIN_TRAFFIC}
         t1 = time.perf_counter()
         steady = score(replay(steady_cells, cfg), [], cfg, from_s, a.steady_days - a.warmup_days, n_series, target_s)
         spiky = score(replay(spike_cells, cfg), spikes, cfg, from_s, measured_days, n_series, target_s, busy)
         replay_s += time.perf_counter() - t1
         steadies.append(steady)
         spikies.append(spiky)
-        per_seed[seed] = {"series": n_series, "traffic": traffic(steady_cells, from_s),
+        per_seed[seed] = {"series": n_series, "traffic": traffic(steady_5, from_s),
                           "steady": _brief(steady), "spikes": _brief(spiky),
-                          "late_or_missed": late_or_missed(spikes, spike_cells, spiky["detect_by_spike"],
-                                                           cfg.window_size_s, target_s),
+                          "late_or_missed": late_or_missed(spikes, coarsen(spike_cells, 300), spiky["detect_by_spike"],
+                                                           300, target_s, spike_cells),
                           "spike_plan": [dataclasses.asdict(s) for s in spikes]}
     steady, spiky = pool(steadies, target_s), pool(spikies, target_s)
     n_series = per_seed[a.seeds[0]]["series"]
@@ -344,9 +371,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"series), spike run {r['spikes']['false']}")
         for m in r["late_or_missed"]:
             when = "missed" if m["detect_s"] is None else f"{m['detect_s'] / 60:.1f} min"
-            console.print(f"  late/missed: {m['series']} starts {m['start_offset_s'] / 60:.1f} min into its window, "
-                          f"{m['minutes']:.0f} min; connected/hung up of the windows before/start/next "
-                          f"{', '.join(f'{c}/{h}' for c, h in m['windows'])}; detected {when}")
+            console.print(f"  late/missed: {m['series']} starts {m['start_offset_s'] / 60:.1f} min into its 5-min "
+                          f"window, {m['minutes']:.0f} min; connected/hung up of the 5-min windows before/start/next "
+                          f"{', '.join(f'{c}/{h}' for c, h in m['windows'])}, of the minutes to the deadline "
+                          f"{' '.join(f'{c}/{h}' for c, h in m.get('minutes_to_deadline', []))}; detected {when}")
     console.print(f"spike run: {spiky['alerts']} alerts, {spiky['true']} true, {spiky['false']} false, "
                   f"{spiky['collateral']} collateral; precision {_fmt(spiky['precision'])}")
     console.print(f"steady run: {steady['false']} false alerts in {steady['series_days']:.0f} series-days = "

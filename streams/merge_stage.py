@@ -3,7 +3,7 @@
 Partials are keyed by dimension|value, so one merge partition owns every window of a
 dimension value: its counts across all source partitions and its spike baseline. Per batch:
 apply partials and watermarks, finalize closed cells, run the spike detector on newly final
-5-minute cells of branch/campaign/script_version in window order, then commit one Checkpoint:
+1-minute cells (alerts.window_size_s) of branch/campaign/script_version in window order, then commit one Checkpoint:
 RateUpdates and alerts; the state changelog (merged cells, spike states); the position record
 (the next partials offset to process: hangwatch.streams.core.positions); the acknowledgement.
 """
@@ -55,7 +55,7 @@ def alert_config(s: Settings) -> AlertConfig:
         min_baseline_connected=a.min_baseline_connected, z=a.z, min_relative_increase=a.min_relative_increase,
         resolve_after_windows=a.resolve_after_windows, timezone=s.worker.timezone, seasonal_days=a.seasonal_days,
         min_seasonal_connected=a.min_seasonal_connected, seasonal_relative_increase=a.seasonal_relative_increase,
-        pair_z=a.pair_z, rate_drift=a.rate_drift)
+        scan_windows=a.scan_windows, min_scan_windows=a.min_scan_windows, rate_drift=a.rate_drift)
 
 
 class MergeStage(Stage[MergeRates]):

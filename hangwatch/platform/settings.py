@@ -229,32 +229,37 @@ class AlertSettings(BaseModel):
     """Spike alerts (docs/contract.md#spike-alerts; the rule: streams/core/spikes.py). Defaults
     equal AlertConfig's; tuned with `make bench-alerts` (bench/HISTORY.md)."""
 
-    window_size_s: int = 300
+    # The final windows the detector judges (a span of them at a time: scan_windows below).
+    window_size_s: int = 60
     # Span of the trailing baseline, used until the seasonal one has enough calls.
     baseline_s: int = 24 * 3600
+    # Connected calls a span needs to be judged.
     min_connected: int = 30
     min_baseline_connected: int = 100
-    # Threshold of a window's evidence: standard deviations of its hang-ups above what its
-    # baseline expects (streams/core/spikes.py). 4 (not 1.96): every series is tested every 5
-    # minutes, ~17,000 tests a day per 100 series, and window counts have heavier tails than a
-    # binomial; 1.96 paged ~10 times a day per 100 series.
-    z: float = 4.0
+    # Threshold of a span's evidence: standard deviations of its hang-ups above what its
+    # windows' baselines expect (streams/core/spikes.py). 4.6 (not 1.96): every series is
+    # judged every minute over up to scan_windows spans, and window counts have heavier tails
+    # than a binomial; 4.6 with spans of 2-10 minutes: 0.45 false alerts a day per 100 series
+    # on the benchmark (bench/HISTORY.md, third round).
+    z: float = 4.6
     # Margin over the TRAILING baseline: the expected rate is baseline * (1 + margin).
     # 0.5: the daily rhythm of hang-ups (lunch, evenings) is a real but expected change that a
     # trailing baseline does not know about.
     min_relative_increase: float = 0.5
-    # Consecutive non-spiking final windows that resolve a firing alert (hysteresis).
-    resolve_after_windows: int = 2
+    # Consecutive non-spiking final windows that resolve a firing alert (hysteresis): 10
+    # windows of 60 s.
+    resolve_after_windows: int = 10
     # Seasonal baseline: the same hour of the previous seasonal_days days (0 = trailing only),
     # used once it holds min_seasonal_connected connected calls, with its own margin (0: it
     # already knows the daily rhythm; rate_drift covers its wander).
     seasonal_days: Annotated[int, Field(ge=0)] = 7
     min_seasonal_connected: Annotated[int, Field(ge=0)] = 300
     seasonal_relative_increase: float = 0.0
-    # A window also counts as spiking when it and the previous window, each against its own
-    # baseline, pass at this z (0 = off): a spike that began inside the previous window is seen
-    # with twice the calls.
-    pair_z: float = 4.0
+    # The scan: a window spikes when the span of the last k windows ending with it, for some k
+    # in [min_scan_windows, scan_windows], passes z (a spike is seen on the first minutes that
+    # carry enough of it). One-minute spans alone have the most skewed counts: 2.
+    scan_windows: Annotated[int, Field(ge=1)] = 10
+    min_scan_windows: Annotated[int, Field(ge=1)] = 2
     # Relative wander of a series' hang-up rate around its baseline over minutes to an hour
     # (the mix of first calls and retries moves): a variance term (rate_drift x expected
     # hang-ups)^2, so busy series need a relative excess too. ~0.03-0.05 on the simulator.

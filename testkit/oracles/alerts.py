@@ -4,11 +4,12 @@ streams/core/spikes.py's docstring, recomputed from the plain windows at every s
 sums, no state): the seasonal baseline is the normal windows whose hour is 1..seasonal_days
 days before the current one, else the trailing one is the normal windows of the hours
 [hour - baseline_s, hour] that precede the current window. Every window's baseline is kept
-as it was when the window was judged; the evidence of a window (or of the pair of it and the
-window just before it, when that one arrived) is written out from its definition: hang-ups
-minus the sum of connected x baseline rate x (1 + margin) of each window, over the square root
-of the binomial variance, the baseline's sampling error (one common error, its standard
-deviations summed) and (rate_drift x expected)^2.
+as it was when the window was judged; the scan tries every span of the last k windows ending
+with the current one (min_scan_windows <= k <= scan_windows, not reaching back to or before the
+window that resolved the last alert), shortest first, and each span's evidence is written out
+from its definition: hang-ups minus the sum of connected x baseline rate x (1 + margin) of each
+window, over the square root of the binomial variance, the baseline's sampling error (one
+common error, its standard deviations summed) and (rate_drift x expected)^2.
 
 Independent of streams.core.spikes (AlertConfig aside); tests/streams/core/test_spikes.py
 checks the evidence against the Wilson interval's published values and a plain computation.
@@ -62,8 +63,9 @@ def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]
         judged: dict[int, tuple[int, int, float]] = {}  # window start -> its baseline (connected, hung up, margin)
         alert = None
         clear = 0
+        forget_to = min(wins) - size  # the scan does not reach back to this window (the last resolving one)
         for s in range(min(wins), max(wins) + size, size):
-            c, h = wins.get(s, (0, 0))
+            c = wins.get(s, (0, 0))[0]
             hour = s // 3600 * 3600
             normal = {b: wins[b] for b in wins if b < s and b not in excluded}
             same_hours = {hour - k * 86_400 for k in range(1, cfg.seasonal_days + 1)}
@@ -72,20 +74,25 @@ def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]
             if sum(x[0] for x in seasonal) < cfg.min_seasonal_connected or not cfg.seasonal_days:
                 seasonal = [x for b, x in normal.items() if hour - cfg.baseline_s <= b // 3600 * 3600]
                 margin = cfg.min_relative_increase
-            bc = sum(x[0] for x in seasonal)
-            bh = sum(x[1] for x in seasonal)
-            judged[s] = (bc, bh, margin)
-            spiking = (c >= cfg.min_connected and bc >= cfg.min_baseline_connected
-                       and _z([(c, h, bc, bh, margin)], cfg.rate_drift) > cfg.z)
-            if not spiking and c > 0 and cfg.pair_z > 0 and s - size in wins:
-                pc, ph = wins[s - size]
-                pbc, pbh, pm = judged[s - size]
-                spiking = (pc + c >= cfg.min_connected and bc >= cfg.min_baseline_connected
-                           and pbc >= cfg.min_baseline_connected
-                           and _z([(pc, ph, pbc, pbh, pm), (c, h, bc, bh, margin)], cfg.rate_drift) > cfg.pair_z)
+            judged[s] = (sum(x[0] for x in seasonal), sum(x[1] for x in seasonal), margin)
+            spiking = False
+            fired_from = s
+            for k in range(cfg.min_scan_windows, cfg.scan_windows + 1) if c > 0 else ():
+                lo = s - (k - 1) * size
+                if lo <= forget_to:
+                    break
+                if lo not in wins:  # a span starts with a window that arrived
+                    continue
+                span = [(wins[b][0], wins[b][1], *judged[b]) for b in range(lo, s + size, size) if b in wins]
+                if any(bc < cfg.min_baseline_connected for _, _, bc, _, _ in span):
+                    break
+                if sum(x[0] for x in span) >= cfg.min_connected and _z(span, cfg.rate_drift) > cfg.z:
+                    spiking = True
+                    fired_from = lo
+                    break
             if alert is None:
                 if spiking:
-                    alert = f"{dim}|{value}|{s}"
+                    alert = f"{dim}|{value}|{fired_from}"
                     out.append((alert, "firing", s))
                     excluded.add(s)
             elif spiking:
@@ -95,7 +102,7 @@ def oracle_alerts_from_counts(counts: dict[tuple[str, str, int], tuple[int, int]
                 clear += 1
                 if clear >= cfg.resolve_after_windows:
                     out.append((alert, "resolved", s))
-                    alert, clear = None, 0
+                    alert, clear, forget_to = None, 0, s
                 else:
                     excluded.add(s)
     return out

@@ -8,7 +8,7 @@ from bench.alert_quality import Alert, late_or_missed, pool, score
 from hangwatch.simulator import SegmentSpike
 from hangwatch.streams.core.spikes import AlertConfig
 
-CFG = AlertConfig()
+CFG = AlertConfig(window_size_s=300)  # the hand-made alerts are 5-minute windows
 T0 = 1_795_392_000  # aligned to 300 s
 SPIKES = [
     SegmentSpike("branch", "b1", (T0 + 60) * 1000, 15.0, 2.0),  # starts 1 min into window 0

@@ -192,7 +192,8 @@ def test_every_alert_setting_reaches_the_detector(tmp_path: Path) -> None:
     s = _settings(tmp_path)
     changed = {"window_size_s": 600, "baseline_s": 7200, "min_connected": 11, "min_baseline_connected": 12, "z": 2.5,
                "min_relative_increase": 0.7, "resolve_after_windows": 3, "seasonal_days": 3,
-               "min_seasonal_connected": 13, "seasonal_relative_increase": 0.2, "pair_z": 0.0,
+               "min_seasonal_connected": 13, "seasonal_relative_increase": 0.2, "scan_windows": 4,
+               "min_scan_windows": 3,
                "rate_drift": 0.07}
     assert set(changed) == set(AlertSettings.model_fields), "a new alert setting needs a value here"
     s.alerts = AlertSettings(**changed)

@@ -4,7 +4,9 @@ the previous days) and trailing baselines, idempotence, old state bytes, and the
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
+from typing import Any
 
 import orjson
 import pytest
@@ -13,11 +15,18 @@ from hypothesis import strategies as st
 
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.schemas.records import HangupAlert
-from hangwatch.streams.core.spikes import AlertConfig, SpikeState, evidence, on_final_window, wilson_interval
+from hangwatch.streams.core.spikes import AlertConfig, SpikeState, evidence, on_final_window, scan, wilson_interval
 from testkit.oracles.alerts import oracle_alerts, oracle_alerts_from_counts, oracle_window_counts
 
 # The lifecycle tests use the plain trailing rule at 95 % (no seasonal baseline, no margin, no drift).
-CFG = AlertConfig(z=1.96, min_relative_increase=0.0, seasonal_days=0, pair_z=0.0, rate_drift=0.0)
+
+
+def single(z: float, **kw: Any) -> AlertConfig:
+    """One 5-minute window at a time (a scan of one window): the single-window test."""
+    return AlertConfig(z=z, window_size_s=300, scan_windows=1, min_scan_windows=1, resolve_after_windows=2, **kw)
+
+
+CFG = single(1.96, min_relative_increase=0.0, seasonal_days=0, rate_drift=0.0)
 W0 = 1_795_392_000  # 2026-11-23T00:00:00Z, aligned to 300 s
 NOW = 1_800_000_000_000
 
@@ -171,24 +180,31 @@ def test_old_state_bytes_are_read() -> None:
     old = orjson.dumps({"v": 1, "h": [[W0, 40, 4, 0], [W0 + 300, 40, 5, 0], [W0 + 3600, 40, 30, 1],
                                       [W0 + 3900, 40, 6, 0]], "l": W0 + 3900, "a": W0 + 3600, "c": 1})
     s = SpikeState.from_bytes(old)
-    assert s.hours == [[W0, 80, 9], [W0 + 3600, 40, 6]] and s.alert_start_s == W0 + 3600 and s.clear_streak == 1
-    s, alerts = on_final_window(s, "branch", "br-1", W0 + 4200, 40, 4, CFG, NOW)
+    assert s.hours == [[W0, 80, 9], [W0 + 3600, 40, 6]] and s.alert_start_s == W0 + 3600
+    assert (s.last_start_s, s.clear_streak) == (W0 + 3900 + 240, 5)  # its 5-minute window, counted in minutes
+    s, alerts = on_final_window(s, "branch", "br-1", W0 + 4440, 40, 4, AlertConfig(seasonal_days=0), NOW)
     assert [a["status"] for a in alerts] == ["resolved"]
     with pytest.raises(ValueError):
         SpikeState.from_bytes(orjson.dumps({"v": 99}))
 
 
-def test_v2_state_bytes_are_read_without_the_last_baseline() -> None:
-    """SpikeState v2 kept the last window's counts but not its baseline: the next window gets
-    no pair test (its previous window's baseline is unknown), later ones do."""
-    cfg = AlertConfig(z=3.5, pair_z=3.0, seasonal_days=0, min_relative_increase=0.0, rate_drift=0.0)
-    s, _ = run([(i, 200, 20) for i in range(12)], cfg)
-    v2 = orjson.dumps({"v": 2, "b": s.hours, "l": s.last_start_s, "a": None, "c": 0, "p": [60, 14]})
-    old = SpikeState.from_bytes(v2)
-    assert old.last_counts == [60, 14, 0, 0, 0]
-    assert run([(12, 60, 14)], cfg, state=old)[1] == []  # the pair with window 11 would fire
-    _, alerts = run([(12, 60, 14), (13, 60, 14)], cfg, state=SpikeState.from_bytes(v2))
-    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-23T01:05:00.000Z")]
+@pytest.mark.parametrize("v", [2, 3])
+def test_5_minute_state_bytes_are_read_as_minutes(v: int) -> None:
+    """SpikeState v2/v3 were written by the 5-minute detector: the hours are kept, the last
+    window is taken as covering its 5 minutes (its minutes are replays), an open alert's clear
+    streak is counted in minutes, and the scan starts empty."""
+    cfg = AlertConfig(seasonal_days=0, rate_drift=0.0)
+    last = W0 + 3600
+    p = [60, 14] if v == 2 else [60, 14, 400, 40, 0]
+    old = orjson.dumps({"v": v, "b": [[W0, 400, 40], [W0 + 3600, 60, 14]], "l": last, "a": last, "c": 1, "p": p})
+    s = SpikeState.from_bytes(old)
+    assert (s.hours, s.last_start_s, s.alert_start_s, s.clear_streak, s.recent) == (
+        [[W0, 400, 40], [W0 + 3600, 60, 14]], last + 240, last, 5, [])
+    assert on_final_window(s, "branch", "br-1", last + 240, 12, 3, cfg, NOW)[1] == []  # a replay
+    assert s.hours[-1] == [W0 + 3600, 60, 14]
+    s, alerts = on_final_window(s, "branch", "br-1", last + 300 + 4 * 60, 12, 1, cfg, NOW)
+    assert [(a["status"], a["alert_id"]) for a in alerts] == [("resolved", f"branch|br-1|{last}")]
+    assert SpikeState.from_bytes(s.to_bytes()) == s
 
 
 DAY = 86_400
@@ -198,8 +214,8 @@ def test_seasonal_baseline_knows_the_daily_rhythm() -> None:
     """Lunch hang-ups are 25 % on ordinary days and 10 % in the morning. The trailing baseline
     (mostly mornings) would page every lunch; the same hour of the previous days does not,
     and a real doubling at lunch still fires."""
-    cfg = AlertConfig(z=1.96, seasonal_days=2, min_seasonal_connected=300, seasonal_relative_increase=0.2,
-                      min_relative_increase=0.2, baseline_s=DAY, pair_z=0.0)
+    cfg = single(1.96, seasonal_days=2, min_seasonal_connected=300, seasonal_relative_increase=0.2,
+                      min_relative_increase=0.2, baseline_s=DAY)
     def day(d: int, lunch_hung: int) -> list[tuple[int, int, int]]:
         morning = [(d * 288 + 9 * 12 + j, 100, 10) for j in range(24)]  # 09:00-11:00 UTC, 10 %
         lunch = [(d * 288 + 11 * 12 + j, 100, lunch_hung) for j in range(12)]  # 11:00-12:00 UTC
@@ -221,23 +237,61 @@ def test_seasonal_baseline_knows_the_daily_rhythm() -> None:
 
 
 def test_seasonal_needs_enough_calls_else_trailing() -> None:
-    cfg = AlertConfig(z=1.96, seasonal_days=1, min_seasonal_connected=1000, min_relative_increase=0.0,
-                      seasonal_relative_increase=0.0, pair_z=0.0)
+    cfg = single(1.96, seasonal_days=1, min_seasonal_connected=1000, min_relative_increase=0.0,
+                      seasonal_relative_increase=0.0)
     # 12 windows at 10:00 on day 0 (480 connected < 1000), then day 1 at 10:00: trailing baseline.
     s, _ = run([(10 * 12 + j, 40, 4) for j in range(12)], cfg)
     _, alerts = run([(288 + 10 * 12, 40, 20)], cfg, state=s)
     assert alerts and "over the previous 24 h" in alerts[0]["explanation"]
 
 
-def test_pair_of_windows_sees_a_spike_split_across_them() -> None:
-    """Neither window alone passes at z = 3.5, the two summed do at pair_z = 3.0."""
-    cfg = AlertConfig(z=3.5, pair_z=3.0, seasonal_days=0, min_relative_increase=0.0)
+def test_scan_sees_a_spike_split_across_windows() -> None:
+    """Neither window alone passes at z = 3.5, the two summed do: the span of two windows fires,
+    and the record's window is that span."""
+    cfg = AlertConfig(z=3.5, seasonal_days=0, min_relative_increase=0.0, window_size_s=300, scan_windows=2,
+                      min_scan_windows=1)
     windows = [*((i, 200, 20) for i in range(12)), (12, 60, 14), (13, 60, 14)]
-    assert run(windows, dataclasses.replace(cfg, pair_z=0.0))[1] == []
+    assert run(windows, dataclasses.replace(cfg, scan_windows=1))[1] == []
     _, alerts = run(windows, cfg)
-    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-23T01:05:00.000Z")]
-    assert alerts[0]["connected"] == 60  # the record shows the firing window itself
-    assert run([*windows[:12], (12, 60, 14), (14, 60, 14)], cfg)[1] == []  # not adjacent: no pair
+    assert [(a["status"], a["window_start"], a["window_end"], a["window_size_s"]) for a in alerts] == [
+        ("firing", "2026-11-23T01:00:00.000Z", "2026-11-23T01:10:00.000Z", 600)]
+    assert (alerts[0]["connected"], alerts[0]["hung_up"]) == (120, 28)  # the span's counts
+    assert alerts[0]["alert_id"] == f"branch|br-1|{W0 + 12 * 300}"
+    assert "in 10 min from" in alerts[0]["explanation"]
+    assert run([*windows[:12], (12, 60, 14), (14, 60, 14)], cfg)[1] == []  # a gap between: no span holds both
+    # shortest spans: one window (after a gap) is not enough when min_scan_windows is 2
+    strong = [*windows[:12], (13, 60, 40)]
+    assert [a["status"] for a in run(strong, cfg)[1]] == ["firing"]
+    assert run(strong, dataclasses.replace(cfg, min_scan_windows=2))[1] == []
+
+
+def test_scan_equals_evidence_of_each_span() -> None:
+    """scan() is the evidence() of the shortest passing span (a plain recomputation), else the
+    highest of all spans; spans stop at a window without enough baseline."""
+    rng = random.Random(5)
+    cfg = AlertConfig(z=2.0, scan_windows=6, min_scan_windows=2, min_connected=20, rate_drift=0.03)
+    for _ in range(300):
+        n = rng.randint(1, 6)
+        starts = sorted(rng.sample(range(6), n))
+        recent = []
+        for k in starts:
+            c = rng.randint(0, 40)
+            bc = rng.choice([50, 500, 5000])
+            recent.append([W0 + k * 60, c, rng.randint(0, c), bc, int(bc * rng.uniform(0.05, 0.3)), rng.randint(0, 1)])
+        last = recent[-1][0]
+        spans = []
+        for i in range(len(recent) - 1, -1, -1):
+            if recent[i][3] < cfg.min_baseline_connected:
+                break
+            span = recent[i:]
+            if (last - span[0][0]) // 60 + 1 < cfg.min_scan_windows or sum(w[1] for w in span) < cfg.min_connected:
+                continue
+            ws = [(w[1], w[2], w[3], w[4], cfg.min_relative_increase if w[5] == 0 else 0.0) for w in span]
+            spans.append((_plain_z(ws, cfg.rate_drift), span[0][0]))
+        z, start = scan(recent, cfg)
+        passing = [x for x in spans if x[0] > cfg.z]
+        want = passing[0] if passing else max(spans, default=(-math.inf, last))
+        assert z == pytest.approx(want[0], rel=1e-9, abs=1e-12) and start == want[1] if spans else z == -math.inf
 
 
 def _plain_z(windows: list[tuple[int, int, int, int, float]], drift: float) -> float:
@@ -293,12 +347,12 @@ def test_property_one_window_without_drift_is_the_wilson_test(c: int, frac: floa
         assert (ev > z) == (low > bh / bc)
 
 
-def test_pair_uses_each_windows_own_baseline() -> None:
+def test_span_uses_each_windows_own_baseline() -> None:
     """13:xx hangs up at 20 %, 14:xx at 10 % on ordinary days. An ordinary 13:55 followed by a
-    slightly high 14:00 is no spike; summed against 14:00's rate alone (the former pair test)
-    it looked like one."""
-    cfg = AlertConfig(z=4.0, pair_z=2.5, seasonal_days=2, min_seasonal_connected=300, seasonal_relative_increase=0.0,
-                      min_relative_increase=0.5, rate_drift=0.0)
+    slightly high 14:00 is no spike; summed against 14:00's rate alone it would look like one."""
+    cfg = AlertConfig(z=2.5, seasonal_days=2, min_seasonal_connected=300, seasonal_relative_increase=0.0,
+                      min_relative_increase=0.5, rate_drift=0.0, window_size_s=300, scan_windows=2,
+                      min_scan_windows=2)
     def day(d: int) -> list[tuple[int, int, int]]:
         return ([(d * 288 + 13 * 12 + j, 100, 20) for j in range(12)]
                 + [(d * 288 + 14 * 12 + j, 100, 10) for j in range(12)])
@@ -309,8 +363,8 @@ def test_pair_uses_each_windows_own_baseline() -> None:
     # the same 14:00 window after an elevated 13:55 (30 %) is a spike across the boundary
     _, alerts = run([(2 * 288 + 13 * 12 + 11, 100, 30), (2 * 288 + 14 * 12, 100, 16)], cfg,
                     state=SpikeState.from_bytes(s.to_bytes()))
-    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-25T14:00:00.000Z")]
-    assert "(with the window before)" in alerts[0]["explanation"]
+    assert [(a["status"], a["window_start"]) for a in alerts] == [("firing", "2026-11-25T13:55:00.000Z")]
+    assert "in 10 min from" in alerts[0]["explanation"]
     assert "at the same hour of the previous 2 days" in alerts[0]["explanation"]
 
 
@@ -319,7 +373,7 @@ def test_rate_drift_asks_busy_series_for_a_relative_excess() -> None:
     not a spike worth a page; the drift term keeps it quiet. A 2.2x window at 150 calls barely
     notices the term."""
     base = [(i, 5000, 500) for i in range(12)]
-    quiet = AlertConfig(z=3.0, seasonal_days=0, min_relative_increase=0.0, pair_z=0.0, rate_drift=0.0)
+    quiet = single(3.0, seasonal_days=0, min_relative_increase=0.0, rate_drift=0.0)
     assert [a["status"] for a in run([*base, (12, 5000, 575)], quiet)[1]] == ["firing"]
     assert run([*base, (12, 5000, 575)], dataclasses.replace(quiet, rate_drift=0.03))[1] == []
     small = [(i, 150, 15) for i in range(12)]
@@ -338,8 +392,10 @@ def test_default_config_equals_the_settings() -> None:
 
 def test_firing_explanation_at_the_default_z() -> None:
     _, alerts = run([*NORMAL, (12, 100, 60)], AlertConfig())
-    assert "99.99% Wilson lower bound" in alerts[0]["explanation"]
-    assert "11.4 standard deviations above it;" in alerts[0]["explanation"]
+    # the span of the last two minutes (min_scan_windows 2): 64/140 against 10 %
+    assert "hang-up rate 46% (64/140 connected) in 2 min from 2026-11-23 08:11 +0800" in alerts[0]["explanation"]
+    assert "99.9996% Wilson lower bound" in alerts[0]["explanation"]
+    assert "8.9 standard deviations above it;" in alerts[0]["explanation"]
 
 
 def test_bad_counts_are_rejected() -> None:
@@ -350,7 +406,8 @@ def test_bad_counts_are_rejected() -> None:
 # --- property: stream == oracle -------------------------------------------------------------
 
 SMALL = AlertConfig(window_size_s=60, baseline_s=600, min_connected=5, min_baseline_connected=10, z=1.96,
-                    min_relative_increase=0.0, seasonal_days=0, pair_z=0.0, rate_drift=0.0)
+                    min_relative_increase=0.0, seasonal_days=0, scan_windows=1, min_scan_windows=1, rate_drift=0.0,
+                    resolve_after_windows=2)
 
 
 def feed_counts(counts: dict[tuple[str, str, int], tuple[int, int]], cfg: AlertConfig,
@@ -367,7 +424,7 @@ def feed_counts(counts: dict[tuple[str, str, int], tuple[int, int]], cfg: AlertC
             if s is not None and rng.random() < 0.3:
                 s = SpikeState.from_bytes(s.to_bytes())
             s, alerts = on_final_window(s, dim, value, start, c, h, cfg, NOW)
-            out += [(a["alert_id"], a["status"], _start(a)) for a in alerts]
+            out += [(a["alert_id"], a["status"], _end(a) - cfg.window_size_s) for a in alerts]
             if rng.random() < 0.2:  # replay an earlier or the same window
                 j = rng.randint(0, k)
                 s, again = on_final_window(s, dim, value, wins[j][0], *wins[j][1], cfg, NOW)
@@ -375,9 +432,10 @@ def feed_counts(counts: dict[tuple[str, str, int], tuple[int, int]], cfg: AlertC
     return out
 
 
-def _start(a: HangupAlert) -> int:
+def _end(a: HangupAlert) -> int:
+    """The end of the record's window: of the window that fired (its span ends with it) or resolved."""
     from datetime import datetime
-    return int(datetime.fromisoformat(a["window_start"]).timestamp())
+    return int(datetime.fromisoformat(a["window_end"]).timestamp())
 
 
 @st.composite
@@ -396,11 +454,12 @@ def window_series(draw: st.DrawFn) -> dict[tuple[str, str, int], tuple[int, int]
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(counts=window_series(), seed=st.integers(0, 2**32), resolve_after=st.integers(1, 3),
-       inc=st.sampled_from([0.0, 0.5]), pair_z=st.sampled_from([0.0, 2.5]), drift=st.sampled_from([0.0, 0.05]))
+       inc=st.sampled_from([0.0, 0.5]), scan=st.sampled_from([(1, 1), (1, 3), (2, 4), (4, 4)]),
+       drift=st.sampled_from([0.0, 0.05]))
 def test_property_stream_equals_oracle(counts: dict, seed: int, resolve_after: int, inc: float,
-                                       pair_z: float, drift: float) -> None:
-    cfg = dataclasses.replace(SMALL, resolve_after_windows=resolve_after, min_relative_increase=inc, pair_z=pair_z,
-                              rate_drift=drift)
+                                       scan: tuple[int, int], drift: float) -> None:
+    cfg = dataclasses.replace(SMALL, resolve_after_windows=resolve_after, min_relative_increase=inc,
+                              min_scan_windows=scan[0], scan_windows=scan[1], rate_drift=drift)
     got = feed_counts(counts, cfg, random.Random(seed))
     assert got == oracle_alerts_from_counts(counts, cfg)
 
@@ -425,7 +484,8 @@ def day_series(draw: st.DrawFn) -> dict[tuple[str, str, int], tuple[int, int]]:
        drift=st.sampled_from([0.0, 0.03]))
 def test_property_seasonal_stream_equals_oracle(counts: dict, seed: int, days: int, min_seasonal: int,
                                                 margins: tuple[float, float], baseline_h: int, drift: float) -> None:
-    cfg = AlertConfig(min_connected=5, min_baseline_connected=10, z=1.96, seasonal_days=days, pair_z=2.5,
+    cfg = AlertConfig(min_connected=5, min_baseline_connected=10, z=1.96, seasonal_days=days, window_size_s=300,
+                      scan_windows=2, min_scan_windows=1, resolve_after_windows=2,
                       min_seasonal_connected=min_seasonal, min_relative_increase=margins[0],
                       seasonal_relative_increase=margins[1], baseline_s=baseline_h * 3600, rate_drift=drift)
     got = feed_counts(counts, cfg, random.Random(seed))
