@@ -228,8 +228,18 @@ def dead_letter_record_row(msg: Message, now_s: int) -> tuple[Any, ...]:
         _str(d, "source_topic"), _int(d, "source_partition"), _int(d, "source_offset"),
         _get(d, "source_timestamp_ms", (int,), "an integer or null", optional=True),
         _opt_str(d, "key_b64"), _opt_str(d, "value_b64"), _str(d, "error_kind"), _opt_str(d, "error_field"),
-        _str(d, "error"), _ts(d, "received_at"), _str(d, "worker"), now_s,
+        _str(d, "error"), _ts(d, "received_at"), _str(d, "worker"), now_s, *_personal_data(d),
     )
+
+
+def _personal_data(d: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """The masked matches of a personal_data dead letter as three parallel arrays (type, field
+    path or '', keyed hash or ''); empty for the other kinds."""
+    found = _get(d, "personal_data", (list,), "a list or null", optional=True) or []
+    if not all(isinstance(m, dict) for m in found):
+        raise RowError("personal_data", "expected a list of objects")
+    return ([str(m.get("type") or "") for m in found], [str(m.get("field") or "") for m in found],
+            [str(m.get("hmac_sha256") or "") for m in found])
 
 
 CONVERTERS: Final[dict[str, Converter]] = {

@@ -49,7 +49,8 @@ HANGUP_ALERTS: Final = TableSpec("hangup_alerts", (
 
 DEAD_LETTERS: Final = TableSpec("dead_letters", (
     "source_topic", "source_partition", "source_offset", "source_timestamp_ms", "key_b64", "value_b64",
-    "error_kind", "error_field", "error", "received_at", "worker", "ingested_at"), "month", "received_at")
+    "error_kind", "error_field", "error", "received_at", "worker", "ingested_at", "personal_data_types",
+    "personal_data_fields", "personal_data_hmacs"), "month", "received_at")
 
 SINK_BATCHES: Final = TableSpec("sink_batches", (
     "table", "rows", "rejected", "seconds", "flushed_at", "worker", "newest_event_ms", "late_rows"), "day",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from hangwatch.sinks.catalogue import params
 from hangwatch.sinks.catalogue.expr import dead_letters
-from hangwatch.sinks.catalogue.registry import Context, per_interval, query
+from hangwatch.sinks.catalogue.registry import Context, Param, per_interval, query
+from hangwatch.sinks.sql import literal
 
 
 @query("dlq_summary", "Dead letters per source topic and error kind.", time="range", since="7d")
@@ -25,6 +26,21 @@ def dlq_latest(ctx: Context, limit: int) -> str:
        d_error_kind AS error_kind, d_error_field AS error_field, d_error AS error, d_worker AS worker
 FROM {dead_letters(ctx.db)}
 ORDER BY received_at DESC, source_topic, source_partition, source_offset DESC
+LIMIT {int(limit)}"""
+
+
+HMAC = Param("hmac", "", "the HMAC-SHA256 (hex) of the number, keyed with privacy.hash_key (docs/privacy.md)", str)
+
+
+@query("dlq_personal_data", "Dead letters that held a phone or ID number with this keyed hash (a producer "
+       "finding its record; the number itself is masked).", HMAC, params.limit(100), time="range", since="90d")
+def dlq_personal_data(ctx: Context, hmac: str, limit: int) -> str:
+    return f"""SELECT received_at, source_topic, source_partition, source_offset, error_field, personal_data_types,
+       personal_data_fields
+FROM {ctx.db}.dead_letters
+WHERE has(personal_data_hmacs, {literal(hmac.strip().lower())}) AND {ctx.frame.time_filter("received_at")}
+ORDER BY received_at DESC, source_partition, source_offset
+LIMIT 1 BY source_topic, source_partition, source_offset
 LIMIT {int(limit)}"""
 
 

@@ -30,10 +30,10 @@ def sink_dead_letter(msg: Message, kind: str, field: str | None, error: str, wor
     """In the column order of sinks.tables.DEAD_LETTERS."""
     ts = msg.timestamp if msg.timestamp is not None and msg.timestamp >= 0 else None  # Kafka says -1 for none
     return (msg.topic, msg.partition, msg.offset, ts, _b64(msg.key), _b64(msg.value), kind, field,
-            error[:MAX_ERROR_CHARS], now_s, worker, now_s)
+            error[:MAX_ERROR_CHARS], now_s, worker, now_s, [], [], [])
 
 
 def bare_dead_letter(msg: Message, kind: str, error: str, worker: str, now_s: int) -> tuple[Any, ...]:
     """Without the payload: the last resort when even the full dead letter is refused."""
     return (msg.topic, msg.partition, msg.offset, None, None, None, kind, None, error[:MAX_ERROR_CHARS], now_s,
-            worker, now_s)
+            worker, now_s, [], [], [])

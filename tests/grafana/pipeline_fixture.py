@@ -60,6 +60,10 @@ def sim_config() -> SimConfig:
         faults=FaultConfig(duplicates=0.02, late=0.01, malformed=0.004))
 
 
+# The keyed hash every personal_data dead letter of the fixture carries.
+PERSONAL_DATA_HMAC = "5a" * 32
+
+
 def build(backend: Backend, db: str) -> Fixture:
     migrate.apply(backend, db, {})
     records = list(generate(sim_config()))
@@ -126,6 +130,8 @@ def _dead_letter(msg: FakeMessage, kind: str | None, field: str | None) -> FakeM
            "source_timestamp_ms": msg.timestamp, "key_b64": None, "value_b64": None,
            "error_kind": kind or "not_json", "error_field": field, "error": f"fixture: {kind} {field or ''}".strip(),
            "received_at": format_ts(msg.timestamp or 0), "worker": "fixture-worker"}
+    if kind == "personal_data":  # the masked number's keyed hash, as the worker keeps it
+        rec["personal_data"] = [{"field": field, "type": "mobile", "hmac_sha256": PERSONAL_DATA_HMAC}]
     return _json_msg("call-outcomes.dlq", rec)
 
 

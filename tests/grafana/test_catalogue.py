@@ -22,7 +22,7 @@ from hangwatch.sinks.backends.base import Backend
 from hangwatch.sinks.catalogue import Context, FixedFrame, MacroFrame, QueryError, render
 from hangwatch.sinks.catalogue.expr import CONNECTED_LIST, outcome_list
 from tests.grafana import macro_helper
-from tests.grafana.pipeline_fixture import END, SPIKE_BRANCH, START, Fixture
+from tests.grafana.pipeline_fixture import END, PERSONAL_DATA_HMAC, SPIKE_BRANCH, START, Fixture
 
 S = Settings()
 FIXED = Context.of(S, FixedFrame(START, END, 300))
@@ -231,7 +231,8 @@ def test_cli_times_follow_the_one_grammar(monkeypatch: pytest.MonkeyPatch) -> No
 def test_every_query_runs_on_every_server(name: str, backend: Backend, fixture_db: Fixture) -> None:
     """As `hangwatch query NAME` and the report run it (concrete times), on chdb and on 18.16."""
     params = {"comparison": {"factor": "credit_grade"},
-              "borrower_calls": {"borrower": fixture_db.events[0].borrower_id}}.get(name, {})
+              "borrower_calls": {"borrower": fixture_db.events[0].borrower_id},
+              "dlq_personal_data": {"hmac": PERSONAL_DATA_HMAC}}.get(name, {})
     ctx = Context.of(S, FixedFrame(START, END, 300), fixture_db.db)
     r = backend.query(render(name, ctx, **params))
     assert r.columns

@@ -213,3 +213,28 @@ def test_bisection_finds_refused_rows_with_few_inserts(bad_at: list[int]) -> Non
     assert [i for i, _ in refused] == bad_at
     assert len(backend.stored) == 50_000 - len(bad_at)
     assert backend.inserts <= 1 + len(bad_at) * 2 * 17  # ~2 log2(n) per bad row
+
+
+def test_a_personal_data_dead_letter_is_found_by_the_keyed_hash_of_its_number(store: Store) -> None:
+    """The worker masks the number in a personal_data dead letter and keeps its keyed hash
+    (docs/privacy.md); the table keeps the hashes too, so a producer finds the record by the
+    hash of the number it sent, and redelivery still finds it once."""
+    hmac_a, hmac_b = "a" * 64, "b" * 64
+    found = {**dlq_record(7), "error_kind": "personal_data", "error_field": "extra.phone",
+             "value_b64": "eyJwaG9uZSI6ICIqKioqKioqKioqKiJ9",
+             "personal_data": [{"field": "extra.phone", "type": "mobile", "hmac_sha256": hmac_a},
+                               {"field": None, "type": "resident_id", "hmac_sha256": hmac_b}]}
+    no_key = {**dlq_record(8), "error_kind": "personal_data",
+              "personal_data": [{"field": "note", "type": "mobile", "hmac_sha256": None}]}
+    records = {"dead_letters": json_records([found, no_key, dlq_record(9), found], "source_topic")}
+    Flusher(store.backend, store.db, "sink@test", "Asia/Shanghai").flush(
+        batch_of(router_for(store), records, int(time.time())))
+    rows = {r[0]: r[1:] for r in store.backend.query(
+        f"SELECT source_offset, personal_data_types, personal_data_fields, personal_data_hmacs "
+        f"FROM {store.db}.dead_letters FINAL").rows}
+    assert rows == {7: (["mobile", "resident_id"], ["extra.phone", ""], [hmac_a, hmac_b]),
+                    8: (["mobile"], ["note"], [""]), 9: ([], [], [])}
+    hit = run(store.backend, store.db, "dlq_personal_data", since="3650d", hmac=hmac_b.upper()).dicts()
+    assert [(r["source_offset"], r["error_field"], r["personal_data_types"]) for r in hit] == \
+        [(7, "extra.phone", ["mobile", "resident_id"])]
+    assert run(store.backend, store.db, "dlq_personal_data", since="3650d", hmac="c" * 64).rows == []
