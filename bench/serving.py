@@ -782,6 +782,8 @@ def run(a: argparse.Namespace, server: Server, grafana: Server, ranges: Sequence
             b.close()
         _write_marker(admin, db, {"shape": shape_key, "end": int(end.timestamp()), "load": result["load"]})
         _save(result, a.out)
+    if reused:
+        _upgrade(a, server, db, settings, end, result)
     result["end"] = end.isoformat()
     borrower = _sample_borrower(admin, db)
     result["borrower"] = borrower
@@ -801,6 +803,29 @@ def run(a: argparse.Namespace, server: Server, grafana: Server, ranges: Sequence
         admin.execute(f"DROP DATABASE IF EXISTS {db}")
     admin.disconnect()
     return result
+
+
+def _upgrade(a: argparse.Namespace, server: Server, db: str, settings: Settings, end: datetime,
+             result: dict[str, Any]) -> None:
+    """A reused data set gets the migrations added since it was loaded, and the compact rollups
+    (0016) of the days the rollups were built for (as the upgrade's `hangwatch rollups` would),
+    timed as a load step."""
+    from bench import serving_data as sd
+    from hangwatch.sinks import migrate
+    from hangwatch.sinks.backends.native import NativeBackend
+    from hangwatch.sinks.backends.url import parse_url
+
+    backends = [NativeBackend(parse_url(server.url()), send_receive_timeout_s=3600)
+                for _ in range(max(a.connections, 1))]
+    try:
+        applied = migrate.apply(backends[0], db, settings.clickhouse.retention_days)
+        if any(m.version == 16 for m in applied):
+            first = backends[0].query(f"SELECT toUInt32(min(bucket_start)) FROM {db}.rollup_1h").scalar()
+            took = sd.build_compact(backends, db, settings.timezone, datetime.fromtimestamp(int(first), tz=UTC), end)
+            result["load"].setdefault("steps", {})["compact_rollups"] = took
+    finally:
+        for b in backends:
+            b.close()
 
 
 def _save(result: dict[str, Any], out: Path) -> Path:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -587,6 +587,30 @@ def load(backends: Sequence[Backend], db: str, shape: Shape, *, cell_days: int =
     return times
 
 
+def build_compact(backends: Sequence[Backend], db: str, tz: str, since: datetime, until: datetime) -> float:
+    """The compact rollups (migration 0016) of the local days overlapping [since, until) from the
+    stored rollups, for a data set loaded before they existed: hangwatch.sinks.rollup.rebuild
+    with compact_only, the days split between the connections. Returns the seconds it took."""
+    starts = []
+    start = rollup.local_day(int(since.timestamp()), tz)[0]
+    while start < int(until.timestamp()):
+        starts.append(start)
+        start = rollup.local_day(start, tz)[1]
+
+    def run(i: int) -> None:
+        for s in starts[i::len(backends)]:
+            day = datetime.fromtimestamp(s, tz=UTC)
+            rollup.rebuild(backends[i], db, tz, day, day + timedelta(seconds=1), compact_only=True)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(backends)) as pool:
+        for f in [pool.submit(run, i) for i in range(len(backends))]:
+            f.result()
+    took = time.perf_counter() - t0
+    log.info("compact rollups for %d local days in %.0f s", len(starts), took)
+    return round(took, 1)
+
+
 def _rebuild_parallel(backends: Sequence[Backend], db: str, shape: Shape, minute_days: int,
                       rollup_days: int | None = None) -> dict[str, float]:
     """The rollups over the whole period with the sink's own SQL, one local day per statement,
@@ -625,7 +649,9 @@ def _rebuild_parallel(backends: Sequence[Backend], db: str, shape: Shape, minute
             b.execute(rollup.from_events_sql(db, ROLLUP_1H.name, rollup.HOUR, where))
             t1 = time.perf_counter()
             add("hours", t1 - t0)
+            b.execute(rollup.compact_sql(db, rollup.HOUR, where.replace("occurred_at", "bucket_start")))
             b.execute(rollup.days_from_hours_sql(db, start, end))
+            b.execute(rollup.compact_days_sql(db, start, end))
             add("days", time.perf_counter() - t1)
 
     t0 = time.perf_counter()

@@ -79,6 +79,7 @@ SHARDING_KEYS: Final = {
     "sink_batches": "rand()",  # a log: no key, no deduplication
     **{f"rollup_{g}": ("cityHash64(facet, bucket_start, branch, campaign, channel, script_version, credit_grade, "
                        "pre_notified, first_time_borrower, hangup_stage, agent_id)") for g in ("1m", "1h", "1d")},
+    **{f"rollup_compact_{g}": "cityHash64(facet, bucket_start, value, branch)" for g in ("1m", "1h", "1d")},
 }
 
 

@@ -80,10 +80,27 @@ ROLLUP_1M: Final = TableSpec("rollup_1m", ROLLUP_COLUMNS, "day", "bucket_start")
 ROLLUP_1H: Final = TableSpec("rollup_1h", ROLLUP_COLUMNS, "month", "bucket_start")
 ROLLUP_1D: Final = TableSpec("rollup_1d", ROLLUP_COLUMNS, "month", "bucket_start")
 ROLLUPS: Final = (ROLLUP_1M, ROLLUP_1H, ROLLUP_1D)
+# Compact rollups (migration 0016), derived by the sink from rollup_1h: one value of one
+# column per row, summed over the segments, for reads without a segment filter. A facet names
+# the column (COMPACT_FACETS: the rollup facet its rows come from and the column); 'agent' rows
+# also carry the agent's branch.
+COMPACT_FACETS: Final[dict[str, tuple[str, str]]] = {
+    "all": ("all", ""),
+    **{c: ("all", c) for c in ROLLUP_SEGMENT},
+    **{c: ("profile", c) for c in ROLLUP_FACETS["profile"]},
+    "agent": ("agent", "agent_id"),
+}
+COMPACT_COLUMNS: Final = (
+    "bucket_start", "facet", "value", "branch", "attempts", "connected", "completed", "hung_up", "refused",
+    "wrong_party", "declined", "no_answer", "busy", "voicemail", "invalid_number", "version", "computed_at")
+ROLLUP_COMPACT_1M: Final = TableSpec("rollup_compact_1m", COMPACT_COLUMNS, "day", "bucket_start")
+ROLLUP_COMPACT_1H: Final = TableSpec("rollup_compact_1h", COMPACT_COLUMNS, "month", "bucket_start")
+ROLLUP_COMPACT_1D: Final = TableSpec("rollup_compact_1d", COMPACT_COLUMNS, "month", "bucket_start")
 
 SCHEMA_MIGRATIONS: Final = TableSpec("schema_migrations", (
     "version", "name", "checksum", "applied_at", "server_version", "applied_by"), None)
 
 # Tables filled from a topic, in the order the sink flushes them.
 DATA_TABLES: Final = (CALL_EVENTS, HANGUP_RATES, BORROWER_FLAGS, HANGUP_ALERTS, DEAD_LETTERS)
-ALL_TABLES: Final = {t.name: t for t in (*DATA_TABLES, BORROWER_CALLS, *ROLLUPS, SINK_BATCHES, SCHEMA_MIGRATIONS)}
+ALL_TABLES: Final = {t.name: t for t in (*DATA_TABLES, BORROWER_CALLS, *ROLLUPS, ROLLUP_COMPACT_1M, ROLLUP_COMPACT_1H,
+                                         ROLLUP_COMPACT_1D, SINK_BATCHES, SCHEMA_MIGRATIONS)}

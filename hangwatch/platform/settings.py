@@ -104,6 +104,7 @@ class ClickHouseSettings(BaseModel):
     retention_days: dict[str, int] = Field(default_factory=lambda: {
         "call_events": 400, "hangup_rates": 400, "borrower_flags": 730, "hangup_alerts": 730, "dead_letters": 90,
         "sink_batches": 30, "borrower_calls": 400, "rollup_1m": 35, "rollup_1h": 400, "rollup_1d": 1100,
+        "rollup_compact_1m": 35, "rollup_compact_1h": 400, "rollup_compact_1d": 1100,
     })
     # Native protocol timeouts. Short enough that an unreachable server is noticed (and the
     # sink pauses) within seconds, long enough for a large INSERT to a busy server.

@@ -18,6 +18,7 @@ from hangwatch.sinks.catalogue.rollup import (
     DECLINE_RATE,
     HANGUP_RATE,
     REFUSAL_RATE,
+    compact_rows,
     rollup_rows,
     series_time,
     snapped_step,
@@ -68,6 +69,9 @@ FROM {rollup_rows(ctx, where=_filters(ctx))}
 """.strip()
 
 
+_SERIES_COUNTS: Final = ("attempts", "connected", "hung_up", "declined", "refused")
+
+
 @query("rates_over_time", "Hang-up, decline, refusal and contact rate per interval.", time="range", since="6h")
 def rates_over_time(ctx: Context) -> str:
     step = snapped_step(ctx.frame.interval_s())
@@ -78,7 +82,7 @@ SELECT
   {DECLINE_RATE} AS `decline rate`,
   {REFUSAL_RATE} AS `refusal rate`,
   {CONTACT_RATE} AS `contact rate`
-FROM {rollup_rows(ctx, where=_filters(ctx), step=step)}
+FROM {compact_rows(ctx, "all", _SERIES_COUNTS, VARIABLES, step=step)}
 GROUP BY time
 ORDER BY time
 """.strip()
@@ -93,7 +97,7 @@ SELECT
   {series_time(ctx, step)} AS time,
   branch,
   {HANGUP_RATE} AS hangup_rate
-FROM {rollup_rows(ctx, where=_filters(ctx), step=step)}
+FROM {compact_rows(ctx, "branch", ("connected", "hung_up"), VARIABLES, step=step)}
 GROUP BY time, branch
 ORDER BY time, branch
 """.strip()
@@ -118,7 +122,7 @@ SELECT
   branch,
   {CONNECTED} AS connected,
 {_hour_columns(ctx.tz)}
-FROM {rollup_rows(ctx, where=_filters(ctx), days=False)}
+FROM {compact_rows(ctx, "branch", ("connected", "hung_up"), VARIABLES, days=False)}
 GROUP BY branch
 ORDER BY branch
 """.strip()
@@ -128,15 +132,16 @@ ORDER BY branch
        Param("factor", "script_version", "the factor to compare", str, lambda ctx: tuple(COMPARISONS)),
        time="range", since="24h")
 def comparison(ctx: Context, factor: str) -> str:
-    facet, value = COMPARISONS[factor]
+    _, value = COMPARISONS[factor]
     columns = ("attempts", "connected", "hung_up", "declined", "refused")
+    counts = ", ".join(f"c_{c}" for c in columns)
     return f"""
 SELECT
   {value} AS {factor},
   {_HEADLINE},
   {REFUSAL_RATE} AS refusal_rate,
   {CONTACT_RATE} AS contact_rate
-FROM {rollup_rows(ctx, facet, columns, where=_filters(ctx))}
+FROM (SELECT value AS {factor}, {counts} FROM {compact_rows(ctx, factor, columns, VARIABLES)})
 GROUP BY {factor}
 ORDER BY {factor}
 """.strip()
@@ -166,12 +171,13 @@ _AGENT_COUNTS: Final = ("attempts", "connected", "hung_up")
 def top_agents(ctx: Context, limit: int) -> str:
     return f"""
 SELECT
-  agent_id,
+  value AS agent_id,
   branch,
   sum(c_attempts) AS attempts,
   {CONNECTED} AS connected,
   {HANGUP_RATE} AS hangup_rate
-FROM {rollup_rows(ctx, "agent", _AGENT_COUNTS, where=f"{_filters(ctx)} AND agent_id != '(none)'")}
+FROM {compact_rows(ctx, "agent", _AGENT_COUNTS, VARIABLES)}
+WHERE agent_id != '(none)'
 GROUP BY agent_id, branch
 HAVING connected >= {int(ctx.min_connected)}
 ORDER BY hangup_rate DESC, connected DESC
@@ -196,7 +202,7 @@ ORDER BY hangup_rate DESC, branch
 def events_per_minute(ctx: Context) -> str:
     return f"""SELECT bucket_start AS minute, sum(c_attempts) AS events, sum(c_hung_up) AS hung_up,
        sum(c_declined) AS declined
-FROM {rollup_rows(ctx, columns=("attempts", "hung_up", "declined"), step=str(60))}
+FROM {compact_rows(ctx, "all", ("attempts", "hung_up", "declined"), (), step=str(60))}
 GROUP BY minute
 ORDER BY minute"""
 

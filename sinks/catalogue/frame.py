@@ -57,6 +57,11 @@ class Frame(Protocol):
         """`column IN (selected values of variable)`, or 1=1 when all are selected."""
         ...
 
+    def all_of(self, variable: str) -> str:
+        """A constant condition: 1=1 when all values of `variable` are selected (no filter),
+        else 1=0. Lets one query text pick a source by whether a filter is set."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MacroFrame:
@@ -90,6 +95,11 @@ class MacroFrame:
         if not self.dashboard:
             raise FrameError(f"alert rules cannot filter on the dashboard variable {variable!r}")
         return f"$__conditionalAll({column} IN (${{{variable}:singlequote}}), ${variable})"
+
+    def all_of(self, variable: str) -> str:
+        if not self.dashboard:
+            return "1=1"  # alert rules have no variables: nothing is filtered
+        return f"$__conditionalAll(1=0, ${variable})"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,6 +143,9 @@ class FixedFrame:
     def any_of(self, column: str, variable: str) -> str:
         values = self.selected.get(variable)
         return f"{column} IN {literal(tuple(values))}" if values else "1=1"
+
+    def all_of(self, variable: str) -> str:
+        return "1=0" if self.selected.get(variable) else "1=1"
 
 
 def _bucket(column: str, step: str) -> str:

@@ -19,7 +19,7 @@ from typing import Final
 from hangwatch.sinks.catalogue import params
 from hangwatch.sinks.catalogue.expr import CONNECTED_LIST, DIMENSION_SQL
 from hangwatch.sinks.catalogue.registry import Context, Param, QueryError, query
-from hangwatch.sinks.catalogue.rollup import FACET_COLUMNS, SEGMENT, rollup_rows
+from hangwatch.sinks.catalogue.rollup import FACET_COLUMNS, SEGMENT, compact_rows, rollup_rows
 from hangwatch.sinks.sql import literal
 
 # Filters people can set (dashboard variables, CLI --filter): segment columns of every rollup row.
@@ -146,10 +146,11 @@ FROM (
 # toDayOfWeek(t, zone) on 18.16 is toDayOfWeek(t, mode, zone) on current servers: the local
 # weekday and hour come from the time carried into the zone instead, which both read alike.
 def _segment_source(ctx: Context, segment: str) -> tuple[str, str]:
-    """(segment expression, rollup subquery with hour rows at most) for a best-time query."""
-    facet = "profile" if segment in FACET_COLUMNS["profile"] else "all"
-    source = rollup_rows(ctx, facet, ("attempts", "connected", "hung_up"), _filters(ctx), days=False)
-    return ("'all'" if segment == "all" else segment), source
+    """(segment expression, subquery with hour rows at most) for a best-time query: the compact
+    rollups of the segment's column (sinks.catalogue.rollup.compact_rows; the full rollups when
+    a filter is set)."""
+    source = compact_rows(ctx, segment, ("attempts", "connected", "hung_up"), FILTERS, days=False)
+    return ("'all'" if segment == "all" else "value"), source
 
 
 def _slot_counts(ctx: Context, segment: str) -> str:
@@ -246,7 +247,7 @@ def compare_one_vs_rest(ctx: Context, factor: str, rate: str, confidence: str, d
     z = _confidence_z(ctx, confidence, "compare_one_vs_rest")
     d = repr(_deff(design_effect, "compare_one_vs_rest"))
     k, n = RATES[rate]
-    source = rollup_rows(ctx, "profile", (k, n), _filters(ctx))
+    source = compact_rows(ctx, factor, (k, n), FILTERS)
     bounds = {f"{side}_{b}": _wilson(f"k_{side}", f"n_{side}", z, lower=(b == "low"))
               for side in ("a", "b") for b in ("low", "high")}
     return f"""
@@ -276,7 +277,7 @@ FROM (
     FROM (
       SELECT groupArray(v) AS gs, groupArray(kg) AS ks, groupArray(ng) AS ns, sum(kg) AS tk, sum(ng) AS tn
       FROM (
-        SELECT {factor} AS v, sum(c_{k}) AS kg, sum(c_{n}) AS ng
+        SELECT value AS v, sum(c_{k}) AS kg, sum(c_{n}) AS ng
         FROM {source}
         GROUP BY v
       )

@@ -87,3 +87,37 @@ def day_after(t_s: int, tz: str) -> int:
     zone = ZoneInfo(tz)
     d = datetime.fromtimestamp(t_s, tz=zone).date() + timedelta(days=1)
     return int(datetime(d.year, d.month, d.day, tzinfo=zone).timestamp())
+
+
+# (grain, bucket start epoch s, facet, value, branch) of the compact rollups (rollup_compact_*).
+CompactKey = tuple[str, int, str, str, str]
+
+
+def compact_facets(e: CallOutcome) -> list[tuple[str, str, str]]:
+    """(facet, value, branch) rows of an event in the compact rollups: one per column, the
+    agent's with its branch."""
+    return [
+        ("all", "", ""),
+        ("branch", e.branch, ""),
+        ("campaign", e.campaign, ""),
+        ("channel", e.channel, ""),
+        ("script_version", e.script_version or NONE, ""),
+        ("credit_grade", e.credit_grade or NONE, ""),
+        ("pre_notified", _b(e.pre_notified), ""),
+        ("first_time_borrower", _b(e.first_time_borrower), ""),
+        ("agent", e.agent_id or NONE, e.branch),
+    ]
+
+
+def compact_counts(events: Iterable[CallOutcome], tz: str) -> dict[CompactKey, dict[str, int]]:
+    """Every compact rollup row's counts, for all three grains; duplicates of an event_id count once."""
+    out: dict[CompactKey, dict[str, int]] = {}
+    for e in dedupe(events):
+        t_s = e.occurred_at_ms // 1000
+        for grain in GRAINS:
+            for f in compact_facets(e):
+                c = out.setdefault((grain, bucket(grain, t_s, tz), *f), dict.fromkeys(COUNTS, 0))
+                c["attempts"] += 1
+                c["connected"] += e.outcome in CONNECTED
+                c[e.outcome] += 1
+    return out
