@@ -110,9 +110,11 @@ def next_action_text(w: Words, row: Mapping[str, Any]) -> str:
 
 
 def alert_explanation(w: Words, row: Mapping[str, Any], window_s: int, tz: tzinfo) -> str:
-    """A firing spike alert from its numbers (dimension, value, window_start, connected,
-    hangup_rate, baseline_rate, wilson_low)."""
+    """A firing spike alert from its numbers (dimension, value, window_start, window_size_s,
+    connected, hangup_rate, baseline_rate, wilson_low). The window is the record's own (the span
+    of minutes that fired); `window_s` stands in for rows without it."""
     try:
+        window_s = int(row.get("window_size_s") or window_s)
         connected = int(row["connected"])
         rate = float(row["hangup_rate"])
         return w.text("explain.alert.firing", dimension=w.name("dimension", row["dimension"]),

@@ -86,7 +86,8 @@ FLAG_COLUMNS: Final = ("borrower_id", "loan_id", "rule_id", "status", "severity"
 # The evidence as arrays (migration 0008), element i = the i-th call of the evidence.
 EVIDENCE_ARRAYS: Final = ("evidence_occurred_at", "evidence_outcome", "evidence_hangup_stage", "evidence_agent_id",
                           "evidence_script_version")
-ALERT_COLUMNS: Final = ("status", "dimension", "value", "window_start", "window_end", "connected", "hung_up",
+ALERT_COLUMNS: Final = ("status", "dimension", "value", "window_start", "window_end", "window_size_s", "connected",
+                        "hung_up",
                         "hangup_rate", "wilson_low", "baseline_rate", "explanation", "emitted_at")
 
 

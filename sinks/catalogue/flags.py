@@ -108,6 +108,7 @@ SELECT
   a_dimension AS dimension,
   a_value AS value,
   a_window_start AS window_start,
+  a_window_size_s AS window_size_s,
   a_hangup_rate AS hangup_rate,
   a_wilson_low AS wilson_low,
   a_baseline_rate AS baseline_rate,
