@@ -657,6 +657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ranges", default=",".join(RANGES))
     ap.add_argument("--refresh-ranges", default="1h,24h,7d,30d", help="ranges of the concurrent refresh")
     ap.add_argument("--phases", default="after_load,merged")
+    ap.add_argument("--events-only", action="store_true",
+                    help="load call_events alone, time it and stop (the 'loading 100 M events' target; "
+                         "use a --db of its own: the data set is not complete)")
     ap.add_argument("--connections", type=int, default=2, help="concurrent INSERTs while loading")
     ap.add_argument("--db", default="hangwatch_serving")
     ap.add_argument("--reuse", action="store_true", help="keep the database if it holds the same shape")
@@ -706,6 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ranges = [r for r in RANGES if any(x["range"] == r for recs in result["phases"].values() for x in recs)]
     else:
         result = run(a, server, grafana, ranges, borrowers)
+        if a.events_only:
+            return 0
     console = Console(file=sys.stdout, width=200)
     for phase, recs in result["phases"].items():
         print_phase(console, phase, recs, ranges)
@@ -769,7 +774,7 @@ def run(a: argparse.Namespace, server: Server, grafana: Server, ranges: Sequence
         t0 = time.perf_counter()
         with _phase_timer(f"load {a.events:,} events over {a.days} days into {db}"):
             times = sd.load(backends, db, shape, minute_days=a.minute_days, hourly_cells=a.hourly_cells,
-                            rollup_days=a.rollup_days, events_loaded=events_loaded)
+                            rollup_days=a.rollup_days, events_loaded=events_loaded, events_only=a.events_only)
             drops, _ = retention.apply(backends[0], db, settings.clickhouse.retention_days,
                                        today=end.date())
         if events_loaded and a.events_took is not None:
@@ -780,6 +785,11 @@ def run(a: argparse.Namespace, server: Server, grafana: Server, ranges: Sequence
                           "retention_dropped_partitions": len(drops), "machine": cpu.since_start()}
         for b in backends:
             b.close()
+        if a.events_only:  # not a complete data set: no marker, no timing phases
+            _save(result, a.out)
+            print(f"call_events: {times.rows['call_events']:,} events over {a.days} days loaded in "
+                  f"{times.steps['call_events']:.0f} s (target {TARGETS['load_s']:.0f} s); machine {cpu.since_start()}")
+            return result
         _write_marker(admin, db, {"shape": shape_key, "end": int(end.timestamp()), "load": result["load"]})
         _save(result, a.out)
     if reused:
