@@ -14,10 +14,13 @@ ClickHouse here is one server of the cluster (ch-s1r1) with the single-node sche
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -41,6 +44,28 @@ from tests.integration.test_worker_flags_alerts import yesterday_8am_ms
 
 pytestmark = pytest.mark.cluster
 RATE = 300  # records per second of wall time: the whole set takes ~20 s to produce
+# One JSON line per failover run: when each check came true, in seconds after the fault (the
+# closing note's failover timings; `make cluster-test` prints where it is).
+TIMINGS = Path(__file__).resolve().parents[2] / ".local" / "cluster-failover-timings.jsonl"
+
+
+class Timeline:
+    """Seconds after the fault at which each step of the recovery was seen."""
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+        self.t0 = time.monotonic()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = round(time.monotonic() - self.t0, 1)
+
+    def write(self, **extra: object) -> None:
+        TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+        line = {"fault": self.fault, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **self.marks, **extra}
+        with TIMINGS.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(f"failover timings: {line}")
 
 
 @pytest.fixture
@@ -200,25 +225,34 @@ def test_fault_mid_stream_equals_the_oracles(cluster: Cluster, store: tuple[Nati
             wait_for(lambda: producer.delivered >= len(records) // 3 and backend.query(
                 f"SELECT count() FROM {db}.call_events").scalar() > 0, 120, "a third produced and stored", workers)
             at = producer.delivered
+            timeline = Timeline(fault_name)
             print(f"{fault.inject(run)} after {at} of {len(records)} records")
             producer.join()
             assert producer.delivered == len(records)
+            timeline.mark("all_produced_s")
             fault.after_produced(run)
+            timeline.mark("fault_over_s")
 
             wait_for(lambda: backend.query(f"SELECT count() FROM {db}.call_events FINAL").scalar() == len(events),
                      180, "every distinct event stored", workers, every_s=1.0)
+            timeline.mark("events_equal_s")
             wait_for(lambda: stored_final_rates(backend, db) == expected_rates, 180,
                      "stored final rates equal to the oracle", workers, every_s=2.0)
+            timeline.mark("final_rates_equal_s")
             dlq = f"SELECT uniqExact(source_topic, source_partition, source_offset) FROM {db}.dead_letters"
             wait_for(lambda: backend.query(dlq).scalar() == n_malformed, 60, "every malformed message in dead_letters",
                      workers, describe=lambda: f"{backend.query(dlq).scalar()} of {n_malformed}")
+            timeline.mark("dead_letters_equal_s")
             wait_for(lambda: sorted(map(tuple, backend.query(
                 f"SELECT DISTINCT flag_id, status FROM {db}.borrower_flags").rows)) == expected_flags,
                      60, "stored flags equal to the oracle", workers)
+            timeline.mark("flags_equal_s")
         # nothing doubled: duplicates on the wire and records re-sent after the failover never
         # become duplicate answers
         assert backend.query(f"SELECT count() FROM {db}.call_events FINAL").scalar() == len(events)
         assert n_malformed > 0 and any(r.fault == "duplicate" for r in records)
+        timeline.write(at_record=at, records=len(records), events=len(events), flags=len(expected_flags),
+                       final_cells=len(expected_rates), dead_letters=n_malformed, lost=0, doubled=0)
     finally:
         for w in workers:
             w.stop()
