@@ -160,7 +160,11 @@ def applied_offset_of(data: bytes) -> int:
         end = data.find(b",", len(head))
         if end > 0:
             return int(data[len(head):end])
-    return int(orjson.loads(data)["o"])
+    try:
+        d = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return -1  # not a borrower state (a store used for other values): the later write wins
+    return int(d["o"]) if isinstance(d, dict) and isinstance(d.get("o"), int) else -1
 
 
 def newer_state(key: str, old: bytes, new: bytes) -> bytes:

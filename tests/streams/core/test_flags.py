@@ -499,3 +499,8 @@ def test_the_newer_state_is_the_one_that_applied_the_higher_offset(a: int, b: in
     assert applied_offset_of(old) == BorrowerState.from_bytes(old).applied_offset == a
     assert newer_state("b1", old, new) is (old if a > b else new)
     assert applied_offset_of(b'{"o":%d,"v":1,"e":[]}' % a) == a, "another key order falls back to parsing"
+
+
+def test_values_that_are_not_borrower_states_keep_the_later_write() -> None:
+    assert applied_offset_of(b"x2") == -1 and applied_offset_of(b'{"a": 1}') == -1
+    assert newer_state("k", b"x1", b"x2") == b"x2"
