@@ -37,7 +37,7 @@ from rocksdict import Rdict, WriteBatch
 
 from hangwatch.platform.settings import WorkerSettings
 from hangwatch.streams import metrics
-from hangwatch.streams.core.flags import applied_offset_of, newer_state
+from hangwatch.streams.core.flags import newer_state
 from hangwatch.streams.outbox import Outbox, exact_size
 from hangwatch.streams.ports import ChangelogSource
 
@@ -318,10 +318,8 @@ def _newer_than_held(db: Any, changes: dict[bytes, bytes | None]) -> dict[bytes,
     the local store holds (a replaced owner's late write after this store's own)."""
     out = dict(changes)
     for key, value in changes.items():
-        if value is None or (held := db.get(key)) is None:
-            continue
-        if applied_offset_of(held) > applied_offset_of(value):
-            out[key] = held
+        if value is not None and (held := db.get(key)) is not None:
+            out[key] = newer_state("", held, value)
     return out
 
 
