@@ -37,14 +37,15 @@ def test_old_partitions_are_dropped_new_ones_kept(store: Store) -> None:
         batch_of(router_for(store), records, int(time.time())))
     keep = {"call_events": 30, "dead_letters": 60}
 
-    drops, _ = retention.apply(store.backend, store.db, keep, dry_run=True)
+    # The same day as the events above, even when the run crosses midnight.
+    drops, _ = retention.apply(store.backend, store.db, keep, today=TODAY, dry_run=True)
     planned = {(d.table, d.partition_id) for d in drops}
     old = {(TODAY - timedelta(days=a)).strftime("%Y%m%d") for a in (500, 31)}
     # (Current servers may already have expired the 500-day-old rows by TTL on their own.)
     assert {p for t, p in planned if t == "call_events"} <= old
     assert (TODAY - timedelta(days=31)).strftime("%Y%m%d") in {p for t, p in planned if t == "call_events"}
 
-    retention.apply(store.backend, store.db, keep)
+    retention.apply(store.backend, store.db, keep, today=TODAY)
     days = {r[0] for r in store.backend.query(f"SELECT DISTINCT toDate(occurred_at) FROM {store.db}.call_events").rows}
     # The 30-day-old partition is not dropped (its day is still inside the 30 days), but a
     # current server's TTL expires its rows once the wall clock passes their time of day plus
@@ -61,7 +62,7 @@ def test_old_partitions_are_dropped_new_ones_kept(store: Store) -> None:
     # A month partition stays while its last day is within the 60 days; the 400-day-old one went.
     assert all(retention.newest_day(str(m), "month") >= TODAY - timedelta(days=60) for m in dl_months)  # type: ignore[operator]
     assert (TODAY - timedelta(days=1)).year * 100 + (TODAY - timedelta(days=1)).month in dl_months
-    assert retention.plan_drops(store.backend, store.db, keep) == []  # nothing left to do
+    assert retention.plan_drops(store.backend, store.db, keep, TODAY) == []  # nothing left to do
 
 
 def test_ttl_follows_the_settings_where_supported(store: Store) -> None:
