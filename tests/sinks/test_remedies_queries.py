@@ -125,6 +125,24 @@ def test_borrower_clustering_equals_per_borrower_sums(stored: Store) -> None:
         assert stats.icc_from_sums(s) == pytest.approx(icc)
 
 
+def test_borrower_clustering_samples_a_hash_range_of_borrowers_over_long_ranges(stored: Store) -> None:
+    """Beyond 28 days the sums are those of the borrowers in the lowest 1/k of the hash range
+    (k = days // 14: 6 at 90 days), which borrower_calls' primary key reads alone (0018)."""
+    start = END - timedelta(days=90)
+    row = run(stored.backend, "borrower_clustering", _ctx(stored, start)).dicts()[0]
+    bound = (2**64 - 1) // 6
+    # The sampled borrowers as call_events names them (another table, same hash function).
+    sampled = {r[0] for r in stored.backend.query(
+        f"SELECT DISTINCT borrower_id FROM {stored.db}.call_events WHERE cityHash64(borrower_id) <= {bound}").rows}
+    everyone = {e.borrower_id for e in _in_range(start)}
+    assert 0 < len(sampled & everyone) < len(everyone) / 3
+    expected = _clusters([e for e in _in_range(start) if e.borrower_id in sampled])
+    for rate, s in expected.items():
+        assert (row[f"{rate}_borrowers"], row[f"{rate}_units"], row[f"{rate}_successes"], row[f"{rate}_m2"]) == (
+            s.g, s.n, s.y, s.m2)
+        assert row[f"{rate}_between"] == pytest.approx(s.between)
+
+
 def _per_borrower(rate: str) -> list[tuple[int, int]]:
     k, n = {"hangup": ("hung_up", "connected"), "decline": ("declined", "attempts"),
             "contact": ("connected", "attempts")}[rate]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -16,9 +17,10 @@ from hangwatch.sinks.backends.native import NativeBackend
 from hangwatch.sinks.backends.url import parse_url
 from hangwatch.sinks.features import check_supported
 from hangwatch.sinks.tables import ALL_TABLES
-from testkit.events import BASE_MS
+from hangwatch.sinks.writer.flush import Flusher
+from testkit.events import BASE_MS, event_records, make_events
 from testkit.fakes import FakeMessage
-from testkit.sinks import CH_URL, Store
+from testkit.sinks import CH_URL, Store, batch_of, router_for
 from tests.sinks.sinkhelpers import RUN_TAG, alert_record, flag_record
 
 RETENTION = ClickHouseSettings().retention_days
@@ -32,8 +34,9 @@ def test_up_status_and_idempotent_rerun(store: Store) -> None:
     assert migrate.plan(store.backend, store.db, RETENTION) == []
     tables = dict(store.backend.query(
         f"SELECT name, engine FROM system.tables WHERE database = '{store.db}'").rows)
-    # hangup_alerts_0005: the table before 0009 rebuilt it (kept for the operator to drop).
-    assert set(tables) == set(ALL_TABLES) | {"hangup_alerts_0005"}
+    # hangup_alerts_0005 and borrower_calls_0013: the tables before 0009 and 0018 rebuilt them
+    # (kept for the operator to drop).
+    assert set(tables) == set(ALL_TABLES) | {"hangup_alerts_0005", "borrower_calls_0013"}
     assert tables["call_events"] == "ReplacingMergeTree"
     assert tables["sink_batches"] == "MergeTree"
     # Every column the writer fills exists in the migrated schema.
@@ -136,6 +139,25 @@ def test_dashboard_database_renders_per_mode() -> None:
         assert text.count("AS borrower_id") == 2 and text.count("AS loan_id") == 2
 
 
+def test_borrower_calls_rebuild_renders_per_mode() -> None:
+    """0018: one server swaps the tables; a cluster swaps the _local ones ON CLUSTER and copies
+    back through a Distributed table over the old ones (same sharding key)."""
+    m = next(m for m in migrate.discover() if m.name == "borrower_calls_by_hash")
+    v = ServerVersion(18, 16, 1)
+    one = migrate.render(m, migrate.RenderContext("d", v, RETENTION))
+    cluster = migrate.render(m, migrate.RenderContext("d", v, RETENTION, cluster="c"))
+    assert len(one) == 3 and "RENAME TABLE d.borrower_calls TO d.borrower_calls_0013,\n" in one[1]
+    assert "-- tolerate: 57 60" in one[1] and "ON CLUSTER" not in "\n".join(one)
+    assert "INSERT INTO d.borrower_calls\n" in one[2] and "FROM d.borrower_calls_0013;" in one[2] + ";"
+    assert "ORDER BY (cityHash64(borrower_id), borrower_id, occurred_at, event_id)" in one[0]
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/d/borrower_calls_0018'" in cluster[0]
+    assert cluster[1].rstrip(";").endswith(
+        "d.borrower_calls_0018_local TO d.borrower_calls_local ON CLUSTER c")
+    assert "ENGINE = Distributed(c, d, borrower_calls_0013_local, cityHash64(borrower_id))" in cluster[2]
+    assert "INSERT INTO d.borrower_calls\n" in cluster[3] and "FROM d.borrower_calls_0013" in cluster[3]
+    assert migrate.SHARDING_KEYS["borrower_calls"] == "cityHash64(borrower_id)"
+
+
 def test_too_old_server_is_refused() -> None:
     with pytest.raises(RuntimeError, match=r"minimum supported version 18\.16"):
         check_supported(ServerVersion(18, 14, 9))
@@ -183,6 +205,32 @@ def test_alert_history_survives_the_upgrade_and_merges(store: Store) -> None:
         assert history[merged["alert_id"]]["hangup_rate"] is None  # merged away before the upgrade
         assert _run(store, db, "active_alerts") == []
         # A second run of the whole chain changes nothing (every statement is idempotent).
+        assert migrate.apply(store.backend, db, RETENTION) == []
+    finally:
+        migrate.drop(store.backend, db)
+
+
+def test_borrower_calls_keep_their_rows_and_answers_through_the_rebuild(store: Store) -> None:
+    """0018 sorts borrower_calls by the borrower's hash first: the calls stored before it are
+    copied over, and the drill-down and the design-effect sums give the same answers."""
+    db = _upgrade_db(store, 17)
+    try:
+        events = make_events(300, seed=18, start_ms=BASE_MS, span_s=3600)
+        batch = batch_of(router_for(store), {"call_events": event_records(events + events[:30])}, int(time.time()))
+        Flusher(store.backend, db, "sink@test", "Asia/Shanghai").flush(batch)
+        someone = events[0].borrower_id
+        before = (_run(store, db, "borrower_calls", borrower=someone), _run(store, db, "borrower_clustering"))
+        stored = store.backend.query(f"SELECT count() FROM {db}.borrower_calls").scalar()
+        migrate.apply(store.backend, db, RETENTION)
+        ddl = store.backend.query(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' "
+                                  "AND name = 'borrower_calls'").scalar()
+        assert "ORDER BY (cityHash64(borrower_id), borrower_id, occurred_at, event_id)" in ddl
+        assert store.backend.query(f"SELECT count() FROM {db}.borrower_calls").scalar() == stored
+        assert (_run(store, db, "borrower_calls", borrower=someone), _run(store, db, "borrower_clustering")) == before
+        assert len(before[0]) == sum(e.borrower_id == someone for e in events)
+        # The dashboard's masked view reads the new table by name.
+        assert store.backend.query(f"SELECT count() FROM {migrate.dashboard_database(db)}.borrower_calls").scalar() \
+            == stored
         assert migrate.apply(store.backend, db, RETENTION) == []
     finally:
         migrate.drop(store.backend, db)
