@@ -350,6 +350,10 @@ class AnalyticsSettings(BaseModel):
     # 1 + (m - 1) x ICC); a number >= 1 fixes it (1 = calls independent). Panels, which run on
     # the dashboards' time range without the estimate, use this number or 1.
     design_effect: Annotated[float, Field(ge=1)] | None = None
+    # The estimate reads the calls of every borrower up to this many calls in the range, and
+    # beyond it a hash sample of the borrowers with about as many calls (0: always every
+    # borrower): the grouping per borrower is what takes the time on long ranges.
+    design_effect_sample_calls: Annotated[int, Field(ge=0)] = 500_000
     # Before/after a rollout: days on either side of the rollout date.
     rollout_days: Annotated[int, Field(ge=1)] = 14
     # Warn that the mix shifted when the credit grade x campaign shares differ between the

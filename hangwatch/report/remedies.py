@@ -96,7 +96,8 @@ def design_effects(backend: Backend, settings: Settings, db: str, start: datetim
     if fixed is not None:
         return dict.fromkeys(RATES, float(fixed)), "setting"
     ctx = Context.of(settings, _frame(start, end, filters), db)
-    row = run(backend, "borrower_clustering", ctx, factor=factor, groups=",".join(groups)).dicts()
+    row = run(backend, "borrower_clustering", ctx, factor=factor, groups=",".join(groups),
+              sample_calls=settings.analytics.design_effect_sample_calls).dicts()
     out = {}
     for rate in RATES:
         p = rate.removesuffix("_rate")

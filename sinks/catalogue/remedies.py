@@ -35,8 +35,6 @@ SEGMENTS: Final = ("all", "credit_grade", "first_time_borrower", "campaign", "ch
 RATES: Final = {"hangup_rate": ("hung_up", "connected"), "decline_rate": ("declined", "attempts"),
                 "contact_rate": ("connected", "attempts")}
 _COUNTS: Final = ("attempts", "connected", "hung_up", "declined")
-# borrower_clustering reads every borrower for ranges up to twice this many days, a sample beyond.
-SAMPLE_DAYS: Final = 14
 # UInt64 over UInt64: 18.16 types intDiv(UInt64, UInt8) as Int64 (the maximum becomes -1).
 _HASH_MAX: Final = "toUInt64(18446744073709551615)"
 
@@ -104,20 +102,24 @@ ORDER BY grp, {strata}
        "Σ k²/m, Σ m²) that the design effect of a comparison is estimated from (docs/analytics.md).",
        Param("factor", "all", "restrict to calls whose factor is one of `groups`", str,
              lambda ctx: ("all", *FACTORS)),
-       Param("groups", "", "comma-separated values of the factor (empty: all)"), time="range", since="14d")
-def borrower_clustering(ctx: Context, factor: str, groups: str) -> str:
+       Param("groups", "", "comma-separated values of the factor (empty: all)"),
+       Param("sample_calls", 500_000, "above this many calls, a hash sample of the borrowers with about as many "
+             "(0: every borrower; analytics.design_effect_sample_calls)", int), time="range", since="14d")
+def borrower_clustering(ctx: Context, factor: str, groups: str, sample_calls: int) -> str:
     chosen = _values(groups)
-    # Over long ranges a hash sample of the borrowers, one in every 14 days of range: the design
-    # effect comes from ratios of these sums, which a random sample of borrowers estimates
-    # alike, and a 90-day range of a large portfolio no longer holds every borrower in memory.
-    # The sample is the lowest part of the hash range: borrower_calls is sorted by the hash
-    # first (migration 0018), so the primary key reads only the sampled borrowers' granules.
-    span_days = f"intDiv(toUInt32({ctx.frame.to_time('now()')}) - toUInt32({ctx.frame.from_time()}), 86400)"
-    one_in = f"toUInt64(greatest(1, intDiv({span_days}, {SAMPLE_DAYS})))"
-    where = [ctx.frame.time_filter("occurred_at"), _filters(ctx),
-             f"cityHash64(borrower_id) <= intDiv({_HASH_MAX}, {one_in})"]
+    where = [ctx.frame.time_filter("occurred_at"), _filters(ctx)]
     if factor != "all" and chosen:
         where.append(f"{DIMENSION_SQL[factor]} IN {literal(chosen)}")
+    if sample_calls > 0:
+        # Above `sample_calls` calls, the borrowers of the lowest 1/k of the hash range, k the
+        # calls over sample_calls: the design effect comes from ratios of these sums, which a
+        # random sample of borrowers estimates alike, and the time goes into grouping the
+        # calls per event and borrower. borrower_calls is sorted by the hash first (0018), so
+        # the primary key reads only the sampled borrowers' granules; the count before it
+        # reads the time column alone.
+        calls = f"(SELECT count() FROM {ctx.db}.borrower_calls WHERE {' AND '.join(where)})"
+        one_in = f"greatest(toUInt64(1), intDiv({calls}, toUInt64({int(sample_calls)})))"
+        where.append(f"cityHash64(borrower_id) <= intDiv({_HASH_MAX}, {one_in})")
     sums = []
     for rate, (k, m) in RATES.items():
         name = rate.removesuffix("_rate")

@@ -125,12 +125,17 @@ def test_borrower_clustering_equals_per_borrower_sums(stored: Store) -> None:
         assert stats.icc_from_sums(s) == pytest.approx(icc)
 
 
-def test_borrower_clustering_samples_a_hash_range_of_borrowers_over_long_ranges(stored: Store) -> None:
-    """Beyond 28 days the sums are those of the borrowers in the lowest 1/k of the hash range
-    (k = days // 14: 6 at 90 days), which borrower_calls' primary key reads alone (0018)."""
+def test_borrower_clustering_samples_a_hash_range_of_borrowers_above_sample_calls(stored: Store) -> None:
+    """Above `sample_calls` calls the sums are those of the borrowers in the lowest 1/k of the
+    hash range (k = stored calls // sample_calls), which borrower_calls' primary key reads
+    alone (0018)."""
     start = END - timedelta(days=90)
-    row = run(stored.backend, "borrower_clustering", _ctx(stored, start)).dicts()[0]
-    bound = (2**64 - 1) // 6
+    end_s = int(END.timestamp())
+    stored_calls = stored.backend.query(
+        f"SELECT count() FROM {stored.db}.borrower_calls WHERE occurred_at < toDateTime({end_s})").scalar()
+    assert stored_calls >= len(_in_range(start))  # copies of an event count until merged
+    row = run(stored.backend, "borrower_clustering", _ctx(stored, start), sample_calls=300).dicts()[0]
+    bound = (2**64 - 1) // (stored_calls // 300)
     # The sampled borrowers as call_events names them (another table, same hash function).
     sampled = {r[0] for r in stored.backend.query(
         f"SELECT DISTINCT borrower_id FROM {stored.db}.call_events WHERE cityHash64(borrower_id) <= {bound}").rows}
@@ -141,6 +146,10 @@ def test_borrower_clustering_samples_a_hash_range_of_borrowers_over_long_ranges(
         assert (row[f"{rate}_borrowers"], row[f"{rate}_units"], row[f"{rate}_successes"], row[f"{rate}_m2"]) == (
             s.g, s.n, s.y, s.m2)
         assert row[f"{rate}_between"] == pytest.approx(s.between)
+    # At or below sample_calls (and with 0), every borrower.
+    for every in (0, stored_calls):
+        whole = run(stored.backend, "borrower_clustering", _ctx(stored, start), sample_calls=every).dicts()[0]
+        assert whole["contact_borrowers"] == len(everyone)
 
 
 def _per_borrower(rate: str) -> list[tuple[int, int]]:
