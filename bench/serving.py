@@ -417,14 +417,19 @@ def _refresh_once(clients: Sequence[Client], targets: Sequence[Item],
         return time.perf_counter() - t0, results
 
 
-def borrower_items(db: str, borrower: str, end: datetime) -> list[Item]:
+def borrower_items(settings: Settings, db: str, borrower: str, end: datetime) -> list[Item]:
+    """The drill-down as the catalogue runs it (`borrower_calls`, 365 days), and the same rows
+    from call_events FINAL for contrast."""
+    from hangwatch.sinks import catalogue
+    from hangwatch.sinks.catalogue import Context, FixedFrame
+
     lo = end - timedelta(days=365)
+    drill_down = catalogue.render("borrower_calls", Context.of(settings, FixedFrame(lo, end), db), borrower=borrower)
     cols = ("occurred_at, event_id, call_id, loan_id, campaign, channel, agent_id, branch, outcome, hangup_stage, "
             "duration_s, attempt_no, pre_notified, credit_grade, script_version")
     where = f"borrower_id = {literal(borrower)} AND occurred_at >= {literal(lo)} AND occurred_at <= {literal(end)}"
     return [
-        Item("borrower", "one borrower's calls, 365 d (borrower_calls)",
-             f"SELECT {cols} FROM {db}.borrower_calls WHERE {where} ORDER BY occurred_at LIMIT 1 BY event_id", "-"),
+        Item("borrower", "one borrower's calls, 365 d (borrower_calls)", drill_down, "-"),
         Item("borrower", "the same from call_events FINAL (for contrast)",
              f"SELECT {cols} FROM {db}.call_events FINAL WHERE {where} ORDER BY occurred_at", "-"),
     ]
@@ -636,7 +641,7 @@ def run_phase(server: Server, grafana: Server, settings: Settings, db: str, end:
     items = catalogue_items(settings, db, end, ranges, borrower)
     items += panel_items(settings, end, ranges)
     items += rule_items(settings, end)
-    items += borrower_items(db, borrower, end)
+    items += borrower_items(settings, db, borrower, end)
     time_items(timer, items, "queries, panels, rules")
     reports, sections = time_report(server, settings, db, end, ranges, a.runs, a.slow)
     refresh = time_refresh(grafana, items, [r for r in ranges if r in a.refresh_ranges.split(",")], a.runs)

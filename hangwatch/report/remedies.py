@@ -96,8 +96,14 @@ def design_effects(backend: Backend, settings: Settings, db: str, start: datetim
     if fixed is not None:
         return dict.fromkeys(RATES, float(fixed)), "setting"
     ctx = Context.of(settings, _frame(start, end, filters), db)
-    row = run(backend, "borrower_clustering", ctx, factor=factor, groups=",".join(groups),
-              sample_calls=settings.analytics.design_effect_sample_calls).dicts()
+    chosen = ",".join(groups)
+    # Above analytics.design_effect_sample_calls calls, a hash sample of the borrowers with
+    # about as many (docs/analytics.md): counted here, so that the estimate's query holds k as
+    # a constant its primary key can prune on.
+    sample = settings.analytics.design_effect_sample_calls
+    calls = int(run(backend, "borrower_calls_in_scope", ctx, factor=factor, groups=chosen).scalar() or 0)
+    one_in = max(1, calls // sample) if sample > 0 else 1
+    row = run(backend, "borrower_clustering", ctx, factor=factor, groups=chosen, one_in=one_in).dicts()
     out = {}
     for rate in RATES:
         p = rate.removesuffix("_rate")

@@ -47,6 +47,10 @@ def _sum(columns: tuple[str, ...] = _COUNTS) -> str:
     return ", ".join(f"sum(c_{c}) AS {c}" for c in columns)
 
 
+def _hashes(ids: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"cityHash64({literal(i)})" for i in ids) + ")"
+
+
 def _values(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -98,28 +102,49 @@ ORDER BY grp, {strata}
 """.strip()
 
 
-@query("borrower_clustering", "Per rate, the sums over borrowers of their calls (borrowers, units, successes, "
-       "Σ k²/m, Σ m²) that the design effect of a comparison is estimated from (docs/analytics.md).",
-       Param("factor", "all", "restrict to calls whose factor is one of `groups`", str,
-             lambda ctx: ("all", *FACTORS)),
-       Param("groups", "", "comma-separated values of the factor (empty: all)"),
-       Param("sample_calls", 500_000, "above this many calls, a hash sample of the borrowers with about as many "
-             "(0: every borrower; analytics.design_effect_sample_calls)", int), time="range", since="14d")
-def borrower_clustering(ctx: Context, factor: str, groups: str, sample_calls: int) -> str:
+_CLUSTER_FACTOR = Param("factor", "all", "restrict to calls whose factor is one of `groups`", str,
+                        lambda ctx: ("all", *FACTORS))
+_CLUSTER_GROUPS = Param("groups", "", "comma-separated values of the factor (empty: all)")
+
+
+def _clustering_scope(ctx: Context, factor: str, groups: str) -> list[str]:
     chosen = _values(groups)
     where = [ctx.frame.time_filter("occurred_at"), _filters(ctx)]
     if factor != "all" and chosen:
         where.append(f"{DIMENSION_SQL[factor]} IN {literal(chosen)}")
-    if sample_calls > 0:
-        # Above `sample_calls` calls, the borrowers of the lowest 1/k of the hash range, k the
-        # calls over sample_calls: the design effect comes from ratios of these sums, which a
-        # random sample of borrowers estimates alike, and the time goes into grouping the
-        # calls per event and borrower. borrower_calls is sorted by the hash first (0018), so
-        # the primary key reads only the sampled borrowers' granules; the count before it
-        # reads the time column alone.
-        calls = f"(SELECT count() FROM {ctx.db}.borrower_calls WHERE {' AND '.join(where)})"
-        one_in = f"greatest(toUInt64(1), intDiv({calls}, toUInt64({int(sample_calls)})))"
-        where.append(f"cityHash64(borrower_id) <= intDiv({_HASH_MAX}, {one_in})")
+    return where
+
+
+@query("borrower_calls_in_scope", "The calls borrower_clustering would group (copies of a redelivered event "
+       "count until merged): what its sample size is chosen from.", _CLUSTER_FACTOR, _CLUSTER_GROUPS,
+       time="range", since="14d")
+def borrower_calls_in_scope(ctx: Context, factor: str, groups: str) -> str:
+    where = " AND ".join(_clustering_scope(ctx, factor, groups))
+    return f"SELECT count() AS calls FROM {ctx.db}.borrower_calls WHERE {where}"
+
+
+@query("borrower_clustering", "Per rate, the sums over borrowers of their calls (borrowers, units, successes, "
+       "Σ k²/m, Σ m²) that the design effect of a comparison is estimated from (docs/analytics.md).",
+       _CLUSTER_FACTOR, _CLUSTER_GROUPS,
+       Param("one_in", 0, "read the borrowers of the lowest 1/one_in of the hash range (1: every borrower; 0: "
+             "chosen from sample_calls by a count in the query)", int),
+       Param("sample_calls", 500_000, "with one_in 0: above this many calls, a hash sample of the borrowers with "
+             "about as many (0: every borrower; analytics.design_effect_sample_calls)", int),
+       time="range", since="14d")
+def borrower_clustering(ctx: Context, factor: str, groups: str, one_in: int, sample_calls: int) -> str:
+    where = _clustering_scope(ctx, factor, groups)
+    # A sample: the borrowers of the lowest 1/k of the hash range. The design effect comes from
+    # ratios of these sums, which a random sample of borrowers estimates alike, and the time
+    # goes into grouping the calls per event and borrower. borrower_calls is sorted by the hash
+    # first (0018), so the primary key reads only the sampled borrowers' granules. The report
+    # counts first (borrower_calls_in_scope) and passes k: 18.16 runs a scalar subquery once
+    # per use, several times here, which costs more than the grouping once it reads a filter
+    # column.
+    k = str(int(one_in)) if one_in > 0 else (
+        f"intDiv((SELECT count() FROM {ctx.db}.borrower_calls WHERE {' AND '.join(where)}), {int(sample_calls)})"
+        if sample_calls > 0 else "1")
+    if k != "1":
+        where.append(f"cityHash64(borrower_id) <= intDiv({_HASH_MAX}, greatest(toUInt64(1), toUInt64({k})))")
     sums = []
     for rate, (k, m) in RATES.items():
         name = rate.removesuffix("_rate")
@@ -305,7 +330,8 @@ def borrower_segments(ctx: Context, borrowers: str, limit: int) -> str:
     chosen = _values(borrowers)
     where = ctx.frame.time_filter("occurred_at")
     if chosen:
-        where += f" AND borrower_id IN {literal(chosen)}"
+        # the hash condition is what borrower_calls' primary key prunes on (0018)
+        where += f" AND cityHash64(borrower_id) IN {_hashes(chosen)} AND borrower_id IN {literal(chosen)}"
     latest = ",\n  ".join(f"argMax({DIMENSION_SQL[s]}, occurred_at_ms) AS last_{s}"
                           for s in ("credit_grade", "first_time_borrower", "campaign", "channel"))
     return f"""

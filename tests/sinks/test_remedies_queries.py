@@ -146,10 +146,25 @@ def test_borrower_clustering_samples_a_hash_range_of_borrowers_above_sample_call
         assert (row[f"{rate}_borrowers"], row[f"{rate}_units"], row[f"{rate}_successes"], row[f"{rate}_m2"]) == (
             s.g, s.n, s.y, s.m2)
         assert row[f"{rate}_between"] == pytest.approx(s.between)
+    # The report counts first (borrower_calls_in_scope) and passes k: the same sums.
+    in_scope = run(stored.backend, "borrower_calls_in_scope", _ctx(stored, start)).scalar()
+    assert in_scope == stored_calls
+    assert run(stored.backend, "borrower_clustering", _ctx(stored, start), one_in=in_scope // 300).dicts()[0] == row
     # At or below sample_calls (and with 0), every borrower.
     for every in (0, stored_calls):
         whole = run(stored.backend, "borrower_clustering", _ctx(stored, start), sample_calls=every).dicts()[0]
         assert whole["contact_borrowers"] == len(everyone)
+
+
+def test_borrower_segments_of_chosen_borrowers_are_those_of_their_latest_call(stored: Store) -> None:
+    chosen = sorted({e.borrower_id for e in _in_range()})[:5]
+    rows = run(stored.backend, "borrower_segments", _ctx(stored), borrowers=",".join(chosen), limit=10).dicts()
+    latest = {b: max((e for e in _in_range() if e.borrower_id == b), key=lambda e: e.occurred_at_ms) for b in chosen}
+    assert [r["borrower_id"] for r in rows] == chosen
+    for r in rows:
+        e = latest[r["borrower_id"]]
+        assert (r["last_campaign"], r["last_channel"], r["last_credit_grade"]) == (
+            _value(e, "campaign"), _value(e, "channel"), _value(e, "credit_grade"))
 
 
 def _per_borrower(rate: str) -> list[tuple[int, int]]:
