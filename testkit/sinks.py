@@ -22,6 +22,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from hangwatch.platform.settings import ClickHouseSettings, Settings, SinkSettings
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.sinks.backends import Backend
+from hangwatch.sinks.rollup import COMPACT_KEY, COUNTS
 from hangwatch.sinks.tables import DATA_TABLES
 from hangwatch.sinks.validate import RowValidator, load_column_types
 from hangwatch.sinks.writer import SinkStats, run_sink
@@ -29,6 +30,7 @@ from hangwatch.sinks.writer.batch import Batch
 from hangwatch.sinks.writer.router import Router
 from testkit.events import BASE_MS, Record, event_records, json_records
 from testkit.fakes import FakeMessage
+from testkit.oracles.rollups import CompactKey
 
 CH_URL = os.environ.get("HANGWATCH_TEST_CLICKHOUSE_URL", "clickhouse://default@127.0.0.1:9000")
 KAFKA = os.environ.get("HANGWATCH_TEST_KAFKA", "127.0.0.1:9092")
@@ -199,3 +201,18 @@ class Topics:
             meta = committed.get(tp)
             com[tp.topic] = com.get(tp.topic, 0) + (meta.offset if meta is not None else 0)
         return com, end
+
+
+def compact_rows_stored(backend: Backend, db: str) -> dict[CompactKey, dict[str, int]]:
+    """Every compact rollup row as the readers see it (argMax(..., version) per key), all three
+    grains: what testkit.oracles.rollups.compact_counts recounts."""
+    out: dict[CompactKey, dict[str, int]] = {}
+    keys = ", ".join(COMPACT_KEY)
+    latest = ", ".join(f"argMax({c}, version)" for c in COUNTS)
+    for grain in ("1m", "1h", "1d"):
+        rows = backend.query(f"SELECT toUInt32(bucket_start), {keys}, {latest} FROM "
+                             f"{db}.rollup_compact_{grain} GROUP BY bucket_start, {keys}").rows
+        for r in rows:
+            key: CompactKey = (grain, int(r[0]), str(r[1]), str(r[2]), str(r[3]))
+            out[key] = dict(zip(COUNTS, (int(x) for x in r[4:]), strict=True))
+    return out

@@ -23,8 +23,9 @@ from hangwatch.sinks.catalogue import Context, FixedFrame, run
 from hangwatch.sinks.rollup import COUNTS, KEY
 from hangwatch.sinks.writer.flush import Flusher
 from testkit.events import BASE_MS, event_records, make_events
-from testkit.oracles.rollups import rollup_counts, totals
-from testkit.sinks import Store, batch_of, router_for
+from testkit.oracles.rates import dedupe
+from testkit.oracles.rollups import compact_counts, rollup_counts, totals
+from testkit.sinks import Store, batch_of, compact_rows_stored, router_for
 from tests.cluster.conftest import Cluster
 
 pytestmark = pytest.mark.cluster
@@ -92,7 +93,11 @@ def test_schema_on_the_cluster_stays_exact_through_redelivery_and_a_replica_outa
     for h in SERVERS:  # every host has the whole schema (ON CLUSTER)
         tables = stores[h].backend.query(f"SELECT name FROM system.tables WHERE database = '{db}'").rows
         names = {r[0] for r in tables}
-        assert {"call_events", "call_events_local", "rollup_1m", "borrower_calls_local"} <= names, h
+        assert {"call_events", "call_events_local", "rollup_1m", "borrower_calls_local",
+                "borrower_calls_0013_local", "rollup_compact_1d_local"} <= names, h
+        ddl = stores[h].backend.query(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' "
+                                      "AND name = 'borrower_calls_local'").scalar()
+        assert "ORDER BY (cityHash64(borrower_id), borrower_id" in ddl, h
     assert not any(s.changed_since_applied for s in migrate.status(s1r1.backend, db))
 
     first, second = EVENTS[:1500], EVENTS[1500:]
@@ -111,6 +116,8 @@ def test_schema_on_the_cluster_stays_exact_through_redelivery_and_a_replica_outa
     _flush_until_stored(s2r2, second)
 
     expected = rollup_counts(EVENTS, TZ)
+    expected_compact = compact_counts(EVENTS, TZ)
+    someone = EVENTS[0].borrower_id
     start, end = BASE_MS // 1000 - 3600, BASE_MS // 1000 + 3 * 86400
     ctx_range = (datetime.fromtimestamp(start, tz=UTC), datetime.fromtimestamp(end, tz=UTC))
     for h in SERVERS:  # every host answers the same, the restarted replica included
@@ -118,6 +125,17 @@ def test_schema_on_the_cluster_stays_exact_through_redelivery_and_a_replica_outa
         assert b.query(f"SELECT uniqExact(event_id), count() FROM {db}.call_events FINAL").rows[0] == (
             len(EVENTS), len(EVENTS)), h
         assert _rollups(b, db) == expected, h
+        assert compact_rows_stored(b, db) == expected_compact, h
+        # borrower_calls after 0018's swap ON CLUSTER: one borrower's calls, and every borrower
+        # in the design-effect sums (no sample: one_in 1).
+        calls = run(b, "borrower_calls", Context(db=db, frame=FixedFrame(*ctx_range, 3600), tz=TZ),
+                    borrower=someone, limit=1000).dicts()
+        assert sorted(r["event_id"] for r in calls) == sorted(e.event_id for e in dedupe(EVENTS)
+                                                               if e.borrower_id == someone), h
+        sums = run(b, "borrower_clustering", Context(db=db, frame=FixedFrame(*ctx_range, 3600), tz=TZ),
+                   one_in=1).dicts()[0]
+        assert (sums["contact_borrowers"], sums["contact_units"]) == (
+            len({e.borrower_id for e in EVENTS}), len(dedupe(EVENTS))), h
         summary = run(b, "live_summary", Context(db=db, frame=FixedFrame(*ctx_range, 3600), tz=TZ)).dicts()[0]
         assert summary["attempts"] == totals(EVENTS, start, end)["all"]["attempts"], h
     # each shard holds its own events, and both replicas of a shard the same ones

@@ -19,12 +19,11 @@ import pytest
 from hangwatch.schemas.call_outcome import CallOutcome
 from hangwatch.sinks import rollup
 from hangwatch.sinks.catalogue import Context, FixedFrame, MacroFrame, render, run
-from hangwatch.sinks.rollup import COMPACT_KEY, COUNTS
 from hangwatch.sinks.writer.flush import Flusher
 from testkit.events import BASE_MS, event_records, make_events
 from testkit.oracles.rates import CONNECTED, NONE, dedupe
 from testkit.oracles.rollups import CompactKey, compact_counts, totals
-from testkit.sinks import Store, batch_of, router_for
+from testkit.sinks import Store, batch_of, compact_rows_stored, router_for
 from tests.grafana import macro_helper
 
 TZ = "Asia/Shanghai"
@@ -48,16 +47,7 @@ def _flush(store: Store, events: list[CallOutcome]) -> None:
 
 
 def stored_compact(store: Store) -> dict[CompactKey, dict[str, int]]:
-    out: dict[CompactKey, dict[str, int]] = {}
-    keys = ", ".join(COMPACT_KEY)
-    latest = ", ".join(f"argMax({c}, version)" for c in COUNTS)
-    for grain in ("1m", "1h", "1d"):
-        rows = store.backend.query(f"SELECT toUInt32(bucket_start), {keys}, {latest} FROM "
-                                   f"{store.db}.rollup_compact_{grain} GROUP BY bucket_start, {keys}").rows
-        for r in rows:
-            key: CompactKey = (grain, int(r[0]), str(r[1]), str(r[2]), str(r[3]))
-            out[key] = dict(zip(COUNTS, (int(x) for x in r[4:]), strict=True))
-    return out
+    return compact_rows_stored(store.backend, store.db)
 
 
 def test_compact_rollups_equal_a_recount_after_duplicates_redelivery_and_late_events(store: Store) -> None:
