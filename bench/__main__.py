@@ -49,6 +49,8 @@ def main() -> int:
     ap.add_argument("--fresh-seconds", type=float, default=60)
     ap.add_argument("--borrowers", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--state-span-days", type=float, default=0.0,
+                    help="state: the event time the worker's calls cover (default 0: 2 ms apart; 7: a week)")
     ap.add_argument("--skip", default=",".join(DEFAULT_SKIP),
                     help=f"comma-separated steps to skip: {', '.join(STEPS)} (default: %(default)s)")
     ap.add_argument("--only", default="", help="comma-separated steps to run (default: all but --skip)")
@@ -156,7 +158,7 @@ def main() -> int:
 
         try:  # the target figure: a real worker process that holds the borrowers
             results["state"]["worker_process"] = run_state_worker(a.borrowers, timeout_s=600 + a.borrowers / 5_000,
-                                                                  worker_env=overrides)
+                                                                  worker_env=overrides, span_days=a.state_span_days)
         except Exception as e:
             results["state"]["worker_process"] = {"ok": False, "problems": [repr(e)]}
         console.print(results["state"])
