@@ -52,7 +52,8 @@ def run_state_worker(borrowers: int = 1_000_000, seed: int = 7, timeout_s: float
     bench/HISTORY.md): 2 ms apart, 10 M calls in 5.5 hours of event time. A worker that holds N
     borrowers has called them within the borrower retention (8 days): `span_days` 7 spreads the
     calls over a week, so each minute closes windows for a few calls instead of 30,000, and the
-    worker writes many more final windows per call (bench/HISTORY.md, "a week of event time")."""
+    worker writes many more final windows per call (bench/HISTORY.md, "Scale per worker on a
+    quiet machine, and a week of event time")."""
     env = RunEnv("state-worker", grace_s=60, idle_close_s=2.0, worker_env=worker_env)
     res: dict[str, Any] = {"borrowers": borrowers, "worker_env": worker_env or {}, "span_days": span_days,
                            "event_spacing_ms": spacing_ms(borrowers, span_days)}
