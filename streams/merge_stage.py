@@ -24,7 +24,6 @@ from hangwatch.streams.checkpoint import Checkpoint
 from hangwatch.streams.core.merge_rates import MergeRates, apply_message, combine_records, is_alert_cell
 from hangwatch.streams.core.spikes import AlertConfig, SpikeState, on_final_window
 from hangwatch.streams.core.windows import parse_cell_key
-from hangwatch.streams.outbox import exact_size
 from hangwatch.streams.ports import InputRecord
 from hangwatch.streams.stage import Stage, StageIO
 
@@ -142,10 +141,10 @@ class MergeStage(Stage[MergeRates]):
             metrics.RATE_UPDATES.labels("true").inc(final)
             metrics.RATE_UPDATES.labels("false").inc(provisional)
             for k, v in st.state_changes():
-                cp.state.add(self.topics.changelog, f"{p}|{k}".encode(), None if v is None else exact_size(v), p)
+                cp.state.add(self.topics.changelog, f"{p}|{k}".encode(), v, p)
             pos = st.position_change()
             if pos is not None:  # only once everything it covers is on the changelog
-                cp.positions.add(self.topics.changelog, f"{p}|{pos[0]}".encode(), exact_size(pos[1]), p)
+                cp.positions.add(self.topics.changelog, f"{p}|{pos[0]}".encode(), pos[1], p)
             st.mark_persisted()
 
     async def tick(self) -> None:

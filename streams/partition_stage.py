@@ -35,7 +35,6 @@ from hangwatch.streams.core.flags import BorrowerState, apply_events, sweep, too
 from hangwatch.streams.core.merge_rates import encode_partials, encode_watermark
 from hangwatch.streams.core.partition_rates import MIN_TIME, PartitionRates, combine_records
 from hangwatch.streams.core.rules_config import RuleSet, load_rules
-from hangwatch.streams.outbox import exact_size
 from hangwatch.streams.ports import InputRecord
 from hangwatch.streams.stage import Stage, StageIO
 
@@ -206,10 +205,10 @@ class PartitionStage(Stage[PartitionRates]):
         for p in partitions:
             st = self.states[p]
             for k, v in st.state_changes():
-                cp.state.add(changelog, f"{p}|{k}".encode(), None if v is None else exact_size(v), p)
+                cp.state.add(changelog, f"{p}|{k}".encode(), v, p)
             wm = st.watermark_change()
             if wm is not None:
-                cp.positions.add(changelog, f"{p}|{wm[0]}".encode(), exact_size(wm[1]), p)
+                cp.positions.add(changelog, f"{p}|{wm[0]}".encode(), wm[1], p)
             if st.watermark_moved:
                 for q in range(self.n_partials):
                     cp.positions.add(self.topics.partials, b"", encode_watermark(p, st.watermark_ms, st.epoch), q)
