@@ -140,11 +140,10 @@ def borrower_clustering(ctx: Context, factor: str, groups: str, one_in: int, sam
     # counts first (borrower_calls_in_scope) and passes k: 18.16 runs a scalar subquery once
     # per use, several times here, which costs more than the grouping once it reads a filter
     # column.
-    k = str(int(one_in)) if one_in > 0 else (
-        f"intDiv((SELECT count() FROM {ctx.db}.borrower_calls WHERE {' AND '.join(where)}), {int(sample_calls)})"
-        if sample_calls > 0 else "1")
-    if k != "1":
-        where.append(f"cityHash64(borrower_id) <= intDiv({_HASH_MAX}, greatest(toUInt64(1), toUInt64({k})))")
+    sample_k = str(int(one_in)) if one_in > 0 else (
+        f"intDiv(({borrower_calls_in_scope(ctx, factor, groups)}), {int(sample_calls)})" if sample_calls > 0 else "1")
+    if sample_k != "1":
+        where.append(f"cityHash64(borrower_id) <= intDiv({_HASH_MAX}, greatest(toUInt64(1), toUInt64({sample_k})))")
     sums = []
     for rate, (k, m) in RATES.items():
         name = rate.removesuffix("_rate")
