@@ -178,9 +178,12 @@ class WorkerSettings(BaseModel):
     # many borrowers per timer tick (about 15 ms of work).
     borrower_sweep_interval_s: float = 600.0
     borrower_sweep_batch: int = 5000
-    # Closed windows kept in state this long after they become final (for late recompute
-    # of the spike baseline and idempotent replays), then deleted with tombstones.
-    window_retention_s: int = 2 * 3600
+    # Final windows the merge stage keeps this long after they become final, then deletes
+    # with tombstones: a replayed snapshot of a window still held is a no-op instead of an
+    # ignored partial. The partition stage keeps none past its close (the spike baseline has
+    # its own state). Each minute kept costs a worker one cell per dimension value
+    # (bench/HISTORY.md: a 2-hour default held ~45 MB more than this one).
+    window_retention_s: int = Field(default=15 * 60, ge=0)
     web_port: int = 6066
     web_enabled: bool = False
     broker_session_timeout_s: float = 60.0

@@ -126,6 +126,7 @@ def test_expiry_bounds_state() -> None:
     for i in range(100):
         st_.process(ev(i, T0 + i * 60_000), i)
     st_.advance_idle(T0 + 10 * 3_600_000)
+    st_.mark_persisted()
     st_.expire(retention_ms=3_600_000)
     assert st_.seen == {} and st_.cells == {}
     deletes = [k for k, v in st_.state_changes() if v is None]
@@ -210,6 +211,7 @@ def test_a_smallest_cell_lives_as_long_as_its_largest_derived_window() -> None:
     st_.process(ev(1, T0), 0)  # minute 0 of the hour
     st_.process(ev(2, T0 + 59 * 60_000), 1)  # minute 59
     st_.advance_idle(T0 + 3_600_000 + GRACE_MS + 30 * 60_000)  # the hour closed 30 min ago
+    st_.mark_persisted()
     st_.expire(retention_ms=20 * 60_000)
     # the hour ended 10 minutes past the retention limit: both minutes go together
     assert st_.cells == {} and st_.derived_totals == {}
@@ -217,8 +219,33 @@ def test_a_smallest_cell_lives_as_long_as_its_largest_derived_window() -> None:
     st2.process(ev(1, T0), 0)
     st2.process(ev(2, T0 + 59 * 60_000), 1)
     st2.advance_idle(T0 + 3_600_000 + GRACE_MS)
+    st2.drain_dirty_cells()
+    st2.mark_persisted()
     st2.expire(retention_ms=20 * 60_000)  # minute 0 ended long ago, but its hour did not
-    assert len(st2.cells) == 20 and st2.drain_dirty_cells()[f"3600|{T0 // 1000}|all|all"][0] == 2
+    assert len(st2.cells) == 20 and st2.derived_totals[f"3600|{T0 // 1000}|all|all"][0] == 2
+
+
+def test_expiry_waits_for_the_watermark_to_be_persisted() -> None:
+    st_ = PartitionRates(0, SIZES, GRACE_MS)
+    st_.process(ev(1, T0), 0)
+    st_.mark_persisted()
+    st_.advance_idle(T0 + 3 * 3_600_000)  # every window of the event closed, in memory only
+    assert st_.expire() == 0 and st_.cells and st_.seen
+    st_.mark_persisted()  # the watermark record went out with this checkpoint
+    assert st_.expire() > 0 and st_.cells == {} and st_.seen == {} and st_.derived_totals == {}
+    restored = PartitionRates.restore(0, SIZES, GRACE_MS, [("w", orjson.dumps([0, T0 + 3 * 3_600_000, 1, 5]))])
+    assert restored.persisted_watermark_ms == restored.watermark_ms == T0 + 3 * 3_600_000
+
+
+def test_a_cell_goes_once_its_largest_window_closed() -> None:
+    st_ = PartitionRates(0, SIZES, GRACE_MS)
+    st_.process(ev(1, T0), 0)  # minute 0 of the hour
+    st_.advance_idle(T0 + 3_600_000 + GRACE_MS - 1)  # the hour is still open
+    st_.mark_persisted()
+    assert st_.expire() == 1 and len(st_.cells) == 10 and st_.seen == {}  # its id: behind the watermark
+    st_.advance_idle(T0 + 3_600_000 + GRACE_MS)
+    st_.mark_persisted()
+    assert st_.expire() == 10 and st_.cells == {}
 
 
 def test_seen_ids_persist_as_one_record_per_batch_and_expire() -> None:
@@ -232,6 +259,7 @@ def test_seen_ids_persist_as_one_record_per_batch_and_expire() -> None:
     assert restored.seen == st_.seen
     assert restored.process(ev(3, T0 + 3000), 999) == "duplicate"
     st_.advance_idle(T0 + 3_600_000)
+    st_.mark_persisted()
     st_.expire(retention_ms=10 * 3_600_000)
     assert ("s|100-149", None) in list(st_.state_changes())
 
