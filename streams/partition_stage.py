@@ -240,7 +240,7 @@ class PartitionStage(Stage[PartitionRates]):
                 if p in caught_up and now - st.last_event_wall_ms >= idle_ms and st.advance_idle(now):
                     moved.append(p)
                 if housekeeping:
-                    st.expire(w.window_retention_s * 1000)
+                    st.expire()
                     self.sweeps.step(p, st.watermark_ms)
             cp = self.checkpoint([self.borrowers])
             self._add_state(cp, [p for p in assigned if p in self.states])

@@ -76,6 +76,9 @@ class PartitionRates:
         self.grace_ms = grace_ms
         self.max_event_ms = MIN_TIME
         self.watermark_ms = MIN_TIME
+        # The watermark as last persisted: expiry goes by it, not by the newer one in memory,
+        # so a tombstone never reaches the changelog before a watermark that justifies it does.
+        self.persisted_watermark_ms = MIN_TIME
         # cell key -> counts (N_COUNTS ints) + [applied source offset]
         self.cells: dict[str, list[int]] = {}
         self.seen: dict[str, tuple[int, int]] = {}
@@ -162,10 +165,17 @@ class PartitionRates:
         return False
 
     # ---- expiry -----------------------------------------------------------------------
-    def expire(self, retention_ms: int) -> int:
+    def expire(self, retention_ms: int = 0) -> int:
         """Forget seen ids older than the watermark (a re-delivery is late anyway) and cells of
-        windows that closed more than `retention_ms` ago. Returns how many records went."""
-        wm = self.watermark_ms
+        windows that closed more than `retention_ms` ago (a smallest-size cell: once its largest
+        derived window did). Returns how many records went.
+
+        The default keeps nothing past its close: a closed window can take no more events here,
+        and its final counts live on in the merge stage, which keeps them for
+        worker.window_retention_s. The watermark that decides is the persisted one: were a
+        crash to keep the newer watermark off the changelog while the deletions got there, the
+        replay would count events again into cells (and as ids) that were already gone."""
+        wm = self.persisted_watermark_ms
         if wm == MIN_TIME:
             return 0
         gone = [eid for eid, (t, _) in self.seen.items() if t < wm]
@@ -260,6 +270,7 @@ class PartitionRates:
                                             self.epoch])
 
     def mark_persisted(self) -> None:
+        self.persisted_watermark_ms = self.watermark_ms
         self._dirty_cells.clear()
         self._new_seen = []
         self._deleted.clear()
@@ -302,6 +313,7 @@ class PartitionRates:
             elif key == WATERMARK_KEY:
                 w = orjson.loads(value)
                 st.max_event_ms, st.watermark_ms = w[0], w[1]
+                st.persisted_watermark_ms = w[1]
                 st.position.next_offset = w[2] if len(w) > 2 else None  # written before positions existed
                 st.epoch = w[3] if len(w) > 3 else 0  # written before epochs existed
         return st
