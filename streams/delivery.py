@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 # A seek is repeated only if the record it asked for has not come after this long: records
 # fetched before the seek are still on their way and show the same gap meanwhile.
 RESEEK_AFTER_S = 5.0
-# A partition behind the broker's end offset with no record for this long is sought to its
-# position (records dropped by the consumer after a seek or a rebalance never come back).
+# A partition behind the broker's end offset with no record for this long, whose records the
+# consumer has handed out past the stage's position, is sought to that position (records
+# dropped after a seek or a rebalance never come back).
 STALL_AFTER_S = 10.0
 
 
@@ -70,10 +71,14 @@ class DeliveryGuard:
             self._progress[p] = now
 
     async def unstick(self, positions: Mapping[int, int | None], ends: Mapping[int, int]) -> None:
-        """Seek partitions that are behind the broker's end offset (`ends`, from end_offsets)
-        and had no record for STALL_AFTER_S to their position."""
+        """Seek partitions that are behind the broker's end offset (`ends`, from end_offsets),
+        had no record for STALL_AFTER_S and whose records the consumer has handed out beyond
+        their position: those records were dropped on the way (a delivery cancelled by a
+        rebalance) and will not come again. A partition the consumer has not handed out past
+        its position is waiting for its turn in the fetches (a backlog on a busy machine):
+        a seek there gains nothing and restarts the partition's fetch."""
         now = time.monotonic()
-        stalled = {}
+        overdue = {}
         for p, pos in positions.items():
             if pos is None:
                 continue
@@ -81,8 +86,14 @@ class DeliveryGuard:
             if end is None or pos >= end:
                 self._progress[p] = now  # nothing to wait for
             elif now - self._progress.setdefault(p, now) >= STALL_AFTER_S:
-                stalled[p] = pos
-        await self.seek_back(stalled, "no record for a while although the broker has more")
+                overdue[p] = pos
+        if not overdue:
+            return
+        handed = await self.control.handed_out(self.topic_name, overdue)
+        stalled = {p: pos for p, pos in overdue.items() if handed.get(p, pos) > pos}
+        for p in overdue.keys() - stalled.keys():
+            self._progress[p] = now  # still in line: look again after another STALL_AFTER_S
+        await self.seek_back(stalled, "its records were handed out but never came")
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:

@@ -34,13 +34,14 @@ Outputs, changelogs and positions go through the worker's own AIOKafkaProducer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
+from aiokafka.errors import IllegalStateError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport import by_url
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -64,6 +65,8 @@ log = logging.getLogger(__name__)
 PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
 # Same cadence as Faust's loop: let agents run between deliveries of a large fetch.
 YIELD_EVERY = 100
+# How long the watchdog waits for the consumer's position of a partition that has none yet.
+POSITION_WAIT_S = 1.0
 
 
 class LingeringConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -368,9 +371,26 @@ class FaustConsumerControl:
         await consumer._thread.call_thread(_seek_in_thread, consumer._thread, tp, offset)
         consumer._read_offset[tp] = offset or None
 
+    async def handed_out(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        # aiokafka's position moves as records are handed to Faust, not as they are fetched
+        consumer = cast(Any, self.app.consumer)
+        tps = [TP(topic, p) for p in partitions]
+        return cast("dict[int, int]", await consumer._thread.call_thread(_positions_in_thread, consumer._thread, tps))
+
 
 async def _seek_in_thread(thread: Any, tp: TP, offset: int) -> None:
     thread._ensure_consumer().seek(tp, offset)
+
+
+async def _positions_in_thread(thread: Any, tps: list[TP]) -> dict[int, int]:
+    consumer = thread._ensure_consumer()
+    held = consumer.assignment()
+    out = {}
+    for tp in tps:
+        if tp in held:
+            with contextlib.suppress(asyncio.TimeoutError, IllegalStateError):  # no position yet / taken away
+                out[tp.partition] = int(await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_S))
+    return out
 
 
 class OutputProducer(Service):

@@ -5,7 +5,7 @@ stages run and are tested without Faust or a broker.
 - InputRecord: one consumed message (a Faust Message has these attributes).
 - BatchProducer: the three calls of aiokafka's AIOKafkaProducer that the Outbox uses.
 - ConsumerControl: the consumer-side calls of the delivery guard (start offsets, end offsets,
-  seeking back).
+  the consumer's own positions, seeking back).
 - ChangelogSource: reads of a stage's changelog partitions (hangwatch.streams.changelog_restore).
 """
 
@@ -52,6 +52,9 @@ class ConsumerControl(Protocol):
     async def earliest_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]: ...
     async def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]: ...
     async def seek(self, topic: str, partition: int, offset: int) -> None: ...
+    async def handed_out(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """The consumer's position per partition it holds: the next offset it will hand out
+        (records below it were handed out). Partitions with no position yet are left out."""
 
 
 class ChangelogSource(Protocol):

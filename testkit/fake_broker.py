@@ -74,6 +74,10 @@ class FakeBroker:
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         self.seeks.append((topic, partition, offset))
 
+    async def handed_out(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        # the tests hand records to the stages themselves: to the consumer, all were handed out
+        return await self.end_offsets(topic, partitions)
+
     # ---- ChangelogSource -------------------------------------------------------------------------
     async def read_latest(self, topic: str, partitions: Iterable[int], combine: Combine | None = None
                           ) -> dict[int, list[tuple[str, bytes]]]:

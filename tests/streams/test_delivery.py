@@ -19,9 +19,11 @@ TOPIC = "call-outcomes"
 class RecordingConsumer:
     """hangwatch.streams.ports.ConsumerControl that records seeks."""
 
-    def __init__(self, ends: dict[int, int], earliest: dict[int, int] | None = None) -> None:
+    def __init__(self, ends: dict[int, int], earliest: dict[int, int] | None = None,
+                 handed: dict[int, int] | None = None) -> None:
         self.ends = ends
         self.earliest = earliest or {}
+        self.handed = ends if handed is None else handed  # the consumer's positions
         self.seeks: list[tuple[int, int]] = []
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
@@ -33,6 +35,9 @@ class RecordingConsumer:
 
     async def earliest_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
         return {p: self.earliest.get(p, 0) for p in partitions}
+
+    async def handed_out(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        return {p: self.handed[p] for p in partitions if p in self.handed}
 
 
 def unstick(g: DeliveryGuard, positions: dict[int, int | None]) -> None:
@@ -73,6 +78,22 @@ def test_a_partition_behind_the_end_with_no_record_for_a_while_is_sought(clock: 
     clock[0] += 1
     unstick(g, {0: 60, 1: 50})
     assert c.seeks == [(0, 60)]
+
+
+def test_a_partition_waiting_for_its_turn_in_the_fetches_is_left_alone(clock: list[float]) -> None:
+    c = RecordingConsumer({0: 100, 1: 100, 2: 100}, handed={0: 60, 1: 75})  # 2: no position yet
+    g = DeliveryGuard(c, TOPIC)
+    unstick(g, {0: 60, 1: 60, 2: 60})
+    clock[0] += delivery.STALL_AFTER_S
+    unstick(g, {0: 60, 1: 60, 2: 60})
+    assert c.seeks == [(1, 60)]  # only 1's records 60-74 were handed out and never came
+    c.handed[0] = 61  # 0's turn came, but its record went missing on the way
+    clock[0] += delivery.STALL_AFTER_S - 1
+    unstick(g, {0: 60, 2: 60})
+    assert c.seeks == [(1, 60)]  # its wait starts again from the last look
+    clock[0] += 1
+    unstick(g, {0: 60, 2: 60})
+    assert c.seeks == [(1, 60), (0, 60)]
 
 
 def test_progress_keeps_the_watchdog_quiet(clock: list[float]) -> None:
