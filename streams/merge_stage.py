@@ -3,7 +3,8 @@
 Partials are keyed by dimension|value, so one merge partition owns every window of a
 dimension value: its counts across all source partitions and its spike baseline. Per batch:
 apply partials and watermarks, finalize closed cells, run the spike detector on newly final
-1-minute cells (alerts.window_size_s) of branch/campaign/script_version in window order, then commit one Checkpoint:
+1-minute cells (alerts.window_size_s) of branch/campaign/script_version in window order, drop
+final cells older than worker.window_retention_s, then commit one Checkpoint:
 RateUpdates and alerts; the state changelog (merged cells, spike states); the position record
 (the next partials offset to process: hangwatch.streams.core.positions); the acknowledgement.
 """
@@ -140,6 +141,9 @@ class MergeStage(Stage[MergeRates]):
             # counted once per batch: a labelled child lookup per record showed in the profile
             metrics.RATE_UPDATES.labels("true").inc(final)
             metrics.RATE_UPDATES.labels("false").inc(provisional)
+            # with every batch, after the finals went out: a backlog moves the watermark by
+            # days of event time between two timer rounds
+            st.expire(self.retention_ms)
             for k, v in st.state_changes():
                 cp.state.add(self.topics.changelog, f"{p}|{k}".encode(), v, p)
             pos = st.position_change()
@@ -148,14 +152,12 @@ class MergeStage(Stage[MergeRates]):
             st.mark_persisted()
 
     async def tick(self) -> None:
-        """Expire old final cells."""
+        """Expire old final cells of partitions that had no batch since their watermark moved."""
         async with self.lock:
             if not self.ready():
                 return
             assigned = set(self.owned)
             await self.load(assigned)
-            for p in assigned:
-                self.state_for(p).expire(self.retention_ms)
             cp = self.checkpoint()
             self._emit(cp, [p for p in assigned if p in self.states])
             await cp.commit()

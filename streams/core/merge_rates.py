@@ -124,6 +124,10 @@ class MergeRates:
         # (window end s, key) of every cell not final yet: finalize() pops the closed ones
         # instead of scanning all cells on every batch (small batches at low rates).
         self._open: list[tuple[int, str]] = []
+        # (window end s, key) of every final cell: expire() pops the expired ones instead of
+        # scanning all cells, so it can run with every batch (a backlog moves the watermark by
+        # days of event time between two timer rounds, and the cells pile up meanwhile).
+        self._closed: list[tuple[int, str]] = []
         # Next offset of this partials partition to process (streams.core.positions).
         self.position = Position()
 
@@ -192,12 +196,13 @@ class MergeRates:
         newly = []
         open_cells = self._open
         while open_cells and open_cells[0][0] <= gw_s:
-            _, key = heapq.heappop(open_cells)
+            end_s, key = heapq.heappop(open_cells)
             cell = self.cells.get(key)
             if cell is None or cell.final:
                 continue
             cell.final = True
             self._dirty.add(key)
+            heapq.heappush(self._closed, (end_s, key))
             _, start, _, _ = parse_cell_key(key)
             newly.append((start, key, cell))
         newly.sort(key=lambda x: (x[0], x[1]))
@@ -224,13 +229,19 @@ class MergeRates:
         if gw == MIN_TIME:
             return 0
         limit_s = (gw - retention_ms) // 1000
-        old = [k for k, c in self.cells.items() if c.final and sum(parse_cell_key(k)[:2]) <= limit_s]
-        for k in old:
+        closed = self._closed
+        n = 0
+        while closed and closed[0][0] <= limit_s:
+            _, k = heapq.heappop(closed)
+            cell = self.cells.get(k)
+            if cell is None or not cell.final:
+                continue
             del self.cells[k]
             self._dirty.discard(k)
             self._restamped.discard(k)
             self._deleted.add(CELL_PREFIX + k)
-        return len(old)
+            n += 1
+        return n
 
     def state_changes(self) -> Iterator[tuple[str, bytes | None]]:
         for k in self._dirty:
@@ -265,9 +276,8 @@ class MergeRates:
             if key.startswith(CELL_PREFIX):
                 cell_key = key[len(CELL_PREFIX):]
                 cell = st.cells[cell_key] = MergedCell.from_bytes(value)
-                if not cell.final:
-                    size, start, _, _ = parse_cell_key(cell_key)
-                    st._open.append((start + size, cell_key))
+                size, start, _, _ = parse_cell_key(cell_key)
+                (st._closed if cell.final else st._open).append((start + size, cell_key))
             elif key.startswith(SRC_WM_PREFIX):
                 st.src_watermarks[int(key[len(SRC_WM_PREFIX):])] = orjson.loads(value)
             elif key.startswith(SRC_EPOCH_PREFIX):
@@ -275,6 +285,7 @@ class MergeRates:
             elif key == POSITION_KEY:
                 st.position.next_offset = orjson.loads(value)
         heapq.heapify(st._open)
+        heapq.heapify(st._closed)
         return st
 
 

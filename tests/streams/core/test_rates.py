@@ -148,6 +148,27 @@ def test_merge_finalizes_only_when_all_sources_pass() -> None:
     assert u2[0]["version"] == u[0]["version"] + 1 and u2[0]["attempts"] == 3
 
 
+def test_merge_drops_final_cells_once_past_retention_and_after_a_restore() -> None:
+    m = MergeRates(1)
+    minute0, minute1, hour = (f"60|{T0 // 1000}|all|all", f"60|{T0 // 1000 + 60}|all|all",
+                              f"3600|{T0 // 1000}|all|all")
+    for key in (minute0, minute1, hour):
+        m.apply_partial(0, key, [1] * len(COUNT_FIELDS))
+    m.apply_watermark(0, T0 + 120_000 + 599_000)  # both minutes final, the hour open
+    assert [k for k, _ in m.finalize()] == [minute0, minute1]
+    m.drain_updates(now_ms=T0)
+    assert m.expire(retention_ms=600_000) == 1 and set(m.cells) == {minute1, hour}  # minute 0 ended 11 min ago
+    assert (f"m|{minute0}", None) in list(m.state_changes())
+    m.mark_persisted()
+    restored = MergeRates.restore(1, [(f"m|{k}", c.to_bytes()) for k, c in m.cells.items()]
+                                  + [("w|0", orjson.dumps(T0 + 120_000 + 599_000))])
+    assert restored.expire(retention_ms=600_000) == 0
+    restored.apply_watermark(0, T0 + 7_200_000)
+    assert [k for k, _ in restored.finalize()] == [hour]
+    restored.drain_updates(now_ms=T0)
+    assert restored.expire(retention_ms=600_000) == 2 and restored.cells == {}
+
+
 def test_state_round_trip() -> None:
     st_ = PartitionRates(0, SIZES, GRACE_MS)
     for i, e in enumerate(make_events(50, 4)):
