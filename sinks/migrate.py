@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -35,7 +36,7 @@ import jinja2
 from hangwatch.platform.settings import Settings
 from hangwatch.sinks.backends import Backend, BackendError, database_name
 from hangwatch.sinks.backends.base import ServerVersion
-from hangwatch.sinks.backends.errors import ALREADY_EXISTS_CODES
+from hangwatch.sinks.backends.errors import ALREADY_EXISTS_CODES, UNKNOWN_TABLE_CODES
 from hangwatch.sinks.features import Features, check_supported
 from hangwatch.sinks.sql import ident, literal, split_statements
 
@@ -133,14 +134,16 @@ class RenderContext:
         return f"DROP TABLE IF EXISTS {ident(self.db)}.{ident(name)}{self.on_cluster};\n{self.distributed(name)}"
 
 
-# Checksums of released migration files that were edited later without changing a statement
-# they run on one server (the engine templates of cluster mode). A store that applied such a
+# Checksums of released migration files that were edited later without changing the tables
+# they make (the engine templates of cluster mode; 0018's column list). A store that applied such a
 # version is not reported as "changed since applied".
 EQUIVALENT_CHECKSUMS: Final[dict[int, frozenset[str]]] = {
     v: frozenset({c}) for v, c in {
         1: "e6acf2de338ccff7", 2: "e70e6fdcbb948b21", 3: "abb971723c27aeb1", 4: "c941eff04179d3a4",
         5: "79888ac0a142ff21", 6: "6ba6a5d2138f6a20", 7: "143a448720712161", 8: "2a451a377fb90c6b",
         9: "63cfb54e10defc46", 10: "9c70c7fba91cbd72", 11: "b7071da502c38718",
+        # 0018 copied the columns with `CREATE ... AS borrower_calls`; now spelled out (same table).
+        18: "6123aa005313e380",
     }.items()
 }
 
@@ -212,8 +215,9 @@ def render(m: Migration, ctx: RenderContext) -> list[str]:
 
 def applied(backend: Backend, db: str) -> dict[int, tuple[str, datetime]]:
     """version -> (checksum, first applied_at) of the applied migrations."""
-    exists = backend.query(
-        f"SELECT count() FROM system.tables WHERE database = {literal(db)} AND name = 'schema_migrations'").scalar()
+    # EXISTS, not system.tables: on 18.16 a scan of system.tables fails with "unknown table"
+    # (60) when another migrator renames a table of the database meanwhile.
+    exists = backend.query(f"EXISTS TABLE {ident(db)}.schema_migrations").scalar()
     if not exists:
         return {}
     res = backend.query(
@@ -260,14 +264,49 @@ def apply(backend: Backend, db: str, retention: dict[str, int],
         if m.version in applied(backend, db):
             continue
         log.info("applying migration %04d_%s on ClickHouse %s", m.version, m.name, version)
-        for stmt in render(m, ctx):
-            _execute_tolerant(backend, stmt, _tolerated(stmt))
+        if not _run_raced(backend, db, m, ctx):
+            continue
         backend.insert(f"{ident(db)}.schema_migrations",
                        ("version", "name", "checksum", "applied_at", "server_version", "applied_by"),
                        [(m.version, m.name, m.checksum, int(datetime.now(tz=UTC).timestamp()), str(version),
                          f"{socket.gethostname()}:{os.getpid()}")])
         done_now.append(m)
     return done_now
+
+
+# How often one migration is run again after a concurrent migrator moved its tables under it.
+RACE_ATTEMPTS: Final = 3
+RACE_PAUSE_S: Final = 0.5
+
+
+def _run_raced(backend: Backend, db: str, m: Migration, ctx: RenderContext) -> bool:
+    """Run one migration's statements; False when another process recorded it meanwhile.
+
+    Every statement is safe to repeat (IF NOT EXISTS, tolerated swap steps, copies that
+    collapse), but two migrators may still interleave between a statement's check and its act
+    on old servers: a table renamed away between the two pairs of a RENAME answers "unknown
+    table" (60) or "already exists" (57) to a statement that did not declare it harmless. That
+    error says another migrator is at the same step, so the migration is run again from its
+    first statement once the other has moved on, or skipped if the other recorded it."""
+    for attempt in range(1, RACE_ATTEMPTS):
+        try:
+            _run_statements(backend, m, ctx)
+            return True
+        except BackendError as e:
+            if e.code not in ALREADY_EXISTS_CODES and e.code not in UNKNOWN_TABLE_CODES:
+                raise
+            log.info("migration %04d_%s met a concurrent migrator (%s); running it again (attempt %d of %d)",
+                     m.version, m.name, e, attempt + 1, RACE_ATTEMPTS)
+        time.sleep(RACE_PAUSE_S * attempt)
+        if m.version in applied(backend, db):
+            return False
+    _run_statements(backend, m, ctx)
+    return True
+
+
+def _run_statements(backend: Backend, m: Migration, ctx: RenderContext) -> None:
+    for stmt in render(m, ctx):
+        _execute_tolerant(backend, stmt, _tolerated(stmt))
 
 
 _TOLERATE = re.compile(r"^\s*--\s*tolerate:\s*([\d ]+)$", re.MULTILINE)

@@ -6,12 +6,14 @@ import dataclasses
 import threading
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 import orjson
 import pytest
 
 from hangwatch.platform.settings import ClickHouseSettings, Settings
 from hangwatch.sinks import catalogue, convert, migrate
+from hangwatch.sinks.backends import Backend, BackendError
 from hangwatch.sinks.backends.base import ServerVersion
 from hangwatch.sinks.backends.native import NativeBackend
 from hangwatch.sinks.backends.url import parse_url
@@ -104,6 +106,61 @@ def test_concurrent_migrate_from_several_processes() -> None:
     finally:
         migrate.drop(b, db)
         b.close()
+
+
+class _OtherMigratorMidway:
+    """The real backend, with a concurrent migrator acting right after this one's first failed
+    statement: it creates the table the statement missed, or records the migration as done."""
+
+    def __init__(self, backend: Backend, db: str, *, records: bool) -> None:
+        self.backend, self.db, self.records, self.failures = backend, db, records, 0
+
+    def execute(self, sql: str) -> None:
+        try:
+            self.backend.execute(sql)
+        except BackendError:
+            self.failures += 1
+            if self.failures == 1 and self.records:
+                self.backend.execute(f"INSERT INTO {self.db}.schema_migrations (version, name, checksum) "
+                                     "SELECT 901, 'raced', 'c'")
+            elif self.failures == 1:
+                self.backend.execute(f"CREATE TABLE {self.db}.appears_later (x UInt8) ENGINE = Memory")
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+
+_RACED = migrate.Migration(901, "raced", "INSERT INTO {{ db }}.appears_later SELECT 1", "c")
+
+
+@pytest.mark.parametrize("records", [False, True], ids=["runs-again", "other-recorded-it"])
+def test_a_migration_raced_by_another_migrator_runs_again_or_is_skipped(store: Store, records: bool) -> None:
+    """A statement that meets "unknown table" because another migrator is moving the same
+    tables is run again from the migration's start, or skipped once the other recorded it."""
+    db = _upgrade_db(store, 1)
+    try:
+        raced = _OtherMigratorMidway(store.backend, db, records=records)
+        done = migrate.apply(cast(Backend, raced), db, RETENTION, [_RACED])
+        rows = store.backend.query(f"SELECT count() FROM {db}.schema_migrations WHERE version = 901").scalar()
+        assert raced.failures == 1 and rows == 1
+        assert done == ([] if records else [_RACED])
+        landed = store.backend.query(f"SELECT count() FROM system.tables WHERE database = '{db}' "
+                                     "AND name = 'appears_later'").scalar()
+        assert landed == (0 if records else 1)
+    finally:
+        migrate.drop(store.backend, db)
+
+
+def test_a_migration_that_keeps_failing_raises_after_its_attempts(store: Store) -> None:
+    db = _upgrade_db(store, 1)
+    try:
+        with pytest.raises(BackendError) as failed:
+            migrate.apply(store.backend, db, RETENTION, [_RACED])
+        assert failed.value.code == 60
+        assert migrate.applied(store.backend, db).keys() == {1}
+    finally:
+        migrate.drop(store.backend, db)
 
 
 def test_render_gates_per_version() -> None:
@@ -225,6 +282,11 @@ def test_borrower_calls_keep_their_rows_and_answers_through_the_rebuild(store: S
         ddl = store.backend.query(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' "
                                   "AND name = 'borrower_calls'").scalar()
         assert "ORDER BY (cityHash64(borrower_id), borrower_id, occurred_at, event_id)" in ddl
+        # The new table spells out the columns of the old one: same names, types and order.
+        columns = f"SELECT table, name, type FROM system.columns WHERE database = '{db}'"  # in table order
+        rows = store.backend.query(columns).rows
+        assert [r[1:] for r in rows if r[0] == "borrower_calls"] == \
+            [r[1:] for r in rows if r[0] == "borrower_calls_0013"]
         assert store.backend.query(f"SELECT count() FROM {db}.borrower_calls").scalar() == stored
         assert (_run(store, db, "borrower_calls", borrower=someone), _run(store, db, "borrower_clustering")) == before
         assert len(before[0]) == sum(e.borrower_id == someone for e in events)
