@@ -7,9 +7,13 @@ oracles exactly: nothing lost, nothing doubled.
   no acknowledged record lived on the dead broker only;
 - worker1's host cut off the network for 30 s (its partitions move to worker2 after the session
   timeout; it rejoins when the link is back);
-- worker1 killed (kill -9) and started again on its host (its local state left as it was).
+- worker1 killed (kill -9) and started again on its host (its local state left as it was);
+- a ClickHouse replica of shard 1 (ch-s1r2) killed (kill -9) and started again 15 s later: the
+  sink's quorum inserts to that shard fail meanwhile, so it holds its batch and commits nothing;
+  the replica must catch up (its tables equal to the other replica's).
 
-ClickHouse here is one server of the cluster (ch-s1r1) with the single-node schema."""
+ClickHouse is the cluster in cluster mode (Replicated tables on the 2 x 2 servers, Distributed
+tables over them), read and written through ch-s1r1."""
 
 from __future__ import annotations
 
@@ -125,6 +129,9 @@ class Fault(Protocol):
     def after_produced(self, run: Run) -> None:
         """Once every record is produced: what must hold before the results are compared."""
 
+    def caught_up(self, run: Run, db: str) -> bool:
+        """Once the results equal the oracles: whether the faulty host has recovered."""
+
     def heal(self, run: Run) -> None:
         """Leave the cluster whole (also when the test failed)."""
 
@@ -141,6 +148,9 @@ class LeaderBrokerKilled:
         self.host = run.cluster.broker_host(self.leader)
         run.cluster.kill(self.host)
         return f"killed {self.host}, leader of call-outcomes[0]"
+
+    def caught_up(self, run: Run, db: str) -> bool:
+        return True
 
     def after_produced(self, run: Run) -> None:
         wait_for(lambda: run.cluster.partitions(run.env.topic("call-outcomes"))[0]["leader"] not in (self.leader, -1),
@@ -165,6 +175,9 @@ class WorkerHostCut:
         self.cut = subprocess.Popen([str(CLUSTER_SH), "cut", "worker1", "30"], stderr=subprocess.DEVNULL)
         return "cut worker1 off for 30 s"
 
+    def caught_up(self, run: Run, db: str) -> bool:
+        return True
+
     def after_produced(self, run: Run) -> None:
         self.heal(run)
 
@@ -182,6 +195,9 @@ class WorkerKilledAndRestarted:
                                        wrap=run.cluster.netns("worker1"))
         return "killed worker1 (kill -9) and started it again"
 
+    def caught_up(self, run: Run, db: str) -> bool:
+        return True
+
     def after_produced(self, run: Run) -> None:
         pass
 
@@ -189,9 +205,48 @@ class WorkerKilledAndRestarted:
         pass
 
 
+class ClickHouseReplicaKilled:
+    """kill -9 ch-s1r2, a replica of shard 1, and start it again DOWN_S later."""
+
+    HOST = "ch-s1r2"
+    DOWN_S = 15.0
+
+    def __init__(self) -> None:
+        self.killed_at: float | None = None
+        self.restarted = False
+
+    def inject(self, run: Run) -> str:
+        run.cluster.kill(self.HOST)
+        self.killed_at = time.monotonic()
+        return f"killed {self.HOST}, a replica of shard 1 (restarted {self.DOWN_S:.0f} s later)"
+
+    def after_produced(self, run: Run) -> None:
+        assert self.killed_at is not None
+        time.sleep(max(0.0, self.killed_at + self.DOWN_S - time.monotonic()))
+        self.heal(run)
+
+    def caught_up(self, run: Run, db: str) -> bool:
+        """Every table of shard 1 holds the same rows on both replicas (the tables with parts
+        are the Replicated ones; a Distributed table stores nothing)."""
+        counts = []
+        for host in ("ch-s1r1", self.HOST):
+            b = NativeBackend(parse_url(run.cluster.ch_url(host)))
+            try:
+                counts.append(b.query(f"SELECT table, sum(rows) FROM system.parts WHERE database = '{db}' "
+                                      "AND active GROUP BY table ORDER BY table").rows)
+            finally:
+                b.close()
+        return counts[0] == counts[1] and bool(counts[0])
+
+    def heal(self, run: Run) -> None:
+        if self.killed_at is not None and not self.restarted:
+            run.cluster.restart(self.HOST)
+            self.restarted = True
+
+
 FAULTS: dict[str, Callable[[], Fault]] = {
     "leader-broker-killed": LeaderBrokerKilled, "worker-host-cut-30s": WorkerHostCut,
-    "worker-killed-restarted": WorkerKilledAndRestarted}
+    "worker-killed-restarted": WorkerKilledAndRestarted, "clickhouse-replica-killed": ClickHouseReplicaKilled}
 
 
 @pytest.mark.parametrize("fault_name", list(FAULTS))
@@ -247,6 +302,8 @@ def test_fault_mid_stream_equals_the_oracles(cluster: Cluster, store: tuple[Nati
                 f"SELECT DISTINCT flag_id, status FROM {db}.borrower_flags").rows)) == expected_flags,
                      60, "stored flags equal to the oracle", workers)
             timeline.mark("flags_equal_s")
+            wait_for(lambda: fault.caught_up(run, db), 120, "the faulty host recovered", workers)
+            timeline.mark("host_recovered_s")
         # nothing doubled: duplicates on the wire and records re-sent after the failover never
         # become duplicate answers
         assert backend.query(f"SELECT count() FROM {db}.call_events FINAL").scalar() == len(events)
