@@ -124,8 +124,9 @@ class MergeStage(Stage[MergeRates]):
                     continue
                 _, start, dim, value = parse_cell_key(key)
                 dv = f"{dim}|{value}"
-                new_state, alerts = on_final_window(self.spikes[p].get(dv), dim, value, start, cell.total[1],
-                                                    cell.total[3], self.alert_cfg, now)
+                total = cell.total
+                new_state, alerts = on_final_window(self.spikes[p].get(dv), dim, value, start, total[1],
+                                                    total[3], self.alert_cfg, now)
                 self.spikes[p][dv] = new_state
                 cp.state.add(self.topics.changelog, f"{p}|{SPIKE_PREFIX}{dv}".encode(), new_state.to_bytes(), p)
                 for a in alerts:

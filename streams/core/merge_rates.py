@@ -30,6 +30,7 @@ version that increases per key and `final` set once closed.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -51,16 +52,97 @@ Stamp = tuple[int, int]
 
 
 class MergedCell:
-    __slots__ = ("final", "parts", "stamps", "total", "version")
+    """One cell's shares, one per source partition, flat: a backlog holds hundreds of
+    thousands of open cells, and a dict of lists plus a dict of tuples per cell cost several
+    times the memory (bench/HISTORY.md). Share `src` is counts[src * N_COUNTS:][:N_COUNTS];
+    its stamp is stamp_words[2 * src], stamp_words[2 * src + 1]. Bit `src` of `present` says
+    the share exists (an absent one counts as zeros), of `stamped` that it has a stamp."""
+
+    __slots__ = ("counts", "final", "present", "stamp_words", "stamped", "version")
 
     def __init__(self) -> None:
-        self.parts: dict[int, list[int]] = {}
-        # source partition -> stamp of its share (absent: written before snapshots were stamped)
-        self.stamps: dict[int, Stamp] = {}
-        self.total: list[int] = [0] * N_COUNTS
+        self.counts: list[int] = []
+        # array, not list: epochs and positions are large ints, a separate object each in a list
+        self.stamp_words = array("q")
+        self.present = 0
+        self.stamped = 0
         self.version = 0
         self.final = False
 
+    # -- shares and stamps -----------------------------------------------------------------
+    def share(self, src: int) -> list[int] | None:
+        if not self.present >> src & 1:
+            return None
+        base = src * N_COUNTS
+        return list(self.counts[base:base + N_COUNTS])
+
+    def stamp(self, src: int) -> Stamp | None:
+        if not self.stamped >> src & 1:
+            return None
+        return self.stamp_words[2 * src], self.stamp_words[2 * src + 1]
+
+    def set_share(self, src: int, counts: list[int]) -> bool:
+        """Hold `counts` as the share of `src`; True when that changed it."""
+        mine = self.counts
+        base = src * N_COUNTS
+        if self.present >> src & 1:
+            changed = False
+            for i in range(N_COUNTS):
+                if mine[base + i] != counts[i]:
+                    mine[base + i] = counts[i]
+                    changed = True
+            return changed
+        if len(mine) < base + N_COUNTS:
+            mine.extend([0] * (base + N_COUNTS - len(mine)))
+        for i in range(N_COUNTS):
+            mine[base + i] = counts[i]
+        self.present |= 1 << src
+        return True
+
+    def set_stamp(self, src: int, stamp: Stamp) -> None:
+        if len(self.stamp_words) < 2 * (src + 1):
+            self.stamp_words.extend([0] * (2 * (src + 1) - len(self.stamp_words)))
+        self.stamp_words[2 * src] = stamp[0]
+        self.stamp_words[2 * src + 1] = stamp[1]
+        self.stamped |= 1 << src
+
+    def sources(self) -> list[int]:
+        """The source partitions with a share or a stamp, in order."""
+        held = self.present | self.stamped
+        return [src for src in range(held.bit_length()) if held >> src & 1]
+
+    @property
+    def parts(self) -> dict[int, list[int]]:
+        """source partition -> its share (a copy)."""
+        out: dict[int, list[int]] = {}
+        for src in self.sources():
+            share = self.share(src)
+            if share is not None:
+                out[src] = share
+        return out
+
+    @property
+    def stamps(self) -> dict[int, Stamp]:
+        """source partition -> the stamp of its share (absent: written before snapshots were
+        stamped)."""
+        out: dict[int, Stamp] = {}
+        for src in self.sources():
+            stamp = self.stamp(src)
+            if stamp is not None:
+                out[src] = stamp
+        return out
+
+    @property
+    def total(self) -> list[int]:
+        """The counts summed over the shares (absent shares are zeros)."""
+        total = [0] * N_COUNTS
+        counts = self.counts
+        for base in range(0, len(counts), N_COUNTS):
+            for i in range(N_COUNTS):
+                total[i] += counts[base + i]
+        return total
+
+    # -- persistence -------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         return orjson.dumps({"p": {str(k): v for k, v in self.parts.items()}, "v": self.version, "f": self.final,
                              "s": {str(k): list(v) for k, v in self.stamps.items()}})
@@ -69,40 +151,34 @@ class MergedCell:
     def from_bytes(cls, raw: bytes) -> MergedCell:
         d = orjson.loads(raw)
         c = cls()
-        c.parts = {int(k): v for k, v in d["p"].items()}
-        c.stamps = {int(k): (v[0], v[1]) for k, v in d.get("s", {}).items()}
+        for k, v in d["p"].items():
+            c.set_share(int(k), v)
+        for k, v in d.get("s", {}).items():
+            c.set_stamp(int(k), (v[0], v[1]))
         c.version = d["v"]
         c.final = d["f"]
-        c.recompute()
         return c
 
     def join(self, other: MergedCell) -> bool:
         """Take each share of `other` that is newer than the one held (by stamp; a share without
         a stamp counts as older than any stamped one, and an unstamped pair: `other` wins).
-        Returns True when a share changed (totals recomputed)."""
+        Returns True when a share changed."""
         changed = False
-        for src, counts in other.parts.items():
-            theirs = other.stamps.get(src)
-            mine = self.stamps.get(src)
-            if src in self.parts and mine is not None and (theirs is None or theirs < mine):
+        for src in other.sources():
+            counts = other.share(src)
+            if counts is None:
+                continue
+            theirs = other.stamp(src)
+            mine = self.stamp(src)
+            if self.present >> src & 1 and mine is not None and (theirs is None or theirs < mine):
                 continue
             if theirs is not None:
-                self.stamps[src] = theirs
-            if self.parts.get(src) != counts:
-                self.parts[src] = list(counts)
+                self.set_stamp(src, theirs)
+            if self.set_share(src, counts):
                 changed = True
         self.version = max(self.version, other.version)
         self.final = self.final or other.final
-        if changed:
-            self.recompute()
         return changed
-
-    def recompute(self) -> None:
-        total = [0] * N_COUNTS
-        for counts in self.parts.values():
-            for i, n in enumerate(counts):
-                total[i] += n
-        self.total = total
 
 
 class MergeRates:
@@ -169,16 +245,14 @@ class MergeRates:
             cell = self.cells[key] = MergedCell()
             heapq.heappush(self._open, (start + size, key))
         if stamp is not None:
-            held = cell.stamps.get(src)
+            held = cell.stamp(src)
             if held is not None and stamp < held:
                 self.stale_partials += 1
                 return False
             if held != stamp:
-                cell.stamps[src] = stamp
+                cell.set_stamp(src, stamp)
                 self._restamped.add(key)  # persisted even when the counts are equal (not emitted)
-        if cell.parts.get(src) != counts:
-            cell.parts[src] = list(counts)
-            cell.recompute()
+        if cell.set_share(src, counts):
             self._dirty.add(key)
         return True
 

@@ -327,8 +327,12 @@ def test_restores_keep_the_newest_share_not_the_latest_record() -> None:
     """A replaced owner's late changelog write must not roll restored state back."""
     n = len(COUNT_FIELDS)
     newer, stale = MergedCell(), MergedCell()
-    newer.parts, newer.stamps, newer.version = {0: [4] * n, 1: [1] * n}, {0: (2, 50), 1: (1, 9)}, 7
-    stale.parts, stale.stamps, stale.version, stale.final = {0: [2] * n, 1: [2] * n}, {0: (1, 80), 1: (1, 10)}, 9, True
+    for cell, shares, stamps in ((newer, {0: [4] * n, 1: [1] * n}, {0: (2, 50), 1: (1, 9)}),
+                                 (stale, {0: [2] * n, 1: [2] * n}, {0: (1, 80), 1: (1, 10)})):
+        for src, counts in shares.items():
+            cell.set_share(src, counts)
+            cell.set_stamp(src, stamps[src])
+    newer.version, stale.version, stale.final = 7, 9, True
     joined = MergedCell.from_bytes(merge_combine("m|k", newer.to_bytes(), stale.to_bytes()))
     assert joined.parts == {0: [4] * n, 1: [2] * n} and joined.total == [6] * n
     assert joined.version == 9 and joined.final
@@ -344,3 +348,55 @@ def test_restores_keep_the_newest_share_not_the_latest_record() -> None:
     assert st_.claim_epoch(T0) == T0 + 6 and st_.claim_epoch(T0 + 100) == T0 + 100
     wm = st_.watermark_change()
     assert wm is not None and PartitionRates.restore(0, SIZES, GRACE_MS, [wm]).epoch == T0 + 100
+
+
+# One snapshot of a share: (source partition, counts, stamp or None for an unstamped record).
+_SHARE = st.tuples(st.integers(0, 5), st.lists(st.integers(0, 5_000), min_size=len(COUNT_FIELDS),
+                                                max_size=len(COUNT_FIELDS)),
+                   st.one_of(st.none(), st.tuples(st.integers(0, 3), st.integers(0, 100))))
+
+
+def _model_apply(parts: dict[int, list[int]], stamps: dict[int, tuple[int, int]], src: int, counts: list[int],
+                 stamp: tuple[int, int] | None) -> None:
+    """The rule as the module docstring states it, on plain dicts."""
+    if stamp is not None:
+        if src in stamps and stamp < stamps[src]:
+            return
+        stamps[src] = stamp
+    parts[src] = list(counts)
+
+
+def _model_total(parts: dict[int, list[int]]) -> list[int]:
+    return [sum(c[i] for c in parts.values()) for i in range(len(COUNT_FIELDS))]
+
+
+@settings(max_examples=150, deadline=None)
+@given(first=st.lists(_SHARE, max_size=12), second=st.lists(_SHARE, max_size=12))
+def test_property_flat_cells_hold_what_the_rule_says(first: list, second: list) -> None:
+    """MergedCell keeps its shares flat; what it holds, sums, persists and joins equals the rule
+    applied to a dict per source partition."""
+    key = f"60|{T0 // 1000}|all|all"
+    cells = []
+    for ops in (first, second):
+        m, parts, stamps = MergeRates(6), {}, {}
+        for src, counts, stamp in ops:
+            m.apply_partial(src, key, counts, stamp)
+            _model_apply(parts, stamps, src, counts, stamp)
+        if not ops:
+            continue
+        cell = m.cells[key]
+        assert (cell.parts, cell.stamps, cell.total) == (parts, stamps, _model_total(parts))
+        again = MergedCell.from_bytes(cell.to_bytes())
+        assert (again.parts, again.stamps, again.total) == (parts, stamps, _model_total(parts))
+        cells.append((cell, parts, stamps))
+    if len(cells) == 2:
+        (a, a_parts, a_stamps), (b, b_parts, b_stamps) = cells
+        for src, counts in b_parts.items():  # join: per source, the share with the newer stamp
+            theirs, mine = b_stamps.get(src), a_stamps.get(src)
+            if src in a_parts and mine is not None and (theirs is None or theirs < mine):
+                continue
+            if theirs is not None:
+                a_stamps[src] = theirs
+            a_parts[src] = list(counts)
+        a.join(b)
+        assert (a.parts, a.stamps, a.total) == (a_parts, a_stamps, _model_total(a_parts))
