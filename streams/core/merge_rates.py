@@ -70,12 +70,6 @@ class MergedCell:
         self.final = False
 
     # -- shares and stamps -----------------------------------------------------------------
-    def share(self, src: int) -> list[int] | None:
-        if not self.present >> src & 1:
-            return None
-        base = src * N_COUNTS
-        return list(self.counts[base:base + N_COUNTS])
-
     def stamp(self, src: int) -> Stamp | None:
         if not self.stamped >> src & 1:
             return None
@@ -85,19 +79,16 @@ class MergedCell:
         """Hold `counts` as the share of `src`; True when that changed it."""
         mine = self.counts
         base = src * N_COUNTS
-        if self.present >> src & 1:
-            changed = False
-            for i in range(N_COUNTS):
-                if mine[base + i] != counts[i]:
-                    mine[base + i] = counts[i]
-                    changed = True
-            return changed
-        if len(mine) < base + N_COUNTS:
-            mine.extend([0] * (base + N_COUNTS - len(mine)))
+        changed = not self.present >> src & 1
+        if changed:
+            if len(mine) < base + N_COUNTS:
+                mine.extend([0] * (base + N_COUNTS - len(mine)))
+            self.present |= 1 << src
         for i in range(N_COUNTS):
-            mine[base + i] = counts[i]
-        self.present |= 1 << src
-        return True
+            if mine[base + i] != counts[i]:
+                mine[base + i] = counts[i]
+                changed = True
+        return changed
 
     def set_stamp(self, src: int, stamp: Stamp) -> None:
         if len(self.stamp_words) < 2 * (src + 1):
@@ -106,31 +97,17 @@ class MergedCell:
         self.stamp_words[2 * src + 1] = stamp[1]
         self.stamped |= 1 << src
 
-    def sources(self) -> list[int]:
-        """The source partitions with a share or a stamp, in order."""
-        held = self.present | self.stamped
-        return [src for src in range(held.bit_length()) if held >> src & 1]
-
     @property
     def parts(self) -> dict[int, list[int]]:
         """source partition -> its share (a copy)."""
-        out: dict[int, list[int]] = {}
-        for src in self.sources():
-            share = self.share(src)
-            if share is not None:
-                out[src] = share
-        return out
+        return {src: self.counts[src * N_COUNTS:(src + 1) * N_COUNTS] for src in _bits(self.present)}
 
     @property
     def stamps(self) -> dict[int, Stamp]:
         """source partition -> the stamp of its share (absent: written before snapshots were
         stamped)."""
-        out: dict[int, Stamp] = {}
-        for src in self.sources():
-            stamp = self.stamp(src)
-            if stamp is not None:
-                out[src] = stamp
-        return out
+        words = self.stamp_words
+        return {src: (words[2 * src], words[2 * src + 1]) for src in _bits(self.stamped)}
 
     @property
     def total(self) -> list[int]:
@@ -164,10 +141,7 @@ class MergedCell:
         a stamp counts as older than any stamped one, and an unstamped pair: `other` wins).
         Returns True when a share changed."""
         changed = False
-        for src in other.sources():
-            counts = other.share(src)
-            if counts is None:
-                continue
+        for src, counts in other.parts.items():
             theirs = other.stamp(src)
             mine = self.stamp(src)
             if self.present >> src & 1 and mine is not None and (theirs is None or theirs < mine):
@@ -179,6 +153,11 @@ class MergedCell:
         self.version = max(self.version, other.version)
         self.final = self.final or other.final
         return changed
+
+
+def _bits(mask: int) -> list[int]:
+    """The positions of the bits set in `mask`, lowest first."""
+    return [i for i in range(mask.bit_length()) if mask >> i & 1]
 
 
 class MergeRates:
